@@ -1,0 +1,48 @@
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PROTOS := $(wildcard proto/cityfed/v1/*.proto)
+
+.PHONY: setup demo test proto lint check check-stubs bench clean
+
+setup: $(BIN)/cityfed
+
+$(BIN)/cityfed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: setup
+	$(BIN)/python scripts/demo.py
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+# Regenerates the Python stubs beside the protos; they are committed, never edited by hand.
+proto:
+	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=proto --pyi_out=proto \
+		--grpc_python_out=proto $(PROTOS)
+
+lint: setup
+	$(BIN)/ruff check .
+	cd proto && npx --yes @bufbuild/buf lint
+
+# Fails when the committed stubs differ from what the protos generate.
+check-stubs: setup
+	@rm -rf .stubcheck && mkdir -p .stubcheck
+	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=.stubcheck --pyi_out=.stubcheck \
+		--grpc_python_out=.stubcheck $(PROTOS)
+	@for f in .stubcheck/cityfed/v1/*; do \
+		cmp -s $$f proto/cityfed/v1/$$(basename $$f) || { echo "stale stub: $$(basename $$f) (run make proto)"; exit 1; }; \
+	done
+	@rm -rf .stubcheck
+	@echo "stubs match the protos"
+
+check: check-stubs lint test
+
+bench: setup
+	$(BIN)/python scripts/bench.py
+
+clean:
+	rm -rf $(VENV) .stubcheck .pytest_cache build *.egg-info

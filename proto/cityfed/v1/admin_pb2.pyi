@@ -1,0 +1,33 @@
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class IngestMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    INGEST_MODE_UNSPECIFIED: _ClassVar[IngestMode]
+    INGEST_MODE_REPLACE: _ClassVar[IngestMode]
+    INGEST_MODE_APPEND: _ClassVar[IngestMode]
+INGEST_MODE_UNSPECIFIED: IngestMode
+INGEST_MODE_REPLACE: IngestMode
+INGEST_MODE_APPEND: IngestMode
+
+class IngestRequest(_message.Message):
+    __slots__ = ("dataset", "path", "mode")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    path: str
+    mode: IngestMode
+    def __init__(self, dataset: _Optional[str] = ..., path: _Optional[str] = ..., mode: _Optional[_Union[IngestMode, str]] = ...) -> None: ...
+
+class IngestResponse(_message.Message):
+    __slots__ = ("rows_loaded", "row_count")
+    ROWS_LOADED_FIELD_NUMBER: _ClassVar[int]
+    ROW_COUNT_FIELD_NUMBER: _ClassVar[int]
+    rows_loaded: int
+    row_count: int
+    def __init__(self, rows_loaded: _Optional[int] = ..., row_count: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,66 @@
+from cityfed.v1 import query_pb2 as _query_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class CityStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CITY_STATUS_UNSPECIFIED: _ClassVar[CityStatus]
+    CITY_STATUS_ANSWERED: _ClassVar[CityStatus]
+    CITY_STATUS_REFUSED: _ClassVar[CityStatus]
+    CITY_STATUS_TIMED_OUT: _ClassVar[CityStatus]
+    CITY_STATUS_UNREACHABLE: _ClassVar[CityStatus]
+    CITY_STATUS_FAILED: _ClassVar[CityStatus]
+CITY_STATUS_UNSPECIFIED: CityStatus
+CITY_STATUS_ANSWERED: CityStatus
+CITY_STATUS_REFUSED: CityStatus
+CITY_STATUS_TIMED_OUT: CityStatus
+CITY_STATUS_UNREACHABLE: CityStatus
+CITY_STATUS_FAILED: CityStatus
+
+class FederatedAggregateRequest(_message.Message):
+    __slots__ = ("sql", "query", "cities", "require_all", "city_timeout_ms")
+    SQL_FIELD_NUMBER: _ClassVar[int]
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    CITIES_FIELD_NUMBER: _ClassVar[int]
+    REQUIRE_ALL_FIELD_NUMBER: _ClassVar[int]
+    CITY_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    sql: str
+    query: _query_pb2.FederatedQuery
+    cities: _containers.RepeatedScalarFieldContainer[str]
+    require_all: bool
+    city_timeout_ms: int
+    def __init__(self, sql: _Optional[str] = ..., query: _Optional[_Union[_query_pb2.FederatedQuery, _Mapping]] = ..., cities: _Optional[_Iterable[str]] = ..., require_all: _Optional[bool] = ..., city_timeout_ms: _Optional[int] = ...) -> None: ...
+
+class CityOutcome(_message.Message):
+    __slots__ = ("city", "status", "code", "detail", "groups", "elapsed_ms")
+    CITY_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_MS_FIELD_NUMBER: _ClassVar[int]
+    city: str
+    status: CityStatus
+    code: str
+    detail: str
+    groups: int
+    elapsed_ms: float
+    def __init__(self, city: _Optional[str] = ..., status: _Optional[_Union[CityStatus, str]] = ..., code: _Optional[str] = ..., detail: _Optional[str] = ..., groups: _Optional[int] = ..., elapsed_ms: _Optional[float] = ...) -> None: ...
+
+class FederatedAggregateResponse(_message.Message):
+    __slots__ = ("column_names", "rows", "outcomes", "complete")
+    COLUMN_NAMES_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    column_names: _containers.RepeatedScalarFieldContainer[str]
+    rows: _containers.RepeatedCompositeFieldContainer[_query_pb2.Row]
+    outcomes: _containers.RepeatedCompositeFieldContainer[CityOutcome]
+    complete: bool
+    def __init__(self, column_names: _Optional[_Iterable[str]] = ..., rows: _Optional[_Iterable[_Union[_query_pb2.Row, _Mapping]]] = ..., outcomes: _Optional[_Iterable[_Union[CityOutcome, _Mapping]]] = ..., complete: _Optional[bool] = ...) -> None: ...
