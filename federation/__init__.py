@@ -1,0 +1,1 @@
+"""What every member of a region shares: datasets, plans, merging, the coordinator, the CLI."""

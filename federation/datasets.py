@@ -1,0 +1,147 @@
+"""The region's standard datasets: defined once, here, and shared by every member.
+
+Every city stores these tables with exactly these columns. Nodes compile plans only against
+these definitions (identifiers never come from a caller), ingest validates files against
+them, and the catalog publishes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Sensitivity(Enum):
+    """How much harm a column can do if it leaves the city, most harmful last."""
+
+    PUBLIC = "public"  # codes and categories anyone may know (district, mode, scheme)
+    QUASI_IDENTIFIER = "quasi_identifier"  # identifying in combination (birth date, station)
+    IDENTIFIER = "identifier"  # names a person or card on its own (person_id, name, card_id)
+    SENSITIVE = "sensitive"  # health and money (icd10, costs, pension amounts)
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # a DuckDB type
+    description: str
+    sensitivity: Sensitivity
+    unit: str = ""
+    nullable: bool = False
+    allowed: tuple[str, ...] = ()  # the only values a VARCHAR column may hold, when set
+    pattern: str = ""  # a regular expression every non-null VARCHAR value must match fully
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    description: str
+    columns: tuple[Column, ...]
+
+    def column(self, name: str) -> Column | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+
+RESIDENT_ID = r"[0-9]{17}[0-9X]"  # GB 11643: 17 digits and a check character
+DIVISION_CODE = r"[0-9]{6}"  # GB/T 2260 administrative division code
+CITY_CODE = r"[0-9]{4}00"  # GB/T 2260 code of a prefecture-level city
+
+_PERSON_ID = Column(
+    "person_id", "VARCHAR", "18-character resident identity number (GB 11643)",
+    Sensitivity.IDENTIFIER, pattern=RESIDENT_ID,
+)
+
+POPULATION = Dataset(
+    "population",
+    "Residents on the city's household and residence register, one row per person.",
+    (
+        _PERSON_ID,
+        Column("name", "VARCHAR", "Full name", Sensitivity.IDENTIFIER),
+        Column("sex", "VARCHAR", "Sex as registered", Sensitivity.QUASI_IDENTIFIER,
+               allowed=("F", "M")),
+        Column("birth_date", "DATE", "Date of birth", Sensitivity.QUASI_IDENTIFIER),
+        Column("district_code", "VARCHAR", "District of residence (GB/T 2260)",
+               Sensitivity.PUBLIC, pattern=DIVISION_CODE),
+        Column("hukou_city", "VARCHAR", "City of household registration (GB/T 2260)",
+               Sensitivity.QUASI_IDENTIFIER, pattern=CITY_CODE),
+        Column("registered_on", "DATE", "Date the person was registered in this city",
+               Sensitivity.QUASI_IDENTIFIER),
+        Column("deceased_on", "DATE", "Date of death; NULL while alive",
+               Sensitivity.SENSITIVE, nullable=True),
+    ),
+)
+
+SOCIAL_INSURANCE = Dataset(
+    "social_insurance",
+    "Social-insurance enrolments: one row per person and scheme.",
+    (
+        _PERSON_ID,
+        Column("scheme", "VARCHAR", "Insurance scheme", Sensitivity.PUBLIC,
+               allowed=("pension", "medical", "unemployment", "work_injury", "maternity")),
+        Column("status", "VARCHAR", "Enrolment status", Sensitivity.PUBLIC,
+               allowed=("active", "suspended", "closed")),
+        Column("enrolled_on", "DATE", "Date of enrolment", Sensitivity.QUASI_IDENTIFIER),
+        Column("monthly_amount", "DECIMAL(12,2)",
+               "Monthly benefit paid (pension) or contribution (other schemes)",
+               Sensitivity.SENSITIVE, unit="CNY"),
+        Column("last_paid_on", "DATE", "Date of the last payment; NULL if never paid",
+               Sensitivity.SENSITIVE, nullable=True),
+    ),
+)
+
+TRANSIT_TRIPS = Dataset(
+    "transit_trips",
+    "Transport-card taps at gates and buses in the city, one row per tap.",
+    (
+        Column("card_id", "VARCHAR", "Transport card number", Sensitivity.IDENTIFIER),
+        Column("person_id", "VARCHAR", "Card holder; NULL for an anonymous card",
+               Sensitivity.IDENTIFIER, nullable=True, pattern=RESIDENT_ID),
+        Column("tapped_at", "TIMESTAMP", "Local time of the tap", Sensitivity.QUASI_IDENTIFIER),
+        Column("mode", "VARCHAR", "Mode of transport", Sensitivity.PUBLIC,
+               allowed=("metro", "bus", "rail")),
+        Column("line", "VARCHAR", "Line or route", Sensitivity.PUBLIC),
+        Column("station", "VARCHAR", "Station or stop", Sensitivity.QUASI_IDENTIFIER),
+        Column("district_code", "VARCHAR", "District of the station (GB/T 2260)",
+               Sensitivity.PUBLIC, pattern=DIVISION_CODE),
+        Column("fare", "DECIMAL(8,2)", "Fare charged", Sensitivity.PUBLIC, unit="CNY"),
+        Column("card_city", "VARCHAR", "City that issued the card (GB/T 2260)",
+               Sensitivity.PUBLIC, pattern=CITY_CODE),
+    ),
+)
+
+MEDICAL_VISITS = Dataset(
+    "medical_visits",
+    "Hospital visits settled through a medical-insurance card, one row per visit.",
+    (
+        Column("visit_id", "VARCHAR", "Visit number, unique within the city",
+               Sensitivity.IDENTIFIER),
+        _PERSON_ID,
+        Column("card_city", "VARCHAR", "City whose medical insurance covers the visit "
+               "(GB/T 2260)", Sensitivity.PUBLIC, pattern=CITY_CODE),
+        Column("visited_on", "DATE", "Date of the visit", Sensitivity.QUASI_IDENTIFIER),
+        Column("hospital_id", "VARCHAR", "Hospital code", Sensitivity.QUASI_IDENTIFIER),
+        Column("department", "VARCHAR", "Hospital department", Sensitivity.PUBLIC),
+        Column("icd10", "VARCHAR", "Principal diagnosis (ICD-10 code)", Sensitivity.SENSITIVE,
+               pattern=r"[A-Z][0-9]{2}(\.[0-9A-Z]{1,2})?"),
+        Column("total_cost", "DECIMAL(12,2)", "Total cost of the visit", Sensitivity.SENSITIVE,
+               unit="CNY"),
+        Column("insurance_paid", "DECIMAL(12,2)", "Part of the cost paid by insurance",
+               Sensitivity.SENSITIVE, unit="CNY"),
+    ),
+)
+
+DATASETS: dict[str, Dataset] = {
+    d.name: d for d in (POPULATION, SOCIAL_INSURANCE, TRANSIT_TRIPS, MEDICAL_VISITS)
+}
+
+
+def create_table_sql(dataset: Dataset) -> str:
+    """The CREATE TABLE statement for a dataset; identifiers come only from this module."""
+    columns = ", ".join(
+        f'"{c.name}" {c.type}{"" if c.nullable else " NOT NULL"}' for c in dataset.columns
+    )
+    return f'CREATE TABLE IF NOT EXISTS "{dataset.name}" ({columns})'

@@ -1,0 +1,85 @@
+"""One error hierarchy for the whole project, each error with the gRPC status it becomes.
+
+Code raises these; exactly one place per server (`federation.grpc_errors`) turns them into a
+status and a public message. Anything else that escapes becomes INTERNAL with a generic message.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import grpc
+
+
+class CityfedError(Exception):
+    """Base error. The message is shown to the caller, so it must never carry data."""
+
+    status: ClassVar[grpc.StatusCode] = grpc.StatusCode.INTERNAL
+    reason: ClassVar[str] = "INTERNAL"
+
+
+class InvalidQuery(CityfedError):
+    """The question is outside the supported subset, or refers to what does not exist."""
+
+    status = grpc.StatusCode.INVALID_ARGUMENT
+    reason = "INVALID_QUERY"
+
+
+class InvalidArgument(CityfedError):
+    """A request field is malformed."""
+
+    status = grpc.StatusCode.INVALID_ARGUMENT
+    reason = "INVALID_ARGUMENT"
+
+
+class TooLarge(CityfedError):
+    """A request or a result is larger than the configured limit."""
+
+    status = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "TOO_LARGE"
+
+
+class DeadlineExceeded(CityfedError):
+    status = grpc.StatusCode.DEADLINE_EXCEEDED
+    reason = "DEADLINE_EXCEEDED"
+
+
+class Cancelled(CityfedError):
+    status = grpc.StatusCode.CANCELLED
+    reason = "CANCELLED"
+
+
+class IncompleteAnswer(CityfedError):
+    """A complete answer was required and at least one city did not answer."""
+
+    status = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "INCOMPLETE_ANSWER"
+
+
+class IngestError(CityfedError):
+    """A file could not be loaded; the message names the file, row and column."""
+
+    status = grpc.StatusCode.INVALID_ARGUMENT
+    reason = "INGEST_REJECTED"
+
+
+class FileMissing(CityfedError):
+    status = grpc.StatusCode.NOT_FOUND
+    reason = "FILE_NOT_FOUND"
+
+
+class LoadInProgress(CityfedError):
+    status = grpc.StatusCode.ABORTED
+    reason = "LOAD_IN_PROGRESS"
+
+
+class ConfigError(CityfedError):
+    """A configuration file is missing a key or holds a bad value; names the file and key."""
+
+    status = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "BAD_CONFIG"
+
+
+class StoreUnavailable(CityfedError):
+    status = grpc.StatusCode.UNAVAILABLE
+    reason = "STORE_UNAVAILABLE"

@@ -1,0 +1,428 @@
+"""Turn SQL text in cityfed's subset into a `FederatedQuery`.
+
+DuckDB parses the text (`json_serialize_sql`), so what is accepted is DuckDB SQL by
+construction and means what DuckDB means; this module walks the syntax tree and refuses every
+node it does not know, naming the part that is not supported. The text itself goes to DuckDB
+only as a bound parameter of the parser function, on a sandboxed in-memory connection.
+
+The subset: SELECT over one dataset; count(*), count, sum, avg, min, max; WHERE with
+comparisons, IN, BETWEEN, IS [NOT] NULL, AND/OR/NOT and arithmetic (+ - * / // %);
+year, month, day, hour, date_trunc, date_diff; typed DATE/TIMESTAMP literals; GROUP BY
+expressions, positions or output names; HAVING; ORDER BY expressions, positions or output
+names, ASC/DESC, NULLS FIRST/LAST; LIMIT and OFFSET.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import duckdb
+from cityfed.v1 import query_pb2
+
+from federation.datasets import DATASETS, Dataset
+from federation.errors import InvalidQuery, TooLarge
+from federation.plan import MAX_EXPRESSION_DEPTH, check_query
+from federation.sandbox import sandboxed_memory_connection
+from federation.values import to_value
+
+F = query_pb2.Function
+A = query_pb2.AggregateFunction
+
+MAX_SQL_CHARS = 64 * 1024
+
+_COMPARISONS = {
+    "COMPARE_EQUAL": F.FUNCTION_EQUAL,
+    "COMPARE_NOTEQUAL": F.FUNCTION_NOT_EQUAL,
+    "COMPARE_LESSTHAN": F.FUNCTION_LESS,
+    "COMPARE_LESSTHANOREQUALTO": F.FUNCTION_LESS_OR_EQUAL,
+    "COMPARE_GREATERTHAN": F.FUNCTION_GREATER,
+    "COMPARE_GREATERTHANOREQUALTO": F.FUNCTION_GREATER_OR_EQUAL,
+}
+_ARITHMETIC = {
+    "+": F.FUNCTION_ADD,
+    "-": F.FUNCTION_SUBTRACT,
+    "*": F.FUNCTION_MULTIPLY,
+    "/": F.FUNCTION_DIVIDE,
+    "//": F.FUNCTION_INTEGER_DIVIDE,
+    "%": F.FUNCTION_MODULO,
+}
+_SCALAR_FUNCTIONS = {
+    "year": F.FUNCTION_YEAR,
+    "month": F.FUNCTION_MONTH,
+    "day": F.FUNCTION_DAY,
+    "hour": F.FUNCTION_HOUR,
+    "date_trunc": F.FUNCTION_DATE_TRUNC,
+    "datetrunc": F.FUNCTION_DATE_TRUNC,
+    "date_diff": F.FUNCTION_DATE_DIFF,
+    "datediff": F.FUNCTION_DATE_DIFF,
+}
+_AGGREGATES = {
+    "count_star": A.AGGREGATE_FUNCTION_COUNT_STAR,
+    "count": A.AGGREGATE_FUNCTION_COUNT,
+    "sum": A.AGGREGATE_FUNCTION_SUM,
+    "avg": A.AGGREGATE_FUNCTION_AVG,
+    "mean": A.AGGREGATE_FUNCTION_AVG,
+    "min": A.AGGREGATE_FUNCTION_MIN,
+    "max": A.AGGREGATE_FUNCTION_MAX,
+}
+_TYPED_LITERALS = {"DATE": "date", "TIMESTAMP": "timestamp"}
+
+_parser = threading.local()
+
+
+def parse_tree(sql: str) -> dict[str, Any]:
+    """DuckDB's syntax tree of one SELECT statement."""
+    if len(sql) > MAX_SQL_CHARS:
+        raise TooLarge(f"the SQL text is {len(sql)} characters; the limit is {MAX_SQL_CHARS}")
+    if not hasattr(_parser, "connection"):
+        _parser.connection = sandboxed_memory_connection()
+    try:
+        (serialized,) = _parser.connection.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
+    except duckdb.Error as error:
+        raise InvalidQuery(f"could not parse the SQL: {error}") from None
+    try:
+        tree = json.loads(serialized)
+    except RecursionError:
+        raise TooLarge("the SQL nests too deeply") from None
+    if tree.get("error"):
+        if "expression depth" in tree.get("error_message", ""):
+            raise TooLarge("the SQL nests too deeply")
+        raise InvalidQuery(f"SQL syntax error: {tree.get('error_message', 'unknown')}")
+    statements = tree["statements"]
+    if len(statements) != 1:
+        raise InvalidQuery(f"send exactly one SELECT statement, not {len(statements)}")
+    return statements[0]["node"]
+
+
+def parse_query(sql: str) -> query_pb2.FederatedQuery:
+    """Parse SQL in the supported subset into a checked `FederatedQuery`."""
+    tree = parse_tree(sql)
+    try:
+        query = _QueryBuilder(sql).build(tree)
+    except RecursionError:
+        raise TooLarge("the SQL nests too deeply") from None
+    check_query(query)
+    return query
+
+
+class _QueryBuilder:
+    def __init__(self, sql: str) -> None:
+        self.sql = sql
+        self.dataset: Dataset | None = None
+        self.plan = query_pb2.AggregatePlan()
+        self.group_keys: list[query_pb2.Expression] = []
+        self.aggregates: list[query_pb2.Aggregate] = []
+        self.depth = 0
+
+    def build(self, node: dict[str, Any]) -> query_pb2.FederatedQuery:
+        if node.get("type") != "SELECT_NODE":
+            raise InvalidQuery(f"only a plain SELECT is supported, not {_kind(node)}")
+        if node.get("cte_map", {}).get("map"):
+            raise InvalidQuery("WITH (common table expressions) is not supported")
+        for clause in ("qualify", "sample"):
+            if node.get(clause):
+                raise InvalidQuery(f"{clause.upper()} is not supported")
+        if node.get("group_sets") and len(node["group_sets"]) > 1:
+            raise InvalidQuery("GROUPING SETS, ROLLUP and CUBE are not supported")
+        if node.get("aggregate_handling") != "STANDARD_HANDLING":
+            raise InvalidQuery("GROUP BY ALL is not supported; list the group keys")
+        self.dataset = self._dataset(node.get("from_table"))
+        self.plan.dataset = self.dataset.name
+        if node.get("where_clause"):
+            self.plan.filter.CopyFrom(self._row_expression(node["where_clause"], "WHERE"))
+
+        select_list = node.get("select_list", [])
+        names = [self._output_name(item) for item in select_list]
+        for item in node.get("group_expressions", []):
+            self._add_group_key(item, select_list, names)
+
+        query = query_pb2.FederatedQuery()
+        for name, item in zip(names, select_list, strict=True):
+            if item.get("class") == "STAR":
+                raise InvalidQuery("SELECT * is not supported: name the group keys and aggregates")
+            query.columns.add(name=name, expression=self._merged_expression(item, "SELECT"))
+        if node.get("having"):
+            query.having.CopyFrom(self._merged_expression(node["having"], "HAVING"))
+        for modifier in node.get("modifiers", []):
+            self._apply_modifier(modifier, query, select_list, names)
+
+        self.plan.group_by.extend(self.group_keys)
+        self.plan.aggregates.extend(self.aggregates)
+        query.plan.CopyFrom(self.plan)
+        return query
+
+    def _dataset(self, table: dict[str, Any] | None) -> Dataset:
+        if not table or table.get("type") != "BASE_TABLE":
+            found = _kind(table) if table else "no FROM clause"
+            raise InvalidQuery(f"FROM must name one dataset (joins and subqueries are not "
+                               f"supported), found {found}")
+        if table.get("schema_name") or table.get("catalog_name"):
+            raise InvalidQuery("name the dataset without a schema or catalog")
+        if table.get("at_clause") or table.get("sample"):
+            raise InvalidQuery("AT and TABLESAMPLE are not supported")
+        dataset = DATASETS.get(table["table_name"])
+        if dataset is None:
+            raise InvalidQuery(f"unknown dataset {table['table_name'][:64]!r}; known "
+                               f"datasets: {', '.join(DATASETS)}")
+        if table.get("alias"):
+            self.table_alias = table["alias"]
+        return dataset
+
+    def _output_name(self, item: dict[str, Any]) -> str:
+        if item.get("alias"):
+            return item["alias"]
+        if item.get("class") == "COLUMN_REF":
+            return item["column_names"][-1]
+        start, length = item.get("query_location"), item.get("query_location_length")
+        if isinstance(start, int) and isinstance(length, int) and length > 0:
+            return self.sql[start:start + length]
+        return f"column{len(self.sql)}"
+
+    def _add_group_key(self, item: dict[str, Any], select_list, names: list[str]) -> None:
+        position = _integer_constant(item)
+        if position is not None:
+            if not 1 <= position <= len(select_list):
+                raise InvalidQuery(f"GROUP BY position {position} is not in the select list")
+            item = select_list[position - 1]
+        elif item.get("class") == "COLUMN_REF" and len(item["column_names"]) == 1:
+            name = item["column_names"][0]
+            if self.dataset.column(name) is None and name in names:
+                item = select_list[names.index(name)]
+        key = self._row_expression(item, "GROUP BY")
+        if key not in self.group_keys:
+            self.group_keys.append(key)
+
+    def _apply_modifier(self, modifier, query, select_list, names: list[str]) -> None:
+        kind = modifier.get("type")
+        if kind == "ORDER_MODIFIER":
+            for order in modifier["orders"]:
+                key = query.order_by.add()
+                key.expression.CopyFrom(self._order_expression(
+                    order["expression"], query, select_list, names))
+                key.descending = order["type"] == "DESCENDING"
+                key.nulls_first = order["null_order"] == "NULLS FIRST"
+        elif kind == "LIMIT_MODIFIER":
+            if modifier.get("limit") is not None:
+                query.limit = self._count_constant(modifier["limit"], "LIMIT")
+            if modifier.get("offset") is not None:
+                query.offset = self._count_constant(modifier["offset"], "OFFSET")
+        elif kind == "DISTINCT_MODIFIER":
+            raise InvalidQuery("SELECT DISTINCT is not supported")
+        else:
+            raise InvalidQuery(f"{kind} is not supported")
+
+    def _order_expression(self, item, query, select_list, names: list[str]):
+        position = _integer_constant(item)
+        if position is not None:
+            if not 1 <= position <= len(select_list):
+                raise InvalidQuery(f"ORDER BY position {position} is not in the select list")
+            return query.columns[position - 1].expression
+        if item.get("class") == "COLUMN_REF" and len(item["column_names"]) == 1:
+            name = item["column_names"][0]
+            if name in names:
+                return query.columns[names.index(name)].expression
+        return self._merged_expression(item, "ORDER BY")
+
+    def _count_constant(self, item: dict[str, Any], clause: str) -> int:
+        value = _integer_constant(item)
+        if value is None or value < 0:
+            raise InvalidQuery(f"{clause} must be a non-negative integer constant")
+        return value
+
+    # Expressions evaluated per row, at the nodes.
+
+    def _row_expression(self, item: dict[str, Any], clause: str) -> query_pb2.Expression:
+        return self._expression(item, clause, merged=False)
+
+    # Expressions evaluated per merged group, at the coordinator.
+
+    def _merged_expression(self, item: dict[str, Any], clause: str) -> query_pb2.Expression:
+        return self._expression(item, clause, merged=True)
+
+    def _expression(self, item: dict[str, Any], clause: str, merged: bool) -> query_pb2.Expression:
+        self.depth += 1
+        try:
+            if self.depth > MAX_EXPRESSION_DEPTH:
+                raise TooLarge(f"expressions may nest at most {MAX_EXPRESSION_DEPTH} deep")
+            return self._expression_at_depth(item, clause, merged)
+        finally:
+            self.depth -= 1
+
+    def _expression_at_depth(self, item: dict[str, Any], clause: str,
+                             merged: bool) -> query_pb2.Expression:
+        if merged and item.get("class") != "CONSTANT":
+            if item.get("class") == "FUNCTION" and item.get("function_name") in _AGGREGATES \
+                    and not item.get("is_operator"):
+                return self._aggregate_reference(item, clause)
+            row_form = self._try_row_form(item)
+            if row_form is not None and row_form in self.group_keys:
+                return query_pb2.Expression(group_key=self.group_keys.index(row_form))
+        kind = item.get("class")
+        if kind == "COLUMN_REF":
+            return self._column(item, clause, merged)
+        if kind == "CONSTANT":
+            return query_pb2.Expression(literal=_literal(item["literal"]))
+        if kind == "CAST":
+            return query_pb2.Expression(literal=_typed_literal(item))
+        if kind == "FUNCTION":
+            return self._function(item, clause, merged)
+        if kind == "COMPARISON":
+            return _call(_COMPARISONS.get(item["type"]) or _unsupported(item, clause),
+                         [self._expression(item[side], clause, merged)
+                          for side in ("left", "right")])
+        if kind == "CONJUNCTION":
+            function = F.FUNCTION_AND if item["type"] == "CONJUNCTION_AND" else F.FUNCTION_OR
+            return _call(function, [self._expression(c, clause, merged)
+                                    for c in item["children"]])
+        if kind == "BETWEEN":
+            return _call(F.FUNCTION_BETWEEN, [self._expression(item[part], clause, merged)
+                                              for part in ("input", "lower", "upper")])
+        if kind == "OPERATOR":
+            return self._operator(item, clause, merged)
+        return _unsupported(item, clause)
+
+    def _try_row_form(self, item: dict[str, Any]) -> query_pb2.Expression | None:
+        try:
+            return self._row_expression(item, "GROUP BY")
+        except InvalidQuery:
+            return None
+
+    def _column(self, item, clause: str, merged: bool) -> query_pb2.Expression:
+        parts = item["column_names"]
+        if len(parts) == 2 and parts[0] in (self.dataset.name, getattr(self, "table_alias", None)):
+            parts = parts[1:]
+        if len(parts) != 1:
+            raise InvalidQuery(f"column {'.'.join(parts)!r} in {clause} is not a column of "
+                               f"{self.dataset.name}")
+        name = parts[0]
+        if self.dataset.column(name) is None:
+            raise InvalidQuery(f"unknown column {name[:64]!r} in {clause}; dataset "
+                               f"{self.dataset.name} has: {', '.join(self.dataset.column_names)}")
+        if merged:
+            raise InvalidQuery(f"column {name!r} in {clause} must appear in GROUP BY or be "
+                               "used in an aggregate")
+        return query_pb2.Expression(column=name)
+
+    def _function(self, item, clause: str, merged: bool) -> query_pb2.Expression:
+        name = item["function_name"].lower()
+        if item.get("schema") or item.get("catalog"):
+            raise InvalidQuery(f"function {name} must not name a schema or catalog")
+        if item.get("distinct") or item.get("filter") or item.get("order_bys", {}).get("orders"):
+            raise InvalidQuery(f"DISTINCT, FILTER and ORDER BY inside {name}() are not supported")
+        arguments = [a["expression"] for a in item.get("arguments", [])]
+        if any(a.get("name") for a in item.get("arguments", [])):
+            raise InvalidQuery(f"named arguments to {name}() are not supported")
+        if item.get("is_operator") and name == "-" and len(arguments) == 1:
+            return _call(F.FUNCTION_NEGATE, [self._expression(arguments[0], clause, merged)])
+        function = (_ARITHMETIC if item.get("is_operator") else _SCALAR_FUNCTIONS).get(name)
+        if function is None:
+            if name in _AGGREGATES:
+                raise InvalidQuery(f"aggregate {name}() is not allowed in {clause}")
+            raise InvalidQuery(f"function {name}() is not supported; supported: "
+                               f"{', '.join(sorted(set(_SCALAR_FUNCTIONS)))} and "
+                               f"{', '.join(n for n in _AGGREGATES if n != 'count_star')}")
+        return _call(function, [self._expression(a, clause, merged) for a in arguments])
+
+    def _operator(self, item, clause: str, merged: bool) -> query_pb2.Expression:
+        children = [self._expression(c, clause, merged) for c in item["children"]]
+        kind = item["type"]
+        if kind == "OPERATOR_NOT":
+            inner = children[0]
+            if inner.WhichOneof("kind") == "call":
+                negated = {F.FUNCTION_IN: F.FUNCTION_NOT_IN,
+                           F.FUNCTION_BETWEEN: F.FUNCTION_NOT_BETWEEN}.get(inner.call.function)
+                inner_item = item["children"][0]
+                if negated is not None and inner_item.get("class") in ("OPERATOR", "BETWEEN"):
+                    return _call(negated, list(inner.call.arguments))
+            return _call(F.FUNCTION_NOT, children)
+        simple = {"OPERATOR_IS_NULL": F.FUNCTION_IS_NULL,
+                  "OPERATOR_IS_NOT_NULL": F.FUNCTION_IS_NOT_NULL,
+                  "COMPARE_IN": F.FUNCTION_IN,
+                  "COMPARE_NOT_IN": F.FUNCTION_NOT_IN}
+        if kind in simple:
+            return _call(simple[kind], children)
+        return _unsupported(item, clause)
+
+    def _aggregate_reference(self, item, clause: str) -> query_pb2.Expression:
+        name = item["function_name"].lower()
+        if item.get("distinct"):
+            raise InvalidQuery(f"{name}(DISTINCT …) cannot be merged exactly across cities and "
+                               "is not supported")
+        if item.get("filter") or item.get("order_bys", {}).get("orders"):
+            raise InvalidQuery(f"FILTER and ORDER BY inside {name}() are not supported")
+        arguments = [a["expression"] for a in item.get("arguments", [])]
+        aggregate = query_pb2.Aggregate(function=_AGGREGATES[name])
+        if name == "count_star":
+            pass
+        elif len(arguments) != 1:
+            raise InvalidQuery(f"{name}() takes exactly one argument")
+        else:
+            argument = arguments[0]
+            if argument.get("class") == "STAR":
+                raise InvalidQuery(f"{name}(*) is not supported; use count(*)")
+            aggregate.argument.CopyFrom(self._row_expression(argument, f"{name}()"))
+        if aggregate not in self.aggregates:
+            self.aggregates.append(aggregate)
+        return query_pb2.Expression(aggregate=self.aggregates.index(aggregate))
+
+
+def _call(function: int, arguments: list[query_pb2.Expression]) -> query_pb2.Expression:
+    return query_pb2.Expression(call=query_pb2.Call(function=function, arguments=arguments))
+
+
+def _kind(item: dict[str, Any]) -> str:
+    return str(item.get("type") or item.get("class") or "an unknown construct").replace("_", " ")
+
+
+def _unsupported(item: dict[str, Any], clause: str):
+    raise InvalidQuery(f"{_kind(item)} in {clause} is not supported")
+
+
+def _integer_constant(item: dict[str, Any]) -> int | None:
+    if item.get("class") == "CONSTANT" and item["literal"].get("kind") == "INTEGER":
+        return int(item["literal"]["text"])
+    return None
+
+
+def _literal(literal: dict[str, Any]) -> query_pb2.Value:
+    kind, text = literal.get("kind"), literal.get("text", "")
+    if kind == "NULL_LITERAL":
+        return query_pb2.Value()
+    if kind == "INTEGER":
+        return to_value(int(text))
+    if kind == "BOOLEAN":
+        return to_value(text.lower() == "true")
+    if kind == "STRING":
+        return to_value(text)
+    if kind == "NUMERIC":
+        if "e" in text.lower():
+            return to_value(float(text))
+        try:
+            return query_pb2.Value(decimal_value=format(Decimal(text), "f"))
+        except InvalidOperation:
+            raise InvalidQuery(f"{text[:40]!r} is not a number") from None
+    raise InvalidQuery(f"{str(kind).lower()} literals are not supported")
+
+
+def _typed_literal(item: dict[str, Any]) -> query_pb2.Value:
+    """DATE 'yyyy-mm-dd' and TIMESTAMP '…' literals; other casts are not supported."""
+    type_name = item.get("type_expr", {}).get("type_name", "").upper()
+    child = item.get("child", {})
+    if (type_name not in _TYPED_LITERALS or item.get("try_cast")
+            or child.get("class") != "CONSTANT" or child["literal"].get("kind") != "STRING"):
+        raise InvalidQuery("CAST is not supported; write dates as DATE 'yyyy-mm-dd' and "
+                           "timestamps as TIMESTAMP 'yyyy-mm-dd hh:mm:ss'")
+    text = child["literal"]["text"]
+    try:
+        if type_name == "DATE":
+            return to_value(dt.date.fromisoformat(text))
+        timestamp = dt.datetime.fromisoformat(text)
+        if timestamp.tzinfo is not None:
+            raise ValueError("time zones are not supported")
+        return to_value(timestamp)
+    except ValueError:
+        raise InvalidQuery(f"{text[:40]!r} is not a valid {type_name}") from None

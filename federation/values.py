@@ -1,0 +1,68 @@
+"""Conversion between Python values (as DuckDB returns them) and `cityfed.v1.Value`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from cityfed.v1 import query_pb2
+
+from federation.errors import InvalidQuery
+
+EPOCH_DATE = dt.date(1970, 1, 1)
+EPOCH_TIMESTAMP = dt.datetime(1970, 1, 1)
+_INT64 = range(-(2**63), 2**63)
+_MICROSECOND = dt.timedelta(microseconds=1)
+
+PyValue = None | bool | int | float | Decimal | str | dt.date | dt.datetime
+
+
+def to_value(python_value: PyValue) -> query_pb2.Value:
+    value = query_pb2.Value()
+    if python_value is None:
+        return value
+    if isinstance(python_value, bool):
+        value.bool_value = python_value
+    elif isinstance(python_value, int):
+        if python_value in _INT64:
+            value.int_value = python_value
+        else:
+            value.big_int_value = str(python_value)
+    elif isinstance(python_value, float):
+        value.double_value = python_value
+    elif isinstance(python_value, Decimal):
+        value.decimal_value = format(python_value, "f")
+    elif isinstance(python_value, str):
+        value.string_value = python_value
+    elif isinstance(python_value, dt.datetime):
+        value.timestamp_value = (python_value - EPOCH_TIMESTAMP) // _MICROSECOND
+    elif isinstance(python_value, dt.date):
+        value.date_value = (python_value - EPOCH_DATE).days
+    else:
+        raise TypeError(f"no cityfed.v1.Value for {type(python_value).__name__}")
+    return value
+
+
+def from_value(value: query_pb2.Value) -> PyValue:
+    kind = value.WhichOneof("kind")
+    if kind is None:
+        return None
+    if kind == "big_int_value":
+        return _parse(int, value.big_int_value, "big_int_value")
+    if kind == "decimal_value":
+        return _parse(Decimal, value.decimal_value, "decimal_value")
+    if kind == "date_value":
+        return EPOCH_DATE + dt.timedelta(days=value.date_value)
+    if kind == "timestamp_value":
+        return EPOCH_TIMESTAMP + dt.timedelta(microseconds=value.timestamp_value)
+    return getattr(value, kind)
+
+
+def _parse(kind: type, text: str, field: str) -> PyValue:
+    try:
+        parsed = kind(text)
+    except (ValueError, ArithmeticError):
+        raise InvalidQuery(f"{field} {text[:40]!r} is not a number") from None
+    if isinstance(parsed, Decimal) and not parsed.is_finite():
+        raise InvalidQuery(f"{field} {text[:40]!r} is not a finite number")
+    return parsed
