@@ -1,0 +1,42 @@
+"""A node's configuration: TOML in, frozen dataclass out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from federation.config_files import build, read_toml
+from federation.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    city: str
+    database: Path
+    display_name: str = ""
+    listen: str = "127.0.0.1:7401"
+    # The operator's Unix socket for loads into the running node; next to the database if unset.
+    admin_socket: Path | None = None
+    memory_limit: str = "2GB"
+    threads: int = 2
+    max_workers: int = 16
+    max_concurrent_rpcs: int = 64
+    max_request_bytes: int = 1024 * 1024
+    max_response_bytes: int = 64 * 1024 * 1024
+    max_result_groups: int = 100_000
+    # The longest a query may run when the caller sets no shorter deadline.
+    max_query_seconds: float = 60.0
+
+    @property
+    def admin_socket_path(self) -> Path:
+        return self.admin_socket or self.database.with_suffix(".admin.sock")
+
+
+def load_config(path: Path) -> NodeConfig:
+    table = read_toml(path)
+    config = build(NodeConfig, table.get("node", table), path, "[node] ")
+    if config.threads < 1 or config.max_workers < 1 or config.max_concurrent_rpcs < 1:
+        raise ConfigError(f"{path}: threads, max_workers and max_concurrent_rpcs must be ≥ 1")
+    if not config.city.isidentifier():
+        raise ConfigError(f"{path}: [node] key 'city' must be a member id like 'tianjin'")
+    return config

@@ -1,0 +1,137 @@
+"""Load a CSV or Parquet file into a standard dataset: validated, then all or nothing.
+
+The file is read by pyarrow in this process (the sandboxed DuckDB may not open files); DuckDB
+then checks every value against the schema in one vectorised pass and inserts the rows inside
+one transaction, so a reader sees the old rows until the new ones are complete and a bad file
+changes nothing.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pa_parquet
+
+from federation.compile import quote_identifier
+from federation.datasets import Column, Dataset
+from federation.errors import FileMissing, IngestError
+
+ROW_NUMBER = "__cityfed_row"
+STAGING = "__cityfed_staging"
+
+
+class IngestMode(enum.Enum):
+    REPLACE = "replace"
+    APPEND = "append"
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    rows_loaded: int
+    row_count: int
+
+
+def read_file(path: Path, dataset: Dataset) -> pa.Table:
+    """Read a file into Arrow, CSV columns as text; the columns must be exactly the dataset's."""
+    if not path.is_file():
+        raise FileMissing(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            table = pa_csv.read_csv(
+                path,
+                convert_options=pa_csv.ConvertOptions(
+                    column_types={name: pa.string() for name in dataset.column_names},
+                    strings_can_be_null=True,
+                    null_values=[""],
+                ),
+            )
+        elif suffix == ".parquet":
+            table = pa_parquet.read_table(path)
+        else:
+            raise IngestError(f"{path}: expected a .csv or .parquet file")
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as error:
+        raise IngestError(f"{path}: cannot be read: {str(error).splitlines()[0][:300]}") from None
+    names = table.column_names
+    missing = [c for c in dataset.column_names if c not in names]
+    extra = [c for c in names if c not in dataset.column_names]
+    if missing or extra or len(set(names)) != len(names):
+        raise IngestError(
+            f"{path}: columns must be exactly those of {dataset.name} "
+            f"({', '.join(dataset.column_names)}); missing: {', '.join(missing) or 'none'}; "
+            f"unexpected: {', '.join(extra[:10]) or 'none'}"
+        )
+    return table.select(list(dataset.column_names))
+
+
+def _violations(column: Column) -> list[tuple[str, str]]:
+    """(SQL condition that is true for a bad value, what is wrong) for one column."""
+    raw = quote_identifier(column.name)
+    cast = f"TRY_CAST({raw} AS {column.type})"
+    checks = [(f"{raw} IS NOT NULL AND {cast} IS NULL", f"is not a valid {column.type}")]
+    if not column.nullable:
+        checks.append((f"{raw} IS NULL", "is empty, but the column does not allow NULL"))
+    if column.type.startswith("DECIMAL"):
+        checks.append((f"TRY_CAST({raw} AS DOUBLE) <> TRY_CAST({cast} AS DOUBLE)",
+                       f"has more decimal places than {column.type} holds"))
+    if column.allowed:
+        listed = ", ".join("'" + v.replace("'", "''") + "'" for v in column.allowed)
+        checks.append((f"{cast} NOT IN ({listed})", f"must be one of {', '.join(column.allowed)}"))
+    if column.pattern:
+        pattern = column.pattern.replace("'", "''")
+        checks.append((f"NOT regexp_full_match({cast}, '{pattern}')",
+                       f"does not match the pattern {column.pattern}"))
+    return checks
+
+
+def first_violation(cursor: duckdb.DuckDBPyConnection,
+                    dataset: Dataset) -> tuple[int, str, str] | None:
+    """The first bad value in the staged rows: (row index from 0, column, problem), or None."""
+    checks = [(column, sql, problem) for column in dataset.columns
+              for sql, problem in _violations(column)]
+    minima = ", ".join(f"min(CASE WHEN {sql} THEN {ROW_NUMBER} END)" for _, sql, _ in checks)
+    found = cursor.execute(f"SELECT {minima} FROM {STAGING}").fetchone()
+    bad = [(row, column, problem) for row, (column, _, problem) in zip(found, checks, strict=True)
+           if row is not None]
+    if not bad:
+        return None
+    row, column, problem = min(bad, key=lambda b: b[0])
+    return row, column.name, problem
+
+
+def load_into(cursor: duckdb.DuckDBPyConnection, dataset: Dataset, path: Path,
+              mode: IngestMode) -> IngestResult:
+    table = read_file(path, dataset)
+    table = table.append_column(ROW_NUMBER, pa.array(range(table.num_rows), pa.int64()))
+    target = quote_identifier(dataset.name)
+    cursor.register(STAGING, table)
+    try:
+        violation = first_violation(cursor, dataset)
+        if violation is not None:
+            row, column, problem = violation
+            where = f"line {row + 2} (data row {row + 1})" if path.suffix.lower() == ".csv" \
+                else f"row {row + 1}"
+            raise IngestError(f"{path}: {where}, column {column}: the value {problem}")
+        columns = ", ".join(
+            f"CAST({quote_identifier(c.name)} AS {c.type})" for c in dataset.columns
+        )
+        cursor.execute("BEGIN TRANSACTION")
+        try:
+            if mode is IngestMode.REPLACE:
+                cursor.execute(f"DELETE FROM {target}")
+            cursor.execute(
+                f"INSERT INTO {target} SELECT {columns} FROM {STAGING} ORDER BY {ROW_NUMBER}"
+            )
+            cursor.execute("COMMIT")
+        except BaseException:
+            cursor.execute("ROLLBACK")
+            raise
+    finally:
+        cursor.unregister(STAGING)
+    (count,) = cursor.execute(f"SELECT count(*) FROM {target}").fetchone()
+    return IngestResult(rows_loaded=table.num_rows, row_count=count)

@@ -1,0 +1,168 @@
+"""The node's gRPC server: thin servicers over the store, plus health and reflection."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from cityfed.v1 import admin_pb2, admin_pb2_grpc, node_pb2, node_pb2_grpc
+from grpc_health.v1 import health
+
+import node
+from federation.datasets import DATASETS, Sensitivity
+from federation.errors import InvalidArgument
+from federation.grpc_errors import ErrorTranslator
+from federation.health import add_health_and_reflection
+from federation.plan import parse_plan
+from node.compile import compile_plan
+from node.config import NodeConfig
+from node.ingest import IngestMode
+from node.partials import to_partial_groups
+from node.store import Store
+
+log = logging.getLogger(__name__)
+
+NODE_SERVICE = node_pb2.DESCRIPTOR.services_by_name["NodeService"].full_name
+ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
+_SENSITIVITY = {s: node_pb2.Sensitivity.Value(f"SENSITIVITY_{s.name}") for s in Sensitivity}
+_INGEST_MODES = {admin_pb2.INGEST_MODE_REPLACE: IngestMode.REPLACE,
+                 admin_pb2.INGEST_MODE_APPEND: IngestMode.APPEND}
+
+
+class NodeServicer(node_pb2_grpc.NodeServiceServicer):
+    def __init__(self, config: NodeConfig, store: Store) -> None:
+        self.config = config
+        self.store = store
+
+    def GetNodeInfo(self, request, context):
+        return node_pb2.GetNodeInfoResponse(
+            city=self.config.city,
+            display_name=self.config.display_name or self.config.city,
+            software_version=node.__version__,
+        )
+
+    def ListDatasets(self, request, context):
+        counts = self.store.row_counts()
+        return node_pb2.ListDatasetsResponse(datasets=[
+            node_pb2.Dataset(
+                name=dataset.name,
+                description=dataset.description,
+                row_count=counts[dataset.name],
+                columns=[
+                    node_pb2.ColumnSchema(
+                        name=c.name, type=c.type, description=c.description, unit=c.unit,
+                        sensitivity=_SENSITIVITY[c.sensitivity], nullable=c.nullable,
+                    )
+                    for c in dataset.columns
+                ],
+            )
+            for dataset in DATASETS.values()
+        ])
+
+    def Aggregate(self, request, context):
+        compiled = compile_plan(parse_plan(request.plan))
+        remaining = context.time_remaining()
+        timeout = min(self.config.max_query_seconds, remaining or self.config.max_query_seconds)
+        rows = self.store.aggregate(compiled, timeout=timeout, on_cancel=context.add_callback)
+        return node_pb2.AggregateResponse(
+            city=self.config.city, groups=to_partial_groups(rows, compiled)
+        )
+
+
+class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def Ingest(self, request, context):
+        mode = _INGEST_MODES.get(request.mode)
+        if mode is None:
+            raise InvalidArgument("mode must be INGEST_MODE_REPLACE or INGEST_MODE_APPEND")
+        if not os.path.isabs(request.path):
+            raise InvalidArgument("path must be absolute: the node resolves it on its own host")
+        result = self.store.ingest(request.dataset, Path(request.path), mode)
+        return admin_pb2.IngestResponse(rows_loaded=result.rows_loaded,
+                                        row_count=result.row_count)
+
+
+@dataclass
+class RunningNode:
+    config: NodeConfig
+    server: grpc.Server
+    admin_server: grpc.Server
+    store: Store
+    port: int
+    health: health.HealthServicer
+
+    @property
+    def address(self) -> str:
+        host = self.config.listen.rsplit(":", 1)[0]
+        return f"{host}:{self.port}"
+
+    def stop(self, grace: float | None = 2.0) -> None:
+        self.health.enter_graceful_shutdown()
+        done = [self.server.stop(grace), self.admin_server.stop(grace)]
+        for event in done:
+            event.wait()
+        self.store.close()
+
+    def wait(self) -> None:
+        self.server.wait_for_termination()
+
+
+def server_options(config: NodeConfig) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", config.max_request_bytes),
+        ("grpc.max_send_message_length", config.max_response_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+def start_node(config: NodeConfig) -> RunningNode:
+    """Open the store and start the public server and the local admin server."""
+    store = Store(config.database, memory_limit=config.memory_limit, threads=config.threads,
+                  max_result_groups=config.max_result_groups)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=config.max_workers,
+                                   thread_name_prefix=f"{config.city}-rpc"),
+        interceptors=[ErrorTranslator()],
+        options=server_options(config),
+        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
+    )
+    node_pb2_grpc.add_NodeServiceServicer_to_server(NodeServicer(config, store), server)
+    health_servicer = add_health_and_reflection(server, [NODE_SERVICE])
+    port = server.add_insecure_port(config.listen)
+    if port == 0:
+        store.close()
+        raise OSError(f"cannot listen on {config.listen}")
+
+    admin_server = grpc.server(futures.ThreadPoolExecutor(max_workers=2),
+                               interceptors=[ErrorTranslator()])
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(store), admin_server)
+    socket_path = config.admin_socket_path
+    socket_path.unlink(missing_ok=True)
+    admin_server.add_insecure_port(f"unix:{socket_path}")
+    with _owner_only_files():
+        admin_server.start()
+    server.start()
+    log.info("%s serving on port %d, admin socket %s", config.city, port, socket_path)
+    return RunningNode(config, server, admin_server, store, port, health_servicer)
+
+
+_umask_lock = threading.Lock()
+
+
+class _owner_only_files:
+    """Create files readable and writable by this user only, for as long as the block runs."""
+
+    def __enter__(self):
+        _umask_lock.acquire()
+        self.previous = os.umask(0o177)
+
+    def __exit__(self, *exc):
+        os.umask(self.previous)
+        _umask_lock.release()

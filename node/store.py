@@ -1,0 +1,118 @@
+"""One city's DuckDB store: the standard tables, sandboxed queries under deadlines, atomic loads."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+
+from federation.compile import quote_identifier
+from federation.datasets import DATASETS, create_table_sql
+from federation.errors import (
+    Cancelled,
+    DeadlineExceeded,
+    InvalidQuery,
+    LoadInProgress,
+    StoreUnavailable,
+    TooLarge,
+)
+from federation.sandbox import sandboxed_connection
+from node.compile import CompiledPlan
+from node.ingest import IngestMode, IngestResult, load_into
+
+log = logging.getLogger(__name__)
+
+# Registers a function to call when the caller cancels; returns False if already cancelled.
+OnCancel = Callable[[Callable[[], None]], bool]
+
+
+class Store:
+    def __init__(self, database: Path, *, memory_limit: str = "2GB", threads: int = 2,
+                 max_result_groups: int = 100_000) -> None:
+        database.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._connection = sandboxed_connection(database, memory_limit=memory_limit,
+                                                    threads=threads)
+        except duckdb.IOException as error:
+            raise StoreUnavailable(f"cannot open {database}: {error}") from None
+        self._max_result_groups = max_result_groups
+        self._load_locks = {name: threading.Lock() for name in DATASETS}
+        for dataset in DATASETS.values():
+            self._connection.execute(create_table_sql(dataset))
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def row_counts(self) -> dict[str, int]:
+        cursor = self._connection.cursor()
+        try:
+            return {
+                name: cursor.execute(f"SELECT count(*) FROM {quote_identifier(name)}").fetchone()[0]
+                for name in DATASETS
+            }
+        finally:
+            cursor.close()
+
+    def aggregate(self, compiled: CompiledPlan, *, timeout: float,
+                  on_cancel: OnCancel | None = None) -> list[tuple]:
+        """Run a compiled plan on its own cursor, interrupted when `timeout` seconds pass or the
+        caller cancels. At most max_result_groups rows come back."""
+        if timeout <= 0:
+            raise DeadlineExceeded("the deadline passed before the query started")
+        cursor = self._connection.cursor()
+        why_stopped: list[type] = []
+
+        def stop(reason: type) -> None:
+            why_stopped.append(reason)
+            cursor.interrupt()
+
+        timer = threading.Timer(timeout, stop, (DeadlineExceeded,))
+        timer.daemon = True
+        timer.start()
+        if on_cancel is not None and not on_cancel(lambda: stop(Cancelled)):
+            stop(Cancelled)
+        try:
+            cursor.execute(compiled.sql, compiled.params)
+            rows = cursor.fetchmany(self._max_result_groups + 1)
+        except duckdb.InterruptException:
+            reason = why_stopped[0] if why_stopped else Cancelled
+            raise reason("the query was stopped: " + (
+                "the deadline passed" if reason is DeadlineExceeded else "the caller cancelled"
+            )) from None
+        except (duckdb.BinderException, duckdb.ConversionException,
+                duckdb.InvalidInputException, duckdb.OutOfRangeException,
+                duckdb.ParserException) as error:
+            raise InvalidQuery(_first_line(error)) from None
+        except duckdb.OutOfMemoryException:
+            raise TooLarge("the query needs more memory than this node allows") from None
+        finally:
+            timer.cancel()
+            cursor.close()
+        if len(rows) > self._max_result_groups:
+            raise TooLarge(f"the result has more than {self._max_result_groups} groups")
+        return rows
+
+    def ingest(self, dataset: str, path: Path, mode: IngestMode) -> IngestResult:
+        lock = self._load_locks.get(dataset)
+        if lock is None:
+            raise InvalidQuery(f"unknown dataset {dataset[:64]!r}; known: {', '.join(DATASETS)}")
+        if not lock.acquire(blocking=False):
+            raise LoadInProgress(f"another load into {dataset} is under way")
+        started = time.perf_counter()
+        cursor = self._connection.cursor()
+        try:
+            result = load_into(cursor, DATASETS[dataset], path, mode)
+        finally:
+            cursor.close()
+            lock.release()
+        log.info("loaded %d rows into %s (%s) in %.2fs", result.rows_loaded, dataset,
+                 mode.value, time.perf_counter() - started)
+        return result
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0][:500]
