@@ -1,0 +1,200 @@
+"""The region-side commands: `cityfed query`, `cityfed region generate`, `cityfed gateway serve`."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import io
+import json
+import os
+import signal
+import sys
+import threading
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import grpc
+from cityfed.v1 import federation_pb2, federation_pb2_grpc
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from federation.coordinator import CityOutcome, CityStatus, Coordinator, FederatedAnswer
+from federation.errors import CityfedError
+from federation.finish import Table
+from federation.members import load_region
+from federation.values import from_value
+
+DEFAULT_REGION = Path("region/region.toml")
+EXIT_INCOMPLETE = 3
+_STATUS_NAMES = {f"CITY_STATUS_{s.name}": s for s in CityStatus}
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    query = commands.add_parser("query", help="ask every city one aggregate question in SQL")
+    query.add_argument("sql", help="a SELECT in cityfed's SQL subset (see README)")
+    query.add_argument("--region", type=Path, default=None,
+                       help=f"the region file (default: $CITYFED_REGION or {DEFAULT_REGION})")
+    query.add_argument("--gateway", help="ask a federation gateway at HOST:PORT instead")
+    query.add_argument("--cities", default="", help="comma-separated member ids (default: all)")
+    query.add_argument("--timeout", type=float, default=10.0, help="seconds each city may take")
+    query.add_argument("--require-all", action="store_true",
+                       help="fail (exit 3) unless every city answers")
+    output = query.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print the answer as JSON")
+    output.add_argument("--csv", action="store_true", help="print the rows as CSV")
+    query.set_defaults(run=run_query)
+
+    region = commands.add_parser("region", help="create regions").add_subparsers(
+        dest="region_command", required=True)
+    generate = region.add_parser("generate", help="write a seeded synthetic five-city region")
+    generate.add_argument("directory", type=Path)
+    generate.add_argument("--people", type=int, default=20_000, help="residents per city")
+    generate.add_argument("--trips", type=int, default=100_000, help="transit taps per city")
+    generate.add_argument("--visits", type=int, default=20_000, help="medical visits per city")
+    generate.add_argument("--seed", type=int, default=7)
+    generate.add_argument("--base-port", type=int, default=7401,
+                          help="the first city listens here, the next on the next port")
+    generate.set_defaults(run=run_generate)
+
+    gateway = commands.add_parser("gateway", help="run the federation gateway").add_subparsers(
+        dest="gateway_command", required=True)
+    serve = gateway.add_parser("serve", help="serve FederationService for a region")
+    serve.add_argument("--region", type=Path, default=None)
+    serve.add_argument("--listen", default="127.0.0.1:7400")
+    serve.add_argument("--timeout", type=float, default=10.0, help="default seconds per city")
+    serve.set_defaults(run=run_gateway)
+
+
+def region_path(given: Path | None) -> Path:
+    return given or Path(os.environ.get("CITYFED_REGION", DEFAULT_REGION))
+
+
+def run_query(args: argparse.Namespace, out: io.TextIOBase) -> int:
+    cities = tuple(c.strip() for c in args.cities.split(",") if c.strip())
+    if args.gateway:
+        answer = _ask_gateway(args, cities)
+    else:
+        with Coordinator(load_region(region_path(args.region))) as coordinator:
+            answer = coordinator.ask_sql(args.sql, cities=cities, require_all=args.require_all,
+                                         timeout=args.timeout)
+    if args.json:
+        out.write(json.dumps(answer_to_json(answer), ensure_ascii=False, indent=2) + "\n")
+    elif args.csv:
+        write_csv(answer.table, out)
+        print_outcomes(answer.outcomes, sys.stderr)
+    else:
+        print_table(answer, out)
+    return 0 if answer.complete or not args.require_all else EXIT_INCOMPLETE
+
+
+def _ask_gateway(args: argparse.Namespace, cities: tuple[str, ...]) -> FederatedAnswer:
+    request = federation_pb2.FederatedAggregateRequest(
+        sql=args.sql, cities=cities, require_all=args.require_all,
+        city_timeout_ms=int(args.timeout * 1000))
+    with grpc.insecure_channel(args.gateway) as channel:
+        stub = federation_pb2_grpc.FederationServiceStub(channel)
+        response = stub.FederatedAggregate(request, timeout=args.timeout + 5)
+    return FederatedAnswer(
+        Table(list(response.column_names),
+              [tuple(from_value(v) for v in row.values) for row in response.rows]),
+        [CityOutcome(o.city, _STATUS_NAMES[federation_pb2.CityStatus.Name(o.status)], o.code,
+                     o.detail, o.groups, o.elapsed_ms) for o in response.outcomes],
+    )
+
+
+def json_value(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)  # exact, as DuckDB holds it
+    if isinstance(value, dt.date | dt.datetime):
+        return value.isoformat()
+    return value
+
+
+def answer_to_json(answer: FederatedAnswer) -> dict[str, Any]:
+    return {
+        "columns": answer.table.column_names,
+        "rows": [[json_value(v) for v in row] for row in answer.table.rows],
+        "complete": answer.complete,
+        "cities": [
+            {"city": o.city, "status": o.status.value, "code": o.code, "detail": o.detail,
+             "groups": o.groups, "elapsed_ms": round(o.elapsed_ms, 3)}
+            for o in answer.outcomes
+        ],
+    }
+
+
+def write_csv(table: Table, out: io.TextIOBase) -> None:
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(table.column_names)
+    for row in table.rows:
+        writer.writerow(["" if v is None else json_value(v) for v in row])
+
+
+def _display(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, float):
+        return f"{value:,.4f}".rstrip("0").rstrip(".")
+    return str(json_value(value))
+
+
+def print_table(answer: FederatedAnswer, out: io.TextIOBase) -> None:
+    console = Console(file=out, width=max(100, Console().width), highlight=False)
+    table = RichTable(show_edge=False, header_style="bold")
+    for name in answer.table.column_names:
+        table.add_column(name, overflow="fold")
+    for row in answer.table.rows:
+        table.add_row(*(_display(v) for v in row))
+    console.print(table)
+    print_outcomes(answer.outcomes, out)
+
+
+def print_outcomes(outcomes: list[CityOutcome], out) -> None:
+    answered = sum(o.status is CityStatus.ANSWERED for o in outcomes)
+    print(f"{answered} of {len(outcomes)} cities answered", file=out)
+    for o in outcomes:
+        if o.status is CityStatus.ANSWERED:
+            print(f"  {o.city:<14} answered   {o.groups} groups, {o.elapsed_ms:.1f} ms", file=out)
+        else:
+            print(f"  {o.city:<14} {o.status.value.upper():<10} {o.code}: {o.detail}", file=out)
+
+
+def run_generate(args: argparse.Namespace, out: io.TextIOBase) -> int:
+    from federation.synthetic import RegionScale, write_region
+
+    scale = RegionScale(people_per_city=args.people, trips_per_city=args.trips,
+                        visits_per_city=args.visits)
+    region_file = write_region(args.directory, scale=scale, seed=args.seed,
+                               base_port=args.base_port)
+    print(f"wrote region {region_file}", file=out)
+    return 0
+
+
+def run_gateway(args: argparse.Namespace, out: io.TextIOBase) -> int:
+    from federation.gateway import start_gateway
+
+    gateway = start_gateway(load_region(region_path(args.region)), args.listen,
+                            city_timeout=args.timeout)
+    host = args.listen.rsplit(":", 1)[0]
+    print(f"gateway listening on {host}:{gateway.port}", file=out, flush=True)
+    wait_for_signal()
+    gateway.stop()
+    return 0
+
+
+def wait_for_signal() -> None:
+    """Block until SIGINT or SIGTERM."""
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+
+
+def report_error(error: CityfedError | grpc.RpcError, err) -> int:
+    if isinstance(error, grpc.RpcError):
+        print(f"error: {error.code().name}: {error.details()}", file=err)
+    else:
+        print(f"error: {error.status.name}: {error}", file=err)
+    return 1

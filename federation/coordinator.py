@@ -1,0 +1,147 @@
+"""The coordinator: send one plan to every city at once, merge what comes back, report every city.
+
+It reaches nodes only through the generated gRPC stubs, like any other client. A city that does
+not answer is listed with the reason, never silently left out.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+
+import grpc
+from cityfed.v1 import node_pb2, node_pb2_grpc, query_pb2
+
+from federation.errors import IncompleteAnswer, InvalidQuery
+from federation.finish import Table, finish
+from federation.members import Member, Region
+from federation.merge import merge_partials
+from federation.plan import check_query
+from federation.sql import parse_query
+
+DEFAULT_CITY_TIMEOUT = 10.0
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 1024 * 1024),
+]
+
+
+class CityStatus(enum.Enum):
+    ANSWERED = "answered"
+    REFUSED = "refused"
+    TIMED_OUT = "timed out"
+    UNREACHABLE = "unreachable"
+    FAILED = "failed"
+
+
+_STATUS_OF_CODE = {
+    grpc.StatusCode.DEADLINE_EXCEEDED: CityStatus.TIMED_OUT,
+    grpc.StatusCode.UNAVAILABLE: CityStatus.UNREACHABLE,
+    grpc.StatusCode.PERMISSION_DENIED: CityStatus.REFUSED,
+    grpc.StatusCode.UNAUTHENTICATED: CityStatus.REFUSED,
+}
+
+
+@dataclass(frozen=True)
+class CityOutcome:
+    city: str
+    status: CityStatus
+    code: str = "OK"
+    detail: str = ""
+    groups: int = 0
+    elapsed_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class FederatedAnswer:
+    table: Table
+    outcomes: list[CityOutcome] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return all(o.status is CityStatus.ANSWERED for o in self.outcomes)
+
+    @property
+    def missing(self) -> list[CityOutcome]:
+        return [o for o in self.outcomes if o.status is not CityStatus.ANSWERED]
+
+
+class Coordinator:
+    """Holds one channel per city, reused across questions."""
+
+    def __init__(self, region: Region, *, city_timeout: float = DEFAULT_CITY_TIMEOUT) -> None:
+        self.region = region
+        self.city_timeout = city_timeout
+        self._channels: dict[str, grpc.Channel] = {}
+        self._stubs: dict[str, node_pb2_grpc.NodeServiceStub] = {}
+
+    def close(self) -> None:
+        for channel in self._channels.values():
+            channel.close()
+        self._channels.clear()
+        self._stubs.clear()
+
+    def __enter__(self) -> Coordinator:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _stub(self, member: Member) -> node_pb2_grpc.NodeServiceStub:
+        stub = self._stubs.get(member.id)
+        if stub is None:
+            channel = grpc.insecure_channel(member.endpoint, options=CHANNEL_OPTIONS)
+            self._channels[member.id] = channel
+            stub = self._stubs[member.id] = node_pb2_grpc.NodeServiceStub(channel)
+        return stub
+
+    def ask_sql(self, sql: str, **options) -> FederatedAnswer:
+        return self.ask(parse_query(sql), **options)
+
+    def ask(self, query: query_pb2.FederatedQuery, *, cities: tuple[str, ...] = (),
+            require_all: bool = False, timeout: float | None = None) -> FederatedAnswer:
+        check_query(query)
+        members = self.region.select_cities(cities)
+        timeout = self.city_timeout if timeout is None else timeout
+        request = node_pb2.AggregateRequest(plan=query.plan.SerializeToString())
+        started = time.perf_counter()
+        calls = [(m, self._stub(m).Aggregate.future(request, timeout=timeout)) for m in members]
+        outcomes, answers = [], []
+        for member, call in calls:
+            try:
+                response = call.result()
+            except grpc.RpcError as error:
+                outcomes.append(_failure(member, error, started))
+                continue
+            answers.append(response.groups)
+            outcomes.append(CityOutcome(member.id, CityStatus.ANSWERED, groups=len(response.groups),
+                                        elapsed_ms=_elapsed_ms(started)))
+        invalid = [o for o in outcomes if o.code == grpc.StatusCode.INVALID_ARGUMENT.name]
+        if invalid:
+            raise InvalidQuery(f"{invalid[0].city} refused the plan: {invalid[0].detail}")
+        answer = FederatedAnswer(
+            finish(query, merge_partials(query.plan, answers)) if answers else
+            Table([c.name for c in query.columns], []),
+            outcomes,
+        )
+        if require_all and not answer.complete:
+            raise IncompleteAnswer("not every city answered: " + "; ".join(
+                f"{o.city} {o.status.value} ({o.detail})" for o in answer.missing))
+        return answer
+
+
+def _elapsed_ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+def _failure(member: Member, error: grpc.RpcError, started: float) -> CityOutcome:
+    code = error.code()
+    status = _STATUS_OF_CODE.get(code, CityStatus.FAILED)
+    detail = error.details() or code.name.lower()
+    if status is CityStatus.TIMED_OUT:
+        detail = "no answer before the deadline"
+    elif status is CityStatus.UNREACHABLE:
+        detail = f"cannot reach {member.endpoint}"
+    return CityOutcome(member.id, status, code=code.name, detail=detail,
+                       elapsed_ms=_elapsed_ms(started))

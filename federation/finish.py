@@ -1,0 +1,137 @@
+"""After the merge: the SELECT list, HAVING, ORDER BY, LIMIT and OFFSET over merged groups.
+
+When every output and sort key is a plain group key or aggregate and there is no HAVING (most
+questions), this is done in Python. Otherwise the merged groups go into a sandboxed in-memory
+DuckDB and the expressions run there, compiled with bound parameters, so that arithmetic,
+NULL handling and comparisons after the merge mean exactly what they mean in DuckDB.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from decimal import Decimal
+
+import duckdb
+import pyarrow as pa
+from cityfed.v1 import query_pb2
+
+from federation.compile import compile_expression
+from federation.errors import InvalidQuery
+from federation.merge import MergedGroups
+from federation.sandbox import sandboxed_memory_connection
+from federation.values import PyValue
+
+A = query_pb2.AggregateFunction
+_INT64_MAX = 2**63 - 1
+
+_local = threading.local()
+
+
+@dataclass(frozen=True)
+class Table:
+    column_names: list[str]
+    rows: list[tuple[PyValue, ...]]
+
+
+def finish(query: query_pb2.FederatedQuery, merged: MergedGroups) -> Table:
+    names = [column.name for column in query.columns]
+    if _is_simple(query):
+        return Table(names, _finish_in_python(query, merged))
+    return Table(names, _finish_in_duckdb(query, merged))
+
+
+def _is_reference(expression: query_pb2.Expression) -> bool:
+    return expression.WhichOneof("kind") in ("group_key", "aggregate")
+
+
+def _is_simple(query: query_pb2.FederatedQuery) -> bool:
+    return (not query.HasField("having")
+            and all(_is_reference(c.expression) for c in query.columns)
+            and all(_is_reference(k.expression) for k in query.order_by))
+
+
+def _pick(expression: query_pb2.Expression, key: tuple, aggregates: list) -> PyValue:
+    if expression.WhichOneof("kind") == "group_key":
+        return key[expression.group_key]
+    return aggregates[expression.aggregate]
+
+
+def _finish_in_python(query, merged: MergedGroups) -> list[tuple]:
+    groups = list(zip(merged.keys, merged.aggregates, strict=True))
+    for order in reversed(query.order_by):
+        # DuckDB puts NULLs last unless asked otherwise, in both directions.
+        nulls_sort_high = order.nulls_first == order.descending
+        null_rank = 1 if nulls_sort_high else -1
+
+        def sort_key(group, expression=order.expression, null_rank=null_rank):
+            value = _pick(expression, *group)
+            return (null_rank, None) if value is None else (0, value)
+
+        groups.sort(key=sort_key, reverse=order.descending)
+    groups = _limit(query, groups)
+    return [tuple(_pick(c.expression, *group) for c in query.columns) for group in groups]
+
+
+def _limit(query, rows: list) -> list:
+    end = query.offset + query.limit if query.HasField("limit") else None
+    return rows[query.offset:end]
+
+
+def _column(values: list[PyValue]) -> pa.Array:
+    if any(isinstance(v, int) and not isinstance(v, bool) and abs(v) > _INT64_MAX
+           for v in values):
+        values = [None if v is None else Decimal(v) for v in values]
+    return pa.array(values)
+
+
+def _finish_in_duckdb(query, merged: MergedGroups) -> list[tuple]:
+    key_count = len(query.plan.group_by)
+    columns: dict[str, pa.Array] = {}
+    for index in range(key_count):
+        columns[f"k{index}"] = _column([key[index] for key in merged.keys])
+    for index in range(len(query.plan.aggregates)):
+        columns[f"a{index}"] = _column([values[index] for values in merged.aggregates])
+    table = pa.table(columns) if columns else pa.table({"k": pa.nulls(len(merged.keys))})
+
+    def leaf(expression: query_pb2.Expression) -> str:
+        if expression.WhichOneof("kind") == "group_key":
+            return f"k{expression.group_key}"
+        index = expression.aggregate
+        is_integer_sum = (query.plan.aggregates[index].function == A.AGGREGATE_FUNCTION_SUM
+                          and pa.types.is_integer(table.column(f"a{index}").type))
+        # DuckDB sums integers into a HUGEINT; keep that width for arithmetic after the merge.
+        return f"CAST(a{index} AS HUGEINT)" if is_integer_sum else f"a{index}"
+
+    outputs = [compile_expression(c.expression, leaf) for c in query.columns]
+    sql = "SELECT " + ", ".join(o.text for o in outputs) + " FROM merged"
+    params = [p for o in outputs for p in o.params]
+    if query.HasField("having"):
+        having = compile_expression(query.having, leaf)
+        sql += f" WHERE {having.text}"
+        params += having.params
+    if query.order_by:
+        keys = []
+        for order in query.order_by:
+            key = compile_expression(order.expression, leaf)
+            keys.append(f"{key.text} {'DESC' if order.descending else 'ASC'} "
+                        f"NULLS {'FIRST' if order.nulls_first else 'LAST'}")
+            params += key.params
+        sql += " ORDER BY " + ", ".join(keys)
+    if query.HasField("limit"):
+        sql += " LIMIT ?"
+        params.append(query.limit)
+    if query.offset:
+        sql += " OFFSET ?"
+        params.append(query.offset)
+
+    if not hasattr(_local, "connection"):
+        _local.connection = sandboxed_memory_connection()
+    cursor = _local.connection.cursor()
+    try:
+        cursor.register("merged", table)
+        return cursor.execute(sql, params).fetchall()
+    except duckdb.Error as error:
+        raise InvalidQuery(str(error).strip().splitlines()[0][:500]) from None
+    finally:
+        cursor.close()

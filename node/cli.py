@@ -1,0 +1,105 @@
+"""The `cityfed` command: node commands here, region-side commands from federation.cli."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+
+import grpc
+from cityfed.v1 import admin_pb2, admin_pb2_grpc
+
+from federation import cli as federation_cli
+from federation.errors import CityfedError, FileMissing
+from node.config import load_config
+from node.ingest import IngestMode
+from node.server import start_node
+from node.store import Store
+
+_MODES = {IngestMode.REPLACE: admin_pb2.INGEST_MODE_REPLACE,
+          IngestMode.APPEND: admin_pb2.INGEST_MODE_APPEND}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cityfed", description="A federation of city nodes: data stays home, answers travel.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    node = commands.add_parser("node", help="run and load one city's node").add_subparsers(
+        dest="node_command", required=True)
+    serve = node.add_parser("serve", help="serve the city's data to the region")
+    serve.add_argument("--config", type=Path, required=True, help="the node's TOML config")
+    serve.add_argument("--listen", help="override the config's listen address (port 0: any)")
+    serve.set_defaults(run=run_serve)
+
+    ingest = node.add_parser("ingest", help="load a CSV or Parquet file into a dataset")
+    ingest.add_argument("file", type=Path)
+    ingest.add_argument("--config", type=Path, required=True)
+    ingest.add_argument("--dataset", required=True)
+    ingest.add_argument("--append", action="store_true",
+                        help="add the rows instead of replacing the dataset's rows")
+    ingest.set_defaults(run=run_ingest)
+
+    federation_cli.add_commands(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None, out=None, err=None) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=err)
+    try:
+        return args.run(args, out)
+    except (CityfedError, grpc.RpcError) as error:
+        return federation_cli.report_error(error, err)
+
+
+def run_serve(args: argparse.Namespace, out) -> int:
+    config = load_config(args.config)
+    if args.listen:
+        config = dataclasses.replace(config, listen=args.listen)
+    running = start_node(config)
+    print(f"{config.city} listening on {running.address}", file=out, flush=True)
+    federation_cli.wait_for_signal()
+    running.stop()
+    return 0
+
+
+def run_ingest(args: argparse.Namespace, out) -> int:
+    """Load through the running node's admin socket; open the store directly when it is not
+    running (DuckDB lets only one process write a database file)."""
+    config = load_config(args.config)
+    mode = IngestMode.APPEND if args.append else IngestMode.REPLACE
+    path = args.file.resolve()
+    socket = config.admin_socket_path
+    if socket.exists():
+        with grpc.insecure_channel(f"unix:{socket}") as channel:
+            stub = admin_pb2_grpc.AdminServiceStub(channel)
+            try:
+                response = stub.Ingest(admin_pb2.IngestRequest(
+                    dataset=args.dataset, path=str(path), mode=_MODES[mode]), timeout=3600)
+                loaded, total = response.rows_loaded, response.row_count
+            except grpc.RpcError as error:
+                if error.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+                loaded = None
+        if loaded is not None:
+            print(f"loaded {loaded} rows into {args.dataset} through the running node; "
+                  f"it now holds {total}", file=out)
+            return 0
+    if not path.exists():
+        raise FileMissing(f"{path}: no such file")
+    store = Store(config.database, memory_limit=config.memory_limit, threads=config.threads)
+    try:
+        result = store.ingest(args.dataset, path, mode)
+    finally:
+        store.close()
+    print(f"loaded {result.rows_loaded} rows into {args.dataset}; it now holds "
+          f"{result.row_count}", file=out)
+    return 0

@@ -1,0 +1,146 @@
+"""Small seeded city stores for tests, with NULLs, decimals, dates and timestamps everywhere the
+schemas allow them, plus a running region of real nodes on port 0 and a central DuckDB."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+
+from federation.coordinator import Coordinator
+from federation.datasets import DATASETS, create_table_sql
+from federation.members import Member, Region
+from node.config import NodeConfig
+from node.server import RunningNode, start_node
+
+CITY_CODES = {"beijing": "110000", "tianjin": "120000", "langfang": "131000",
+              "baoding": "130600", "shijiazhuang": "130100"}
+
+# Each table is written with plain DuckDB SQL from range(); `h(i, n)` is a per-row pseudo-random
+# integer that depends on the seed, so every city gets different rows.
+_FILL = {
+    "population": """
+        SELECT lpad(CAST(h(i, 1) % 1000000000000000000 AS VARCHAR), 17, '0') || 'X',
+               'name' || i, CASE WHEN h(i, 2) % 2 = 0 THEN 'F' ELSE 'M' END,
+               DATE '1930-01-01' + CAST(h(i, 3) % 32000 AS INTEGER),
+               ['110101','110105','120101','131002','130602'][1 + h(i, 4) % 5],
+               ['110000','120000','131000'][1 + h(i, 5) % 3],
+               DATE '2000-01-01' + CAST(h(i, 6) % 9000 AS INTEGER),
+               CASE WHEN h(i, 7) % 10 = 0
+                    THEN DATE '2020-01-01' + CAST(h(i, 8) % 2000 AS INTEGER) END
+        FROM range(?) t(i)""",
+    "social_insurance": """
+        SELECT lpad(CAST(h(i, 1) % 1000 AS VARCHAR), 18, '0'),
+               ['pension','medical','unemployment'][1 + h(i, 2) % 3],
+               ['active','suspended','closed'][1 + h(i, 3) % 3],
+               DATE '1990-01-01' + CAST(h(i, 4) % 12000 AS INTEGER),
+               CAST((h(i, 5) % 900000) / 100.0 AS DECIMAL(12,2)),
+               CASE WHEN h(i, 6) % 7 <> 0
+                    THEN DATE '2025-01-01' + CAST(h(i, 7) % 600 AS INTEGER) END
+        FROM range(?) t(i)""",
+    "transit_trips": """
+        SELECT 'C' || (h(i, 1) % 500),
+               CASE WHEN h(i, 2) % 4 <> 0 THEN lpad(CAST(h(i, 3) % 1000 AS VARCHAR), 18, '0') END,
+               TIMESTAMP '2026-09-01' + to_microseconds(CAST(h(i, 4) % 2592000000000 AS BIGINT)),
+               ['metro','bus','rail'][1 + h(i, 5) % 3],
+               'L' || (h(i, 6) % 12), 'S' || (h(i, 7) % 40),
+               ['110101','110105','120101','131002'][1 + h(i, 8) % 4],
+               CAST((h(i, 9) % 1000) / 100.0 AS DECIMAL(8,2)),
+               ['110000','120000','131000'][1 + h(i, 10) % 3]
+        FROM range(?) t(i)""",
+    "medical_visits": """
+        SELECT 'V' || i, lpad(CAST(h(i, 1) % 1000 AS VARCHAR), 18, '0'),
+               ['110000','120000','131000'][1 + h(i, 2) % 3],
+               DATE '2025-01-01' + CAST(h(i, 3) % 600 AS INTEGER), 'H' || (h(i, 4) % 20),
+               ['respiratory','cardiology','general'][1 + h(i, 5) % 3],
+               ['J06.9','I10','E11.9','K29.7','M54.5'][1 + h(i, 6) % 5],
+               CAST((h(i, 7) % 5000000) / 100.0 AS DECIMAL(12,2)),
+               CAST((h(i, 7) % 5000000) / 100.0 * (h(i, 8) % 100) / 100 AS DECIMAL(12,2))
+        FROM range(?) t(i)""",
+}
+
+
+def build_city_store(path: Path, seed: int, rows: int) -> None:
+    connection = duckdb.connect(str(path))
+    try:
+        connection.execute(
+            f"CREATE OR REPLACE MACRO h(i, k) AS CAST(hash({seed}, i, k) // 2 AS BIGINT)")
+        for name, dataset in DATASETS.items():
+            connection.execute(create_table_sql(dataset))
+            connection.execute(f"INSERT INTO {name} {_FILL[name]}", [rows])
+    finally:
+        connection.close()
+
+
+@dataclass
+class RunningRegion:
+    directory: Path
+    nodes: dict[str, RunningNode]
+    region: Region
+    coordinator: Coordinator
+    central: duckdb.DuckDBPyConnection
+    stopped: set[str] = field(default_factory=set)
+
+    def stop(self) -> None:
+        self.coordinator.close()
+        for city, node in self.nodes.items():
+            if city not in self.stopped:
+                node.stop(grace=None)
+        self.central.close()
+
+
+def start_region(directory: Path, cities: tuple[str, ...], rows: int,
+                 seed: int = 1) -> RunningRegion:
+    for index, city in enumerate(cities):
+        build_city_store(directory / f"{city}.duckdb", seed * 100 + index, rows)
+    central = central_union(directory, cities)
+    nodes, members = {}, []
+    for city in cities:
+        nodes[city] = start_node(NodeConfig(city=city, database=directory / f"{city}.duckdb",
+                                            listen="127.0.0.1:0", threads=1))
+        members.append(Member(id=city, endpoint=nodes[city].address))
+    region = Region(name="test", members=tuple(members))
+    return RunningRegion(directory, nodes, region, Coordinator(region), central)
+
+
+def central_union(directory: Path, cities: tuple[str, ...]) -> duckdb.DuckDBPyConnection:
+    """One DuckDB holding every city's rows: the oracle."""
+    central = duckdb.connect(str(directory / "central.duckdb"))
+    for name, dataset in DATASETS.items():
+        central.execute(create_table_sql(dataset))
+        central.execute(f"DELETE FROM {name}")
+    for city in cities:
+        central.execute(f"ATTACH '{directory / city}.duckdb' AS src (READ_ONLY)")
+        for name in DATASETS:
+            central.execute(f"INSERT INTO {name} SELECT * FROM src.{name}")
+        central.execute("DETACH src")
+    return central
+
+
+def _same(a, b) -> bool:
+    if a is None or b is None:
+        return a is b
+    if isinstance(a, float) or isinstance(b, float):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-9)
+    if isinstance(a, Decimal) or isinstance(b, Decimal):
+        return Decimal(a) == Decimal(b)
+    return a == b and type(a) is type(b)
+
+
+def _sort_key(row: tuple) -> tuple:
+    return tuple((0, "") if v is None else
+                 (1, f"{float(v):.6g}" if isinstance(v, float | Decimal) else repr(v))
+                 for v in row)
+
+
+def assert_same_rows(federated: list[tuple], central: list[tuple], ordered: bool) -> None:
+    assert len(federated) == len(central), (len(federated), len(central), federated[:5],
+                                            central[:5])
+    if not ordered:
+        federated, central = sorted(federated, key=_sort_key), sorted(central, key=_sort_key)
+    for got, want in zip(federated, central, strict=True):
+        assert len(got) == len(want)
+        assert all(_same(g, w) for g, w in zip(got, want, strict=True)), (got, want)

@@ -1,0 +1,192 @@
+"""The oracle: a federated answer equals DuckDB's answer to the same SQL over all cities' rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.regionkit import assert_same_rows
+
+BATTERY = [
+    "SELECT count(*) FROM population",
+    "SELECT count(*), count(deceased_on), min(birth_date), max(birth_date) FROM population",
+    "SELECT sex, count(*) FROM population GROUP BY sex",
+    "SELECT district_code, sex, count(*) AS n FROM population GROUP BY district_code, sex",
+    "SELECT date_diff('year', birth_date, DATE '2026-01-01') // 10 * 10 AS age_band, count(*) "
+    "FROM population WHERE deceased_on IS NULL GROUP BY age_band ORDER BY age_band",
+    "SELECT year(deceased_on), count(*) FROM population GROUP BY 1 ORDER BY 1 NULLS FIRST",
+    "SELECT hukou_city, count(*) FROM population WHERE hukou_city <> '110000' "
+    "AND registered_on BETWEEN DATE '2005-01-01' AND DATE '2015-12-31' GROUP BY hukou_city",
+    "SELECT scheme, status, count(*), sum(monthly_amount), avg(monthly_amount), "
+    "min(monthly_amount), max(monthly_amount) FROM social_insurance GROUP BY scheme, status",
+    "SELECT count(*) FROM social_insurance WHERE scheme = 'pension' AND status = 'active' "
+    "AND last_paid_on IS NULL",
+    "SELECT sum(monthly_amount * 12) AS yearly FROM social_insurance WHERE status = 'active'",
+    "SELECT month(enrolled_on) AS m, sum(monthly_amount) / count(*) AS mean FROM "
+    "social_insurance GROUP BY m HAVING count(*) > 50 ORDER BY mean DESC, m",
+    "SELECT hour(tapped_at) AS h, count(*) FROM transit_trips WHERE card_city <> '110000' "
+    "GROUP BY h ORDER BY h",
+    "SELECT mode, line, count(*), sum(fare), avg(fare) FROM transit_trips GROUP BY mode, line",
+    "SELECT date_trunc('day', tapped_at) AS d, count(*) FROM transit_trips "
+    "WHERE mode IN ('metro', 'rail') AND NOT (fare > 5) GROUP BY d ORDER BY d LIMIT 7",
+    "SELECT date_trunc('week', tapped_at), min(tapped_at), max(tapped_at) FROM transit_trips "
+    "GROUP BY 1",
+    "SELECT count(*), count(person_id) FROM transit_trips WHERE person_id IS NULL OR fare < 1",
+    "SELECT day(tapped_at), mode, sum(fare) FROM transit_trips GROUP BY 1, 2 "
+    "ORDER BY 3 DESC, 1, 2 LIMIT 10 OFFSET 3",
+    "SELECT card_city, count(*) FROM medical_visits WHERE card_city <> '110000' GROUP BY card_city",
+    "SELECT icd10, department, sum(total_cost), sum(insurance_paid), "
+    "sum(total_cost - insurance_paid) AS out_of_pocket FROM medical_visits "
+    "GROUP BY icd10, department",
+    "SELECT avg(insurance_paid / total_cost) FROM medical_visits WHERE total_cost > 0",
+    "SELECT count(*) FROM medical_visits WHERE visited_on >= DATE '2025-06-01' "
+    "AND total_cost >= 10000.5",
+    "SELECT hospital_id, count(*) AS visits FROM medical_visits GROUP BY hospital_id "
+    "HAVING sum(total_cost) > 100000 AND count(*) >= 10 ORDER BY visits DESC, hospital_id LIMIT 3",
+    "SELECT -sum(fare) AS negative, sum(fare) % 7 AS remainder FROM transit_trips",
+    "SELECT count(*) FROM transit_trips WHERE fare > 1000",
+    "SELECT mode, count(*) FROM transit_trips WHERE fare > 1000 GROUP BY mode",
+    "SELECT sum(fare), avg(fare), min(station) FROM transit_trips WHERE fare > 1000",
+    "SELECT month(visited_on) AS m, count(*) FROM medical_visits GROUP BY m "
+    "ORDER BY count(*) DESC, m",
+]
+
+
+@pytest.mark.parametrize("sql", BATTERY)
+def test_federated_answer_equals_central_duckdb(region, sql):
+    answer = region.coordinator.ask_sql(sql)
+    assert answer.complete
+    assert_same_rows(answer.table.rows, region.central.execute(sql).fetchall(),
+                     ordered="ORDER BY" in sql)
+
+
+def test_column_names_follow_aliases_and_the_sql_text(region):
+    answer = region.coordinator.ask_sql(
+        "SELECT mode AS m, count(*), sum(fare) AS total FROM transit_trips GROUP BY m")
+    assert answer.table.column_names == ["m", "count(*)", "total"]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What the generated queries may use on one dataset."""
+
+    keys: tuple[str, ...]
+    numbers: tuple[str, ...]  # sortable without float ties: integers and decimals
+    anything: tuple[str, ...]
+    predicates: tuple[str, ...]
+
+
+SPECS = {
+    "transit_trips": Spec(
+        keys=("mode", "line", "district_code", "card_city", "hour(tapped_at)",
+              "date_trunc('day', tapped_at)", "fare // 2", "person_id IS NULL"),
+        numbers=("fare", "fare * 2", "fare + 1.25", "fare - fare // 1", "hour(tapped_at)"),
+        anything=("tapped_at", "station", "fare", "person_id", "card_id"),
+        predicates=("fare > {d}", "fare <= {d}", "fare BETWEEN {d} AND {d2}",
+                    "mode IN ('metro', 'bus')", "mode = 'rail'", "person_id IS NULL",
+                    "person_id IS NOT NULL", "hour(tapped_at) >= {h}",
+                    "tapped_at < TIMESTAMP '2026-09-{day:02d} 08:00:00'",
+                    "card_city <> '110000'", "district_code NOT IN ('110101')",
+                    "day(tapped_at) % 7 = {small}"),
+    ),
+    "medical_visits": Spec(
+        keys=("card_city", "department", "icd10", "month(visited_on)", "hospital_id"),
+        numbers=("total_cost", "insurance_paid", "total_cost - insurance_paid",
+                 "total_cost * 0.1"),
+        anything=("visited_on", "icd10", "total_cost", "visit_id"),
+        predicates=("total_cost > {big}", "insurance_paid < {big}",
+                    "visited_on >= DATE '2025-{month:02d}-01'", "icd10 IN ('I10', 'E11.9')",
+                    "card_city = '120000'", "department <> 'general'",
+                    "total_cost BETWEEN {d} AND {big}"),
+    ),
+    "population": Spec(
+        keys=("sex", "district_code", "hukou_city", "year(birth_date) // 10",
+              "deceased_on IS NULL", "date_diff('year', birth_date, DATE '2026-01-01') // 20"),
+        numbers=("date_diff('day', birth_date, registered_on)", "year(birth_date)"),
+        anything=("birth_date", "deceased_on", "name", "registered_on"),
+        predicates=("sex = 'F'", "deceased_on IS NULL", "deceased_on IS NOT NULL",
+                    "birth_date < DATE '19{small}5-06-01'", "district_code IN ('110101', "
+                    "'120101')", "year(registered_on) BETWEEN 2005 AND 20{small}0"),
+    ),
+    "social_insurance": Spec(
+        keys=("scheme", "status", "year(enrolled_on)", "last_paid_on IS NULL"),
+        numbers=("monthly_amount", "monthly_amount * 12", "monthly_amount // 100"),
+        anything=("enrolled_on", "last_paid_on", "monthly_amount", "person_id"),
+        predicates=("monthly_amount > {big}", "status = 'active'", "scheme <> 'pension'",
+                    "last_paid_on IS NULL", "enrolled_on < DATE '20{small}0-01-01'"),
+    ),
+}
+
+
+def _fill(template: str, draw) -> str:
+    return template.format(
+        d=draw(st.decimals(min_value=0, max_value=10, places=2)),
+        d2=draw(st.decimals(min_value=5, max_value=20, places=1)),
+        big=draw(st.integers(min_value=0, max_value=60_000)),
+        h=draw(st.integers(0, 23)), day=draw(st.integers(1, 28)),
+        month=draw(st.integers(1, 12)), small=draw(st.integers(0, 6)),
+    )
+
+
+@st.composite
+def predicates(draw, spec: Spec, depth: int = 2) -> str:
+    if depth == 0 or draw(st.booleans()):
+        return _fill(draw(st.sampled_from(spec.predicates)), draw)
+    left, right = draw(predicates(spec, depth - 1)), draw(predicates(spec, depth - 1))
+    shape = draw(st.sampled_from(["({} AND {})", "({} OR {})", "NOT ({})"]))
+    return shape.format(left, right) if shape.count("{}") == 2 else shape.format(left)
+
+
+@st.composite
+def aggregates(draw, spec: Spec) -> tuple[str, bool]:
+    """An aggregate, and whether it is safe to sort by (no float ties)."""
+    kind = draw(st.sampled_from(["count(*)", "count", "sum", "avg", "min", "max"]))
+    if kind == "count(*)":
+        return kind, True
+    if kind in ("sum", "avg"):
+        return f"{kind}({draw(st.sampled_from(spec.numbers))})", kind == "sum"
+    return f"{kind}({draw(st.sampled_from(spec.anything))})", True
+
+
+@st.composite
+def queries(draw) -> tuple[str, bool]:
+    dataset = draw(st.sampled_from(sorted(SPECS)))
+    spec = SPECS[dataset]
+    keys = draw(st.lists(st.sampled_from(spec.keys), max_size=2, unique=True))
+    chosen = draw(st.lists(aggregates(spec), min_size=1, max_size=4))
+    select = keys + [a for a, _ in chosen]
+    sql = f"SELECT {', '.join(select)} FROM {dataset}"
+    if draw(st.booleans()):
+        sql += f" WHERE {draw(predicates(spec))}"
+    if keys:
+        sql += f" GROUP BY {', '.join(str(i + 1) for i in range(len(keys)))}"
+        if draw(st.booleans()):
+            sql += f" HAVING count(*) > {draw(st.integers(0, 400))}"
+    ordered = bool(keys) and draw(st.booleans())
+    if ordered:
+        sortable = [i + 1 for i in range(len(keys))] + [
+            len(keys) + i + 1 for i, (_, safe) in enumerate(chosen) if safe]
+        order = draw(st.permutations(sortable))
+        # Every group key is in the ORDER BY, so the order is total and LIMIT is deterministic.
+        order = [p for p in order if p > len(keys)][:1] + [p for p in order if p <= len(keys)]
+        sql += " ORDER BY " + ", ".join(
+            f"{p} {draw(st.sampled_from(['ASC', 'DESC']))} "
+            f"{draw(st.sampled_from(['NULLS FIRST', 'NULLS LAST']))}" for p in order)
+        if draw(st.booleans()):
+            sql += f" LIMIT {draw(st.integers(0, 12))}"
+            if draw(st.booleans()):
+                sql += f" OFFSET {draw(st.integers(0, 5))}"
+    return sql, ordered
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(generated=queries())
+def test_generated_queries_match_central_duckdb(region, generated):
+    sql, ordered = generated
+    answer = region.coordinator.ask_sql(sql)
+    assert answer.complete
+    assert_same_rows(answer.table.rows, region.central.execute(sql).fetchall(), ordered)
