@@ -9,7 +9,6 @@ import io
 import json
 import os
 import signal
-import sys
 import threading
 from decimal import Decimal
 from pathlib import Path
@@ -21,8 +20,9 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from federation.coordinator import CityOutcome, CityStatus, Coordinator, FederatedAnswer
-from federation.errors import CityfedError
+from federation.errors import CityfedError, IncompleteAnswer
 from federation.finish import Table
+from federation.grpc_errors import error_reason
 from federation.members import load_region
 from federation.values import from_value
 
@@ -71,7 +71,7 @@ def region_path(given: Path | None) -> Path:
     return given or Path(os.environ.get("CITYFED_REGION", DEFAULT_REGION))
 
 
-def run_query(args: argparse.Namespace, out: io.TextIOBase) -> int:
+def run_query(args: argparse.Namespace, out: io.TextIOBase, err: io.TextIOBase) -> int:
     cities = tuple(c.strip() for c in args.cities.split(",") if c.strip())
     if args.gateway:
         answer = _ask_gateway(args, cities)
@@ -83,10 +83,10 @@ def run_query(args: argparse.Namespace, out: io.TextIOBase) -> int:
         out.write(json.dumps(answer_to_json(answer), ensure_ascii=False, indent=2) + "\n")
     elif args.csv:
         write_csv(answer.table, out)
-        print_outcomes(answer.outcomes, sys.stderr)
+        print_outcomes(answer.outcomes, err)
     else:
         print_table(answer, out)
-    return 0 if answer.complete or not args.require_all else EXIT_INCOMPLETE
+    return 0
 
 
 def _ask_gateway(args: argparse.Namespace, cities: tuple[str, ...]) -> FederatedAnswer:
@@ -161,8 +161,9 @@ def print_outcomes(outcomes: list[CityOutcome], out) -> None:
             print(f"  {o.city:<14} {o.status.value.upper():<10} {o.code}: {o.detail}", file=out)
 
 
-def run_generate(args: argparse.Namespace, out: io.TextIOBase) -> int:
-    from federation.synthetic import RegionScale, write_region
+def run_generate(args: argparse.Namespace, out: io.TextIOBase, err: io.TextIOBase) -> int:
+    from federation.local_region import write_region
+    from federation.synthetic import RegionScale
 
     scale = RegionScale(people_per_city=args.people, trips_per_city=args.trips,
                         visits_per_city=args.visits)
@@ -172,7 +173,7 @@ def run_generate(args: argparse.Namespace, out: io.TextIOBase) -> int:
     return 0
 
 
-def run_gateway(args: argparse.Namespace, out: io.TextIOBase) -> int:
+def run_gateway(args: argparse.Namespace, out: io.TextIOBase, err: io.TextIOBase) -> int:
     from federation.gateway import start_gateway
 
     gateway = start_gateway(load_region(region_path(args.region)), args.listen,
@@ -193,8 +194,12 @@ def wait_for_signal() -> None:
 
 
 def report_error(error: CityfedError | grpc.RpcError, err) -> int:
+    """Print an error for a person; exit 3 for an incomplete answer, 1 for anything else."""
     if isinstance(error, grpc.RpcError):
-        print(f"error: {error.code().name}: {error.details()}", file=err)
+        code, message = error.code(), error.details()
     else:
-        print(f"error: {error.status.name}: {error}", file=err)
-    return 1
+        code, message = error.status, str(error)
+    print(f"error: {code.name}: {message}", file=err)
+    incomplete = isinstance(error, IncompleteAnswer) or (
+        isinstance(error, grpc.RpcError) and error_reason(error) == IncompleteAnswer.reason)
+    return EXIT_INCOMPLETE if incomplete else 1

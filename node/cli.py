@@ -55,12 +55,12 @@ def main(argv: list[str] | None = None, out=None, err=None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=err)
     try:
-        return args.run(args, out)
+        return args.run(args, out, err)
     except (CityfedError, grpc.RpcError) as error:
         return federation_cli.report_error(error, err)
 
 
-def run_serve(args: argparse.Namespace, out) -> int:
+def run_serve(args: argparse.Namespace, out, err) -> int:
     config = load_config(args.config)
     if args.listen:
         config = dataclasses.replace(config, listen=args.listen)
@@ -71,7 +71,7 @@ def run_serve(args: argparse.Namespace, out) -> int:
     return 0
 
 
-def run_ingest(args: argparse.Namespace, out) -> int:
+def run_ingest(args: argparse.Namespace, out, err) -> int:
     """Load through the running node's admin socket; open the store directly when it is not
     running (DuckDB lets only one process write a database file)."""
     config = load_config(args.config)

@@ -95,7 +95,7 @@ def first_violation(cursor: duckdb.DuckDBPyConnection,
     checks = [(column, sql, problem) for column in dataset.columns
               for sql, problem in _violations(column)]
     minima = ", ".join(f"min(CASE WHEN {sql} THEN {ROW_NUMBER} END)" for _, sql, _ in checks)
-    found = cursor.execute(f"SELECT {minima} FROM {STAGING}").fetchone()
+    (found,) = cursor.execute(f"SELECT {minima} FROM {STAGING}").fetchall()
     bad = [(row, column, problem) for row, (column, _, problem) in zip(found, checks, strict=True)
            if row is not None]
     if not bad:
@@ -133,5 +133,5 @@ def load_into(cursor: duckdb.DuckDBPyConnection, dataset: Dataset, path: Path,
             raise
     finally:
         cursor.unregister(STAGING)
-    (count,) = cursor.execute(f"SELECT count(*) FROM {target}").fetchone()
+    ((count,),) = cursor.execute(f"SELECT count(*) FROM {target}").fetchall()
     return IngestResult(rows_loaded=table.num_rows, row_count=count)

@@ -145,9 +145,10 @@ def start_node(config: NodeConfig) -> RunningNode:
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(store), admin_server)
     socket_path = config.admin_socket_path
     socket_path.unlink(missing_ok=True)
-    admin_server.add_insecure_port(f"unix:{socket_path}")
-    with _owner_only_files():
-        admin_server.start()
+    with _owner_only_files():  # the socket file is created when the port is bound
+        admin_server.add_insecure_port(f"unix:{socket_path}")
+    os.chmod(socket_path, 0o600)
+    admin_server.start()
     server.start()
     log.info("%s serving on port %d, admin socket %s", config.city, port, socket_path)
     return RunningNode(config, server, admin_server, store, port, health_servicer)

@@ -65,10 +65,16 @@ class Store:
             raise DeadlineExceeded("the deadline passed before the query started")
         cursor = self._connection.cursor()
         why_stopped: list[type] = []
+        running = threading.Lock()
+        finished = False
 
         def stop(reason: type) -> None:
-            why_stopped.append(reason)
-            cursor.interrupt()
+            # gRPC also runs cancel callbacks when a call ends normally: only interrupt a query
+            # that is still running, on a cursor that is still open.
+            with running:
+                if not finished:
+                    why_stopped.append(reason)
+                    cursor.interrupt()
 
         timer = threading.Timer(timeout, stop, (DeadlineExceeded,))
         timer.daemon = True
@@ -91,6 +97,8 @@ class Store:
             raise TooLarge("the query needs more memory than this node allows") from None
         finally:
             timer.cancel()
+            with running:
+                finished = True
             cursor.close()
         if len(rows) > self._max_result_groups:
             raise TooLarge(f"the result has more than {self._max_result_groups} groups")

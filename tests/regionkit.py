@@ -107,17 +107,34 @@ def start_region(directory: Path, cities: tuple[str, ...], rows: int,
 
 
 def central_union(directory: Path, cities: tuple[str, ...]) -> duckdb.DuckDBPyConnection:
-    """One DuckDB holding every city's rows: the oracle."""
+    """One DuckDB holding every city's rows: the oracle. Each city's rows are also kept in a
+    schema of its own, for oracles over some of the cities (`oracle_over`)."""
     central = duckdb.connect(str(directory / "central.duckdb"))
-    for name, dataset in DATASETS.items():
+    for dataset in DATASETS.values():
         central.execute(create_table_sql(dataset))
-        central.execute(f"DELETE FROM {name}")
     for city in cities:
         central.execute(f"ATTACH '{directory / city}.duckdb' AS src (READ_ONLY)")
+        central.execute(f"CREATE SCHEMA city_{city}")
         for name in DATASETS:
+            central.execute(f"CREATE TABLE city_{city}.{name} AS SELECT * FROM src.{name}")
             central.execute(f"INSERT INTO {name} SELECT * FROM src.{name}")
         central.execute("DETACH src")
     return central
+
+
+def oracle_over(central: duckdb.DuckDBPyConnection, cities: tuple[str, ...],
+                sql: str) -> list[tuple]:
+    """DuckDB's answer to `sql` over the union of only these cities' rows."""
+    schema = "only_" + "_".join(cities)
+    central.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    for name in DATASETS:
+        union = " UNION ALL ".join(f"SELECT * FROM city_{c}.{name}" for c in cities)
+        central.execute(f"CREATE OR REPLACE TABLE {schema}.{name} AS {union}")
+    central.execute(f"USE central.{schema}")
+    try:
+        return central.execute(sql).fetchall()
+    finally:
+        central.execute("USE central.main")
 
 
 def _same(a, b) -> bool:

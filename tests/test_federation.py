@@ -1,0 +1,166 @@
+"""Federation over real nodes: missing cities are reported, never silently left out; the gateway
+gives the same answers over gRPC; bad questions get the right status."""
+
+from __future__ import annotations
+
+import time
+from concurrent import futures
+
+import grpc
+import pytest
+from cityfed.v1 import federation_pb2, federation_pb2_grpc, node_pb2_grpc, query_pb2
+
+from federation.coordinator import CityStatus, Coordinator
+from federation.errors import IncompleteAnswer, InvalidArgument, InvalidQuery
+from federation.gateway import start_gateway
+from federation.grpc_errors import error_reason
+from federation.members import Member, Region
+from federation.sql import parse_query
+from federation.values import from_value
+from tests.regionkit import assert_same_rows, oracle_over, start_region
+
+SQL = "SELECT mode, count(*), sum(fare), avg(fare) FROM transit_trips GROUP BY mode"
+
+
+class SlowNode(node_pb2_grpc.NodeServiceServicer):
+    """A real gRPC server for a city that takes too long to answer."""
+
+    def Aggregate(self, request, context):
+        time.sleep(3)
+        context.abort(grpc.StatusCode.INTERNAL, "answered too late")
+
+
+@pytest.fixture
+def slow_city():
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    node_pb2_grpc.add_NodeServiceServicer_to_server(SlowNode(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield Member(id="baoding", endpoint=f"127.0.0.1:{port}")
+    server.stop(grace=None)
+
+
+@pytest.fixture
+def small_region(tmp_path):
+    running = start_region(tmp_path, ("beijing", "tianjin", "langfang"), rows=500, seed=3)
+    yield running
+    running.stop()
+
+
+def test_a_city_that_is_down_is_reported_unreachable_and_the_rest_still_answer(small_region):
+    small_region.nodes["langfang"].stop(grace=None)
+    small_region.stopped.add("langfang")
+    answer = small_region.coordinator.ask_sql(SQL)
+    status = {o.city: o.status for o in answer.outcomes}
+    assert status == {"beijing": CityStatus.ANSWERED, "tianjin": CityStatus.ANSWERED,
+                      "langfang": CityStatus.UNREACHABLE}
+    assert not answer.complete
+    survivors = oracle_over(small_region.central, ("beijing", "tianjin"), SQL)
+    assert_same_rows(answer.table.rows, survivors, ordered=False)
+
+
+def test_require_all_turns_a_missing_city_into_a_failure(small_region):
+    small_region.nodes["tianjin"].stop(grace=None)
+    small_region.stopped.add("tianjin")
+    with pytest.raises(IncompleteAnswer, match="tianjin unreachable"):
+        small_region.coordinator.ask_sql(SQL, require_all=True)
+
+
+def test_a_slow_city_times_out_and_the_answer_still_comes_within_the_deadline(region, slow_city):
+    members = (*region.region.members, slow_city)
+    with Coordinator(Region("test", members)) as coordinator:
+        started = time.perf_counter()
+        answer = coordinator.ask_sql(SQL, timeout=0.5)
+        elapsed = time.perf_counter() - started
+    assert elapsed < 1.5
+    slow = next(o for o in answer.outcomes if o.city == "baoding")
+    assert slow.status is CityStatus.TIMED_OUT and slow.code == "DEADLINE_EXCEEDED"
+    assert_same_rows(answer.table.rows, region.central.execute(SQL).fetchall(), ordered=False)
+
+
+def test_asking_only_some_cities(region):
+    answer = region.coordinator.ask_sql("SELECT count(*) FROM population", cities=("tianjin",))
+    assert [o.city for o in answer.outcomes] == ["tianjin"]
+    assert answer.table.rows == [(3_000,)]
+
+
+def test_an_unknown_city_is_an_invalid_argument(region):
+    with pytest.raises(InvalidArgument, match="unknown city 'atlantis'"):
+        region.coordinator.ask_sql(SQL, cities=("atlantis",))
+
+
+def test_a_plan_every_city_refuses_is_an_invalid_query_not_an_empty_answer(region):
+    with pytest.raises(InvalidQuery, match="refused the plan"):
+        region.coordinator.ask_sql("SELECT sum(station) FROM transit_trips")
+
+
+@pytest.fixture(scope="module")
+def gateway(region):
+    running = start_gateway(region.region, "127.0.0.1:0")
+    with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+        yield federation_pb2_grpc.FederationServiceStub(channel)
+    running.stop(grace=None)
+
+
+def rows_of(response) -> list[tuple]:
+    return [tuple(from_value(v) for v in row.values) for row in response.rows]
+
+
+def test_the_gateway_answers_sql_like_the_coordinator(region, gateway):
+    response = gateway.FederatedAggregate(federation_pb2.FederatedAggregateRequest(sql=SQL))
+    assert response.complete
+    assert list(response.column_names) == ["mode", "count(*)", "sum(fare)", "avg(fare)"]
+    assert [o.status for o in response.outcomes] == [federation_pb2.CITY_STATUS_ANSWERED] * 3
+    assert_same_rows(rows_of(response), region.central.execute(SQL).fetchall(), ordered=False)
+
+
+def test_the_gateway_answers_a_structured_query(region, gateway):
+    query = parse_query(SQL)
+    response = gateway.FederatedAggregate(federation_pb2.FederatedAggregateRequest(query=query))
+    assert_same_rows(rows_of(response), region.central.execute(SQL).fetchall(), ordered=False)
+
+
+@pytest.mark.parametrize(("request_", "code", "reason"), [
+    (federation_pb2.FederatedAggregateRequest(sql="SELECT * FROM population"),
+     grpc.StatusCode.INVALID_ARGUMENT, "INVALID_QUERY"),
+    (federation_pb2.FederatedAggregateRequest(),
+     grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT"),
+    (federation_pb2.FederatedAggregateRequest(sql=SQL, cities=["atlantis"]),
+     grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT"),
+    (federation_pb2.FederatedAggregateRequest(
+        query=query_pb2.FederatedQuery(plan=query_pb2.AggregatePlan(dataset="population"))),
+     grpc.StatusCode.INVALID_ARGUMENT, "INVALID_QUERY"),
+    (federation_pb2.FederatedAggregateRequest(sql="SELECT count(*) FROM population -- " +
+                                              "x" * 70_000),
+     grpc.StatusCode.RESOURCE_EXHAUSTED, "TOO_LARGE"),
+])
+def test_the_gateway_refuses_bad_questions_with_the_right_status(gateway, request_, code, reason):
+    with pytest.raises(grpc.RpcError) as refused:
+        gateway.FederatedAggregate(request_)
+    assert refused.value.code() == code
+    assert error_reason(refused.value) == reason
+
+
+def test_the_gateway_refuses_an_oversized_message(gateway):
+    with pytest.raises(grpc.RpcError) as refused:
+        gateway.FederatedAggregate(federation_pb2.FederatedAggregateRequest(sql="x" * 2_000_000))
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_the_gateway_reports_an_incomplete_answer_as_failed_precondition(region, slow_city):
+    members = (*region.region.members, slow_city)
+    running = start_gateway(Region("test", members), "127.0.0.1:0")
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = federation_pb2_grpc.FederationServiceStub(channel)
+            request = federation_pb2.FederatedAggregateRequest(sql=SQL, city_timeout_ms=300)
+            partial = stub.FederatedAggregate(request)
+            assert not partial.complete
+            assert federation_pb2.CITY_STATUS_TIMED_OUT in [o.status for o in partial.outcomes]
+            request.require_all = True
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.FederatedAggregate(request)
+            assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert "baoding timed out" in refused.value.details()
+    finally:
+        running.stop(grace=None)

@@ -1,0 +1,189 @@
+"""One node over real gRPC and a real DuckDB file: catalog, statuses, limits, deadlines, sandbox."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import duckdb
+import grpc
+import pytest
+from cityfed.v1 import node_pb2, node_pb2_grpc, query_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from federation.datasets import DATASETS
+from federation.errors import Cancelled, DeadlineExceeded
+from federation.grpc_errors import error_reason
+from federation.sql import parse_query
+from node.compile import compile_plan
+from node.config import NodeConfig
+from node.server import start_node
+from node.store import Store
+from tests.regionkit import build_city_store
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    database = tmp_path_factory.mktemp("node") / "tianjin.duckdb"
+    build_city_store(database, seed=5, rows=2_000)
+    running = start_node(NodeConfig(city="tianjin", display_name="天津", database=database,
+                                    listen="127.0.0.1:0", max_result_groups=500,
+                                    max_request_bytes=64 * 1024))
+    yield running
+    running.stop(grace=None)
+
+
+@pytest.fixture(scope="module")
+def stub(node):
+    with grpc.insecure_channel(node.address) as channel:
+        yield node_pb2_grpc.NodeServiceStub(channel)
+
+
+def aggregate(stub, sql: str, **kwargs) -> node_pb2.AggregateResponse:
+    plan = parse_query(sql).plan.SerializeToString()
+    return stub.Aggregate(node_pb2.AggregateRequest(plan=plan), **kwargs)
+
+
+def test_node_info_names_the_city(stub):
+    info = stub.GetNodeInfo(node_pb2.GetNodeInfoRequest())
+    assert (info.city, info.display_name) == ("tianjin", "天津")
+
+
+def test_catalog_lists_every_standard_dataset_with_schema_and_row_count(stub):
+    catalog = stub.ListDatasets(node_pb2.ListDatasetsRequest())
+    assert [d.name for d in catalog.datasets] == list(DATASETS)
+    for dataset in catalog.datasets:
+        assert dataset.row_count == 2_000
+        assert [c.name for c in dataset.columns] == list(DATASETS[dataset.name].column_names)
+        assert all(c.type and c.description and c.sensitivity for c in dataset.columns)
+
+
+def test_aggregate_returns_partials_never_a_pre_averaged_value(stub):
+    response = aggregate(stub, "SELECT mode, avg(fare) FROM transit_trips GROUP BY mode")
+    assert response.city == "tianjin"
+    assert len(response.groups) == 3
+    for group in response.groups:
+        (partial,) = group.aggregates
+        assert partial.count > 0 and partial.sum.WhichOneof("kind") == "decimal_value"
+
+
+def test_a_global_aggregate_over_no_rows_is_one_group(stub):
+    response = aggregate(stub, "SELECT count(*), sum(fare) FROM transit_trips WHERE fare < 0")
+    assert len(response.groups) == 1
+    assert response.groups[0].aggregates[0].count == 0
+
+
+@pytest.mark.parametrize(("plan", "says"), [
+    (b"\xff\xff not a plan", "not a serialized"),
+    (query_pb2.AggregatePlan(dataset="secrets").SerializeToString(), "unknown dataset"),
+    (parse_query("SELECT sum(name) FROM population").plan.SerializeToString(), "sum(VARCHAR)"),
+    (query_pb2.AggregatePlan(
+        dataset="population",
+        aggregates=[query_pb2.Aggregate(function=query_pb2.AGGREGATE_FUNCTION_SUM)],
+    ).SerializeToString(), "needs an argument"),
+    (query_pb2.AggregatePlan(
+        dataset="population", group_by=[query_pb2.Expression(column="salary")],
+    ).SerializeToString(), "unknown column 'salary'"),
+])
+def test_a_bad_plan_is_invalid_argument_with_a_reason(stub, plan, says):
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.Aggregate(node_pb2.AggregateRequest(plan=plan))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert says in refused.value.details()
+    assert error_reason(refused.value) == "INVALID_QUERY"
+
+
+def test_a_data_dependent_error_is_invalid_argument(stub):
+    with pytest.raises(grpc.RpcError) as refused:
+        aggregate(stub, "SELECT sum(fare // 0) FROM transit_trips")
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_an_oversized_request_is_resource_exhausted(stub):
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.Aggregate(node_pb2.AggregateRequest(plan=b"x" * 100_000))
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_too_many_groups_is_resource_exhausted(stub):
+    with pytest.raises(grpc.RpcError) as refused:
+        aggregate(stub, "SELECT visit_id, count(*) FROM medical_visits GROUP BY visit_id")
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "500 groups" in refused.value.details()
+
+
+def test_string_values_are_bound_as_values_not_sql(stub, node):
+    injected = "x''); DROP TABLE population; --"
+    response = aggregate(stub, f"SELECT count(*) FROM population WHERE name = '{injected}'")
+    assert response.groups[0].aggregates[0].count == 0
+    catalog = stub.ListDatasets(node_pb2.ListDatasetsRequest())
+    assert catalog.datasets[0].row_count == 2_000
+
+
+def test_an_unexpected_failure_is_internal_without_details(stub, node, monkeypatch):
+    def explode(*args, **kwargs):
+        raise RuntimeError("secret detail /var/lib/city.duckdb")
+
+    monkeypatch.setattr(node.store, "aggregate", explode)
+    with pytest.raises(grpc.RpcError) as failed:
+        aggregate(stub, "SELECT count(*) FROM population")
+    assert failed.value.code() == grpc.StatusCode.INTERNAL
+    assert "secret" not in failed.value.details()
+
+
+def test_health_and_reflection_are_served(node):
+    with grpc.insecure_channel(node.address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "cityfed.v1.NodeService"):
+            status = health.Check(health_pb2.HealthCheckRequest(service=service)).status
+            assert status == health_pb2.HealthCheckResponse.SERVING
+        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+        (answer,) = reflection.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+        names = {s.name for s in answer.list_services_response.service}
+        assert {"cityfed.v1.NodeService", "grpc.health.v1.Health"} <= names
+
+
+@pytest.fixture(scope="module")
+def big_store(tmp_path_factory):
+    database = tmp_path_factory.mktemp("big") / "big.duckdb"
+    build_city_store(database, seed=9, rows=1_500_000)
+    store = Store(database, threads=1)
+    yield store
+    store.close()
+
+
+SLOW = ("SELECT card_id, station, line, count(*), sum(fare), min(tapped_at) FROM transit_trips "
+        "GROUP BY card_id, station, line")
+
+
+def test_a_query_is_interrupted_when_its_deadline_passes(big_store):
+    compiled = compile_plan(parse_query(SLOW).plan)
+    started = time.perf_counter()
+    big_store.aggregate(compiled, timeout=60)
+    full = time.perf_counter() - started
+    started = time.perf_counter()
+    with pytest.raises(DeadlineExceeded):
+        big_store.aggregate(compiled, timeout=full / 20)
+    assert time.perf_counter() - started < full / 2
+    assert big_store.aggregate(compile_plan(parse_query(
+        "SELECT count(*) FROM transit_trips").plan), timeout=10)[0][0] == 1_500_000
+
+
+def test_a_query_is_interrupted_when_the_caller_cancels(big_store):
+    compiled = compile_plan(parse_query(SLOW).plan)
+    callbacks = []
+    threading.Timer(0.02, lambda: callbacks[0]()).start()
+    with pytest.raises(Cancelled):
+        big_store.aggregate(compiled, timeout=60, on_cancel=lambda cb: callbacks.append(cb) or True)
+
+
+def test_the_store_cannot_reach_files_or_change_its_settings(big_store):
+    cursor = big_store._connection.cursor()
+    with pytest.raises(duckdb.PermissionException):
+        cursor.execute("SELECT * FROM read_text('/etc/hostname')")
+    with pytest.raises(duckdb.InvalidInputException):
+        cursor.execute("SET enable_external_access = true")
+    with pytest.raises(duckdb.Error):
+        cursor.execute("INSTALL httpfs")
