@@ -106,17 +106,24 @@ class Coordinator:
         timeout = self.city_timeout if timeout is None else timeout
         request = node_pb2.AggregateRequest(plan=query.plan.SerializeToString())
         started = time.perf_counter()
-        calls = [(m, self._stub(m).Aggregate.future(request, timeout=timeout)) for m in members]
+        finished_at: dict[str, float] = {}
+        calls = []
+        for member in members:
+            call = self._stub(member).Aggregate.future(request, timeout=timeout)
+            call.add_done_callback(
+                lambda _, city=member.id: finished_at.setdefault(city, time.perf_counter()))
+            calls.append((member, call))
         outcomes, answers = [], []
         for member, call in calls:
             try:
                 response = call.result()
             except grpc.RpcError as error:
-                outcomes.append(_failure(member, error, started))
+                outcomes.append(_failure(member, error, _elapsed_ms(started, finished_at,
+                                                                    member.id)))
                 continue
             answers.append(response.groups)
             outcomes.append(CityOutcome(member.id, CityStatus.ANSWERED, groups=len(response.groups),
-                                        elapsed_ms=_elapsed_ms(started)))
+                                        elapsed_ms=_elapsed_ms(started, finished_at, member.id)))
         invalid = [o for o in outcomes if o.code == grpc.StatusCode.INVALID_ARGUMENT.name]
         if invalid:
             raise InvalidQuery(f"{invalid[0].city} refused the plan: {invalid[0].detail}")
@@ -131,11 +138,11 @@ class Coordinator:
         return answer
 
 
-def _elapsed_ms(started: float) -> float:
-    return (time.perf_counter() - started) * 1000
+def _elapsed_ms(started: float, finished_at: dict[str, float], city: str) -> float:
+    return (finished_at.get(city, time.perf_counter()) - started) * 1000
 
 
-def _failure(member: Member, error: grpc.RpcError, started: float) -> CityOutcome:
+def _failure(member: Member, error: grpc.RpcError, elapsed_ms: float) -> CityOutcome:
     code = error.code()
     status = _STATUS_OF_CODE.get(code, CityStatus.FAILED)
     detail = error.details() or code.name.lower()
@@ -143,5 +150,4 @@ def _failure(member: Member, error: grpc.RpcError, started: float) -> CityOutcom
         detail = "no answer before the deadline"
     elif status is CityStatus.UNREACHABLE:
         detail = f"cannot reach {member.endpoint}"
-    return CityOutcome(member.id, status, code=code.name, detail=detail,
-                       elapsed_ms=_elapsed_ms(started))
+    return CityOutcome(member.id, status, code=code.name, detail=detail, elapsed_ms=elapsed_ms)
