@@ -5,12 +5,17 @@ PROTOS := $(wildcard proto/cityfed/v1/*.proto)
 
 .PHONY: setup demo test proto lint check check-stubs bench clean
 
-setup: $(BIN)/cityfed
+setup: $(BIN)/cityfed clients/node/node_modules
 
 $(BIN)/cityfed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# The integrator's Node.js client (tests/test_integrator.py runs it against a real gateway).
+clients/node/node_modules: clients/node/package-lock.json
+	npm ci --prefix clients/node --silent --no-audit --no-fund
 	touch $@
 
 demo: setup

@@ -1,0 +1,73 @@
+"""An integrator in another language: a Node.js client with stubs generated from our protos gets
+the same answer, and the same status codes, as a Python client."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+from pathlib import Path
+
+import grpc
+import pytest
+from cityfed.v1 import federation_pb2, federation_pb2_grpc
+
+from federation.gateway import start_gateway
+
+CLIENT = Path(__file__).resolve().parent.parent / "clients/node/federated-query.mjs"
+SQL = ("SELECT mode, count(*) AS n, sum(fare) AS total, avg(fare) AS mean, min(tapped_at) AS first"
+       " FROM transit_trips GROUP BY mode ORDER BY mode")
+
+pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="no Node.js on this machine")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def client_installed():
+    assert (CLIENT.parent / "node_modules/@grpc/grpc-js").exists(), \
+        "the Node.js client's packages are missing: run make setup"
+
+
+@pytest.fixture(scope="module")
+def gateway_address(region):
+    running = start_gateway(region.region, "127.0.0.1:0")
+    yield f"127.0.0.1:{running.port}"
+    running.stop(grace=None)
+
+
+def ask_from_node(address: str, sql: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["node", str(CLIENT), address, sql], capture_output=True, text=True,
+                          timeout=60)
+
+
+def same_cell(from_node: dict, from_python) -> bool:
+    kind = from_python.WhichOneof("kind")
+    if kind is None:
+        return from_node == {"null": True}
+    (node_kind, node_value), = from_node.items()
+    python_value = getattr(from_python, kind)
+    if kind == "double_value":
+        return node_kind == kind and math.isclose(node_value, python_value, rel_tol=1e-15)
+    return node_kind == kind and str(node_value) == str(python_value)
+
+
+def test_a_node_js_client_gets_the_same_answer_as_python(gateway_address):
+    completed = ask_from_node(gateway_address, SQL)
+    assert completed.returncode == 0, completed.stderr
+    from_node = json.loads(completed.stdout)
+    with grpc.insecure_channel(gateway_address) as channel:
+        from_python = federation_pb2_grpc.FederationServiceStub(channel).FederatedAggregate(
+            federation_pb2.FederatedAggregateRequest(sql=SQL))
+    assert from_node["columns"] == list(from_python.column_names)
+    assert from_node["complete"] is True
+    assert [c["status"] for c in from_node["cities"]] == ["CITY_STATUS_ANSWERED"] * 3
+    assert len(from_node["rows"]) == len(from_python.rows) == 3
+    for node_row, python_row in zip(from_node["rows"], from_python.rows, strict=True):
+        assert all(same_cell(n, p) for n, p in zip(node_row, python_row.values, strict=True))
+
+
+def test_a_node_js_client_sees_the_documented_status_code(gateway_address):
+    completed = ask_from_node(gateway_address, "SELECT name FROM population")
+    assert completed.returncode == 1
+    error = json.loads(completed.stderr)
+    assert error["code"] == "INVALID_ARGUMENT" and "GROUP BY" in error["details"]
