@@ -22,6 +22,7 @@ from federation.errors import (
 )
 from federation.sandbox import sandboxed_connection
 from node.compile import CompiledPlan
+from node.deadlines import WATCHDOG
 from node.ingest import IngestMode, IngestResult, load_into
 
 log = logging.getLogger(__name__)
@@ -76,9 +77,7 @@ class Store:
                     why_stopped.append(reason)
                     cursor.interrupt()
 
-        timer = threading.Timer(timeout, stop, (DeadlineExceeded,))
-        timer.daemon = True
-        timer.start()
+        timer = WATCHDOG.call_after(timeout, lambda: stop(DeadlineExceeded))
         if on_cancel is not None and not on_cancel(lambda: stop(Cancelled)):
             stop(Cancelled)
         try:
