@@ -20,13 +20,14 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from federation.coordinator import CityOutcome, CityStatus, Coordinator, FederatedAnswer
-from federation.errors import CityfedError, IncompleteAnswer
+from federation.errors import CityfedError, IncompleteAnswer, InvalidArgument
 from federation.finish import Table
 from federation.grpc_errors import error_reason
-from federation.members import load_region
+from federation.identity import RegionDirectory, channel_options
+from federation.trust_cli import add_manifest_commands, add_region_init
 from federation.values import from_value
 
-DEFAULT_REGION = Path("region/region.toml")
+DEFAULT_REGION = Path("region")
 EXIT_INCOMPLETE = 3
 _STATUS_NAMES = {f"CITY_STATUS_{s.name}": s for s in CityStatus}
 
@@ -34,9 +35,12 @@ _STATUS_NAMES = {f"CITY_STATUS_{s.name}": s for s in CityStatus}
 def add_commands(commands: argparse._SubParsersAction) -> None:
     query = commands.add_parser("query", help="ask every city one aggregate question in SQL")
     query.add_argument("sql", help="a SELECT in cityfed's SQL subset (see README)")
-    query.add_argument("--region", type=Path, default=None,
-                       help=f"the region file (default: $CITYFED_REGION or {DEFAULT_REGION})")
+    add_identity_arguments(query)
+    query.add_argument("--purpose", required=True,
+                       help="why you ask: a purpose the region's manifest registers")
     query.add_argument("--gateway", help="ask a federation gateway at HOST:PORT instead")
+    query.add_argument("--gateway-member",
+                       help="the member whose gateway it is (default: the --as member)")
     query.add_argument("--cities", default="", help="comma-separated member ids (default: all)")
     query.add_argument("--timeout", type=float, default=10.0, help="seconds each city may take")
     query.add_argument("--require-all", action="store_true",
@@ -48,37 +52,55 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     region = commands.add_parser("region", help="create regions").add_subparsers(
         dest="region_command", required=True)
-    generate = region.add_parser("generate", help="write a seeded synthetic five-city region")
+    add_region_init(region)
+    generate = region.add_parser(
+        "generate", help="write a whole seeded five-city region: trust, data, policies, configs")
     generate.add_argument("directory", type=Path)
     generate.add_argument("--people", type=int, default=20_000, help="residents per city")
     generate.add_argument("--trips", type=int, default=100_000, help="transit taps per city")
     generate.add_argument("--visits", type=int, default=20_000, help="medical visits per city")
     generate.add_argument("--seed", type=int, default=7)
-    generate.add_argument("--base-port", type=int, default=7401,
-                          help="the first city listens here, the next on the next port")
+    generate.add_argument("--force", action="store_true",
+                          help="replace a region (and its keys) already in the folder")
     generate.set_defaults(run=run_generate)
+
+    add_manifest_commands(commands)
 
     gateway = commands.add_parser("gateway", help="run the federation gateway").add_subparsers(
         dest="gateway_command", required=True)
     serve = gateway.add_parser("serve", help="serve FederationService for a region")
-    serve.add_argument("--region", type=Path, default=None)
+    add_identity_arguments(serve)
     serve.add_argument("--listen", default="127.0.0.1:7400")
+    serve.add_argument("--serve", default="",
+                       help="comma-separated members it answers (default: only the --as member)")
     serve.add_argument("--timeout", type=float, default=10.0, help="default seconds per city")
     serve.set_defaults(run=run_gateway)
 
 
-def region_path(given: Path | None) -> Path:
-    return given or Path(os.environ.get("CITYFED_REGION", DEFAULT_REGION))
+def add_identity_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--region", type=Path, default=None,
+                        help="the region folder `cityfed region init` wrote "
+                             f"(default: $CITYFED_REGION or {DEFAULT_REGION})")
+    parser.add_argument("--as", dest="member", default=os.environ.get("CITYFED_MEMBER"),
+                        help="the member whose credentials to use (default: $CITYFED_MEMBER)")
+
+
+def open_region(args: argparse.Namespace):
+    if not args.member:
+        raise InvalidArgument("say which member you are: --as MEMBER or $CITYFED_MEMBER")
+    directory = args.region or Path(os.environ.get("CITYFED_REGION", DEFAULT_REGION))
+    return RegionDirectory(directory).open_as(args.member)
 
 
 def run_query(args: argparse.Namespace, out: io.TextIOBase, err: io.TextIOBase) -> int:
     cities = tuple(c.strip() for c in args.cities.split(",") if c.strip())
+    manifest, identity = open_region(args)
     if args.gateway:
-        answer = _ask_gateway(args, cities)
+        answer = _ask_gateway(args, cities, manifest, identity)
     else:
-        with Coordinator(load_region(region_path(args.region))) as coordinator:
-            answer = coordinator.ask_sql(args.sql, cities=cities, require_all=args.require_all,
-                                         timeout=args.timeout)
+        with Coordinator(manifest, identity) as coordinator:
+            answer = coordinator.ask_sql(args.sql, purpose=args.purpose, cities=cities,
+                                         require_all=args.require_all, timeout=args.timeout)
     if args.json:
         out.write(json.dumps(answer_to_json(answer), ensure_ascii=False, indent=2) + "\n")
     elif args.csv:
@@ -89,18 +111,22 @@ def run_query(args: argparse.Namespace, out: io.TextIOBase, err: io.TextIOBase) 
     return 0
 
 
-def _ask_gateway(args: argparse.Namespace, cities: tuple[str, ...]) -> FederatedAnswer:
+def _ask_gateway(args: argparse.Namespace, cities: tuple[str, ...], manifest,
+                 identity) -> FederatedAnswer:
     request = federation_pb2.FederatedAggregateRequest(
-        sql=args.sql, cities=cities, require_all=args.require_all,
+        sql=args.sql, cities=cities, require_all=args.require_all, purpose=args.purpose,
         city_timeout_ms=int(args.timeout * 1000))
-    with grpc.insecure_channel(args.gateway) as channel:
+    gateway_member = args.gateway_member or identity.member_id
+    with grpc.secure_channel(args.gateway, identity.channel_credentials(),
+                             options=channel_options(gateway_member, manifest.region)) as channel:
         stub = federation_pb2_grpc.FederationServiceStub(channel)
         response = stub.FederatedAggregate(request, timeout=args.timeout + 5)
     return FederatedAnswer(
         Table(list(response.column_names),
               [tuple(from_value(v) for v in row.values) for row in response.rows]),
         [CityOutcome(o.city, _STATUS_NAMES[federation_pb2.CityStatus.Name(o.status)], o.code,
-                     o.detail, o.groups, o.elapsed_ms) for o in response.outcomes],
+                     o.detail, o.groups, o.elapsed_ms, o.suppressed_groups)
+         for o in response.outcomes],
     )
 
 
@@ -119,7 +145,8 @@ def answer_to_json(answer: FederatedAnswer) -> dict[str, Any]:
         "complete": answer.complete,
         "cities": [
             {"city": o.city, "status": o.status.value, "code": o.code, "detail": o.detail,
-             "groups": o.groups, "elapsed_ms": round(o.elapsed_ms, 3)}
+             "groups": o.groups, "suppressed_groups": o.suppressed_groups,
+             "elapsed_ms": round(o.elapsed_ms, 3)}
             for o in answer.outcomes
         ],
     }
@@ -156,7 +183,11 @@ def print_outcomes(outcomes: list[CityOutcome], out) -> None:
     print(f"{answered} of {len(outcomes)} cities answered", file=out)
     for o in outcomes:
         if o.status is CityStatus.ANSWERED:
-            print(f"  {o.city:<14} answered   {o.groups} groups, {o.elapsed_ms:.1f} ms", file=out)
+            plural = "s" if o.suppressed_groups != 1 else ""
+            dropped = (f", {o.suppressed_groups} group{plural} under its minimum size withheld"
+                       if o.suppressed_groups else "")
+            print(f"  {o.city:<14} answered   {o.groups} groups{dropped}, {o.elapsed_ms:.1f} ms",
+                  file=out)
         else:
             print(f"  {o.city:<14} {o.status.value.upper():<10} {o.code}: {o.detail}", file=out)
 
@@ -165,18 +196,26 @@ def run_generate(args: argparse.Namespace, out: io.TextIOBase, err: io.TextIOBas
     from federation.local_region import write_region
     from federation.synthetic import RegionScale
 
+    if (args.directory / "root" / "root.key").exists() and not args.force:
+        raise InvalidArgument(f"{args.directory} already holds a region; --force replaces it "
+                              "and its keys")
     scale = RegionScale(people_per_city=args.people, trips_per_city=args.trips,
                         visits_per_city=args.visits)
-    region_file = write_region(args.directory, scale=scale, seed=args.seed,
-                               base_port=args.base_port)
-    print(f"wrote region {region_file}", file=out)
+    trusted = write_region(args.directory, scale=scale, seed=args.seed)
+    print(f"wrote region {args.directory}: manifest, keys and certificates, and for each city "
+          "a store, a policy and a node config:", file=out)
+    for city, endpoint in trusted.endpoints.items():
+        print(f"  cityfed node serve --config {args.directory / city}.toml   # {endpoint}",
+              file=out)
     return 0
 
 
 def run_gateway(args: argparse.Namespace, out: io.TextIOBase, err: io.TextIOBase) -> int:
     from federation.gateway import start_gateway
 
-    gateway = start_gateway(load_region(region_path(args.region)), args.listen,
+    manifest, identity = open_region(args)
+    serves = frozenset(m.strip() for m in args.serve.split(",") if m.strip()) or None
+    gateway = start_gateway(manifest, identity, args.listen, serves=serves,
                             city_timeout=args.timeout)
     host = args.listen.rsplit(":", 1)[0]
     print(f"gateway listening on {host}:{gateway.port}", file=out, flush=True)

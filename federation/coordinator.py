@@ -1,7 +1,8 @@
 """The coordinator: send one plan to every city at once, merge what comes back, report every city.
 
-It reaches nodes only through the generated gRPC stubs, like any other client. A city that does
-not answer is listed with the reason, never silently left out.
+It reaches nodes only through the generated gRPC stubs, like any other client: over mutual TLS
+as one member of the region, with a request token per city bound to the plan bytes. A city that
+does not answer is listed with the reason, never silently left out.
 """
 
 from __future__ import annotations
@@ -13,18 +14,17 @@ from dataclasses import dataclass, field
 import grpc
 from cityfed.v1 import node_pb2, node_pb2_grpc, query_pb2
 
-from federation.errors import IncompleteAnswer, InvalidQuery
+from federation.errors import IncompleteAnswer, InvalidArgument, InvalidQuery
 from federation.finish import Table, finish
-from federation.members import Member, Region
+from federation.identity import Identity, channel_options
+from federation.manifest import Manifest
+from federation.members import Member
 from federation.merge import merge_partials
 from federation.plan import check_query
 from federation.sql import parse_query
+from federation.tokens import mint_token
 
 DEFAULT_CITY_TIMEOUT = 10.0
-CHANNEL_OPTIONS = [
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-    ("grpc.max_send_message_length", 1024 * 1024),
-]
 
 
 class CityStatus(enum.Enum):
@@ -51,6 +51,7 @@ class CityOutcome:
     detail: str = ""
     groups: int = 0
     elapsed_ms: float = 0.0
+    suppressed_groups: int = 0
 
 
 @dataclass(frozen=True)
@@ -68,11 +69,16 @@ class FederatedAnswer:
 
 
 class Coordinator:
-    """Holds one channel per city, reused across questions."""
+    """Asks the region's cities as one member; holds one channel per city, reused across
+    questions."""
 
-    def __init__(self, region: Region, *, city_timeout: float = DEFAULT_CITY_TIMEOUT) -> None:
-        self.region = region
+    def __init__(self, manifest: Manifest, identity: Identity, *,
+                 city_timeout: float = DEFAULT_CITY_TIMEOUT) -> None:
+        self.manifest = manifest
+        self.region = manifest.to_region()
+        self.identity = identity
         self.city_timeout = city_timeout
+        self._credentials = identity.channel_credentials()
         self._channels: dict[str, grpc.Channel] = {}
         self._stubs: dict[str, node_pb2_grpc.NodeServiceStub] = {}
 
@@ -91,7 +97,9 @@ class Coordinator:
     def _stub(self, member: Member) -> node_pb2_grpc.NodeServiceStub:
         stub = self._stubs.get(member.id)
         if stub is None:
-            channel = grpc.insecure_channel(member.endpoint, options=CHANNEL_OPTIONS)
+            channel = grpc.secure_channel(member.endpoint, self._credentials,
+                                          options=channel_options(member.id,
+                                                                  self.manifest.region))
             self._channels[member.id] = channel
             stub = self._stubs[member.id] = node_pb2_grpc.NodeServiceStub(channel)
         return stub
@@ -99,17 +107,27 @@ class Coordinator:
     def ask_sql(self, sql: str, **options) -> FederatedAnswer:
         return self.ask(parse_query(sql), **options)
 
-    def ask(self, query: query_pb2.FederatedQuery, *, cities: tuple[str, ...] = (),
+    def ask(self, query: query_pb2.FederatedQuery, *, purpose: str, cities: tuple[str, ...] = (),
             require_all: bool = False, timeout: float | None = None) -> FederatedAnswer:
         check_query(query)
+        if self.manifest.purpose(purpose) is None:
+            registered = ", ".join(p.id for p in self.manifest.purposes)
+            raise InvalidArgument(f"purpose {purpose[:64]!r} is not registered; the region's "
+                                  f"purposes are: {registered}")
         members = self.region.select_cities(cities)
         timeout = self.city_timeout if timeout is None else timeout
-        request = node_pb2.AggregateRequest(plan=query.plan.SerializeToString())
+        plan_bytes = query.plan.SerializeToString()
+        request = node_pb2.AggregateRequest(plan=plan_bytes)
         started = time.perf_counter()
         finished_at: dict[str, float] = {}
         calls = []
         for member in members:
-            call = self._stub(member).Aggregate.future(request, timeout=timeout)
+            token = mint_token(key=self.identity.signing_key, kid=self.identity.kid,
+                               caller=self.identity.member_id, audience=member.id,
+                               purpose=purpose, plan_bytes=plan_bytes,
+                               certificate_x5t=self.identity.certificate_x5t)
+            call = self._stub(member).Aggregate.future(
+                request, timeout=timeout, metadata=(("authorization", f"Bearer {token}"),))
             call.add_done_callback(
                 lambda _, city=member.id: finished_at.setdefault(city, time.perf_counter()))
             calls.append((member, call))
@@ -123,7 +141,8 @@ class Coordinator:
                 continue
             answers.append(response.groups)
             outcomes.append(CityOutcome(member.id, CityStatus.ANSWERED, groups=len(response.groups),
-                                        elapsed_ms=_elapsed_ms(started, finished_at, member.id)))
+                                        elapsed_ms=_elapsed_ms(started, finished_at, member.id),
+                                        suppressed_groups=response.suppressed_groups))
         invalid = [o for o in outcomes if o.code == grpc.StatusCode.INVALID_ARGUMENT.name]
         if invalid:
             raise InvalidQuery(f"{invalid[0].city} refused the plan: {invalid[0].detail}")

@@ -32,6 +32,13 @@ class InvalidArgument(CityfedError):
     reason = "INVALID_ARGUMENT"
 
 
+class PolicyDenied(CityfedError):
+    """The data owner's policy refuses this caller, purpose or column; names no data."""
+
+    status = grpc.StatusCode.PERMISSION_DENIED
+    reason = "POLICY_DENIED"
+
+
 class TooLarge(CityfedError):
     """A request or a result is larger than the configured limit."""
 

@@ -1,4 +1,9 @@
-"""The federation gateway: `FederationService` over gRPC, on the same coordinator as the CLI."""
+"""The federation gateway: `FederationService` over gRPC, on the same coordinator as the CLI.
+
+A gateway belongs to one member (usually an authority) and asks the cities under that member's
+identity, so it serves only the members it is told to serve (by default: its own), over mutual
+TLS: serving any member would lend its own access to callers the cities never granted it.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +15,23 @@ import grpc
 from cityfed.v1 import federation_pb2, federation_pb2_grpc, query_pb2
 
 from federation.coordinator import CityStatus, Coordinator, FederatedAnswer
-from federation.errors import DeadlineExceeded, InvalidArgument
+from federation.errors import DeadlineExceeded, InvalidArgument, PolicyDenied
 from federation.grpc_errors import ErrorTranslator
+from federation.guard import HEALTH_AND_REFLECTION, Guard, PeerIdentifier, Requirement, TrustState
 from federation.health import add_health_and_reflection
-from federation.members import Region
+from federation.identity import Identity
+from federation.manifest import Manifest
 from federation.values import to_value
 
 log = logging.getLogger(__name__)
 
 FEDERATION_SERVICE = federation_pb2.DESCRIPTOR.services_by_name["FederationService"].full_name
 _CITY_STATUS = {s: federation_pb2.CityStatus.Value(f"CITY_STATUS_{s.name}") for s in CityStatus}
+
+METHOD_POLICY: dict[str, Requirement] = {
+    f"/{FEDERATION_SERVICE}/FederatedAggregate": Requirement.MEMBER,
+    **{method: Requirement.MEMBER for method in HEALTH_AND_REFLECTION},
+}
 
 
 def answer_to_proto(answer: FederatedAnswer) -> federation_pb2.FederatedAggregateResponse:
@@ -28,7 +40,8 @@ def answer_to_proto(answer: FederatedAnswer) -> federation_pb2.FederatedAggregat
         rows=[query_pb2.Row(values=[to_value(v) for v in row]) for row in answer.table.rows],
         outcomes=[
             federation_pb2.CityOutcome(city=o.city, status=_CITY_STATUS[o.status], code=o.code,
-                                       detail=o.detail, groups=o.groups, elapsed_ms=o.elapsed_ms)
+                                       detail=o.detail, groups=o.groups, elapsed_ms=o.elapsed_ms,
+                                       suppressed_groups=o.suppressed_groups)
             for o in answer.outcomes
         ],
         complete=answer.complete,
@@ -48,8 +61,10 @@ class FederationServicer(federation_pb2_grpc.FederationServiceServicer):
             if remaining <= 0:
                 raise DeadlineExceeded("the deadline passed before the question was sent")
             timeout = min(timeout, remaining * 0.95)
+        if not request.purpose:
+            raise InvalidArgument("name the purpose of the question (a registered purpose)")
         options = {"cities": tuple(request.cities), "require_all": request.require_all,
-                   "timeout": timeout}
+                   "timeout": timeout, "purpose": request.purpose}
         question = request.WhichOneof("question")
         if question == "sql":
             answer = self.coordinator.ask_sql(request.sql, **options)
@@ -71,12 +86,28 @@ class RunningGateway:
         self.coordinator.close()
 
 
-def start_gateway(region: Region, listen: str = "127.0.0.1:7400", *,
-                  city_timeout: float = 10.0, max_workers: int = 16) -> RunningGateway:
-    coordinator = Coordinator(region, city_timeout=city_timeout)
+def gateway_guard(trust: TrustState, serves: frozenset[str]) -> Guard:
+    identify = PeerIdentifier(trust)
+
+    def authenticate(method, requirement, request, context):
+        peer = identify(context)
+        if method.startswith(f"/{FEDERATION_SERVICE}/") and peer.member.id not in serves:
+            raise PolicyDenied(f"this gateway does not serve {peer.member.id}")
+        return peer
+
+    return Guard(METHOD_POLICY, authenticate)
+
+
+def start_gateway(manifest: Manifest, identity: Identity, listen: str = "127.0.0.1:7400", *,
+                  serves: frozenset[str] | None = None, city_timeout: float = 10.0,
+                  max_workers: int = 16) -> RunningGateway:
+    """Serve FederationService as `identity`'s member, to the members in `serves` (default:
+    that member only)."""
+    coordinator = Coordinator(manifest, identity, city_timeout=city_timeout)
+    serves = serves or frozenset({identity.member_id})
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="gateway"),
-        interceptors=[ErrorTranslator()],
+        interceptors=[ErrorTranslator(), gateway_guard(TrustState(manifest), serves)],
         options=[("grpc.max_receive_message_length", 1024 * 1024),
                  ("grpc.max_send_message_length", 64 * 1024 * 1024),
                  ("grpc.so_reuseport", 0)],
@@ -85,9 +116,13 @@ def start_gateway(region: Region, listen: str = "127.0.0.1:7400", *,
     federation_pb2_grpc.add_FederationServiceServicer_to_server(
         FederationServicer(coordinator), server)
     add_health_and_reflection(server, [FEDERATION_SERVICE])
-    port = server.add_insecure_port(listen)
+    credentials = grpc.ssl_server_credentials(
+        [(identity.tls_private_key_pem, identity.tls_certificate_pem)],
+        root_certificates=identity.ca_certificate_pem, require_client_auth=True)
+    port = server.add_secure_port(listen, credentials)
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
     server.start()
-    log.info("gateway for region %s serving on port %d", region.name, port)
+    log.info("gateway of %s for region %s serving on port %d", identity.member_id,
+             manifest.region, port)
     return RunningGateway(server, coordinator, port)

@@ -1,69 +1,178 @@
-"""A generated region on this machine: its files, and its nodes as child processes on loopback.
+"""A whole region on this machine: its trust material, generated data, policies and node
+configs in one folder, and its nodes as child processes on loopback.
 
-Used by `cityfed region generate`, the demo and the benchmarks. Nodes run as real separate
-processes (`python -m node node serve`), exactly as a city would run them.
+Used by `cityfed region generate`, the demo, the tests and the benchmarks. Nodes run as real
+separate processes (`python -m node node serve`), exactly as a city would run them.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from federation.identity import RegionDirectory
+from federation.keys import read_private_key
+from federation.manifest import manifest_from_json, sign_manifest
 
-from federation.members import Member, Region, load_region, region_toml
-
-REGION_FILE = "region.toml"
 _LISTENING = re.compile(r"^(\w+) listening on (\S+)$")
 
 
-def node_config_toml(city: str, display_name: str, database: Path, listen: str,
-                     threads: int = 2, memory_limit: str = "2GB") -> str:
-    return (f'[node]\ncity = "{city}"\ndisplay_name = "{display_name}"\n'
-            f'database = "{database.name}"\nlisten = "{listen}"\n'
-            f'threads = {threads}\nmemory_limit = "{memory_limit}"\n')
+@dataclass(frozen=True)
+class TrustedRegion:
+    """A region's trust material on disk, with the loopback endpoint of each city."""
+
+    directory: RegionDirectory
+    endpoints: dict[str, str]
+
+    def endpoint(self, city: str) -> str:
+        return self.endpoints[city]
 
 
-def write_region(directory: Path, *, scale=None, seed: int = 7, base_port: int = 7401,
-                 cities: tuple[str, ...] | None = None, name: str = "jing-jin-ji") -> Path:
-    """Generate every city's store, a node config per city and the region file; returns the
-    region file's path."""
+def free_loopback_ports(count: int) -> list[int]:
+    """Ports free on 127.0.0.1 right now (the kernel picks them; they are released at once)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for each in sockets:
+            each.bind(("127.0.0.1", 0))
+        return [each.getsockname()[1] for each in sockets]
+    finally:
+        for each in sockets:
+            each.close()
+
+
+def set_endpoints(directory: RegionDirectory, endpoints: dict[str, str]) -> None:
+    """Point members at new endpoints and sign the manifest again with the region's root key.
+    Only for a region no node has started with yet: the version stays the same."""
+    signed = json.loads(directory.manifest.read_bytes())
+    manifest = manifest_from_json(signed["manifest"])
+    members = tuple(dataclasses.replace(m, endpoint=endpoints.get(m.id, m.endpoint))
+                    for m in manifest.members)
+    root_key = read_private_key(directory.path / "root" / "root.key")
+    directory.manifest.write_bytes(
+        sign_manifest(dataclasses.replace(manifest, members=members), root_key))
+
+
+def init_trusted_region(directory: Path, *, region: str, cities: tuple[str, ...],
+                        authorities: tuple[str, ...]) -> TrustedRegion:
+    """`cityfed region init` for a region on loopback, each city on a free port."""
+    from federation.region_init import init_region
+    from federation.synthetic.divisions import CITIES, member
+
+    def name(member_id: str) -> str:
+        return member(member_id).name if member_id in CITIES else member_id
+
+    init_region(directory, region=region, cities=[(c, name(c)) for c in cities],
+                authorities=[(a, a) for a in authorities], force=True)
+    endpoints = {c: f"127.0.0.1:{port}"
+                 for c, port in zip(cities, free_loopback_ports(len(cities)), strict=True)}
+    trusted = TrustedRegion(RegionDirectory(directory), endpoints)
+    set_endpoints(trusted.directory, endpoints)
+    return trusted
+
+
+REGION = "jing-jin-ji"
+AUTHORITY = "jjj-health"  # the demo's regional authority: a health and statistics commission
+
+# A realistic policy each demo city applies to everyone: the regional authority may aggregate
+# population and medical visits; neighbouring cities may aggregate transit trips by hour and
+# district; nobody outside the city ever sees a name or an identity number.
+DEMO_POLICY = """\
+[k]
+population = 10
+medical_visits = 10
+transit_trips = 10
+social_insurance = 10
+
+[[rules]]
+dataset = "population"
+columns = ["sex", "birth_date", "district_code", "hukou_city", "registered_on", "deceased_on"]
+callers = ["group:authorities"]
+purposes = ["population-statistics"]
+level = "aggregate"
+note = "Regional statistics on residents, never names or IDs"
+
+[[rules]]
+dataset = "medical_visits"
+columns = ["card_city", "visited_on", "hospital_id", "department", "icd10", "total_cost",
+           "insurance_paid"]
+callers = ["group:authorities"]
+purposes = ["medical-settlement-statistics"]
+level = "aggregate"
+note = "Cross-city medical settlement: the health commission sees groups of 10 or more"
+
+[[rules]]
+dataset = "transit_trips"
+columns = ["tapped_at", "mode", "line", "district_code", "fare", "card_city"]
+callers = ["role:city", "group:authorities"]
+purposes = ["transit-planning"]
+level = "aggregate"
+note = "One transport card for the region: trips by hour and district"
+
+[[rules]]
+dataset = "social_insurance"
+columns = ["scheme", "status", "enrolled_on", "monthly_amount"]
+callers = ["group:authorities"]
+purposes = ["population-statistics"]
+level = "aggregate"
+note = "Enrolment statistics"
+"""
+
+
+def node_config_toml(directory: RegionDirectory, city: str, display_name: str,
+                     listen: str, threads: int = 2, memory_limit: str = "2GB") -> str:
+    member = directory.member(city).relative_to(directory.path)
+    return f"""[node]
+city = "{city}"
+display_name = "{display_name}"
+database = "{city}.duckdb"
+listen = "{listen}"
+threads = {threads}
+memory_limit = "{memory_limit}"
+manifest = "manifest.json"
+root_public_key = "root/root.pub"
+tls_certificate = "{member}/tls.pem"
+tls_private_key = "{member}/tls.key"
+tls_ca = "root/ca.pem"
+policy = "{city}.policy.toml"
+"""
+
+
+def write_region(directory: Path, *, scale=None, seed: int = 7,
+                 cities: tuple[str, ...] | None = None,
+                 authorities: tuple[str, ...] = (AUTHORITY,),
+                 policy: str = DEMO_POLICY) -> TrustedRegion:
+    """A whole region in one folder: trust material and signed manifest, every city's
+    generated store, its policy and its node config."""
     from federation.synthetic import CITIES, RegionScale, generate_region
     from federation.synthetic.divisions import member
 
     cities = cities or CITIES
-    directory.mkdir(parents=True, exist_ok=True)
+    trusted = init_trusted_region(directory, region=REGION, cities=cities,
+                                  authorities=authorities)
     generate_region(directory, scale or RegionScale(), seed=seed, cities=cities)
-    members = []
-    for index, city in enumerate(cities):
-        listen = f"127.0.0.1:{base_port + index if base_port else 0}"
-        display_name = member(city).name
-        (directory / f"{city}.toml").write_text(
-            node_config_toml(city, display_name, directory / f"{city}.duckdb", listen))
-        members.append(Member(id=city, name=display_name, endpoint=listen))
-    path = directory / REGION_FILE
-    path.write_text(region_toml(name, members))
-    return path
+    for city in cities:
+        (directory / f"{city}.policy.toml").write_text(policy)
+        (directory / f"{city}.toml").write_text(node_config_toml(
+            trusted.directory, city, member(city).name, trusted.endpoint(city)))
+    return trusted
 
 
 @dataclass
 class LocalRegion:
-    """Running node processes for a region directory, and the region as they actually listen."""
+    """Node processes running for the cities of a region folder."""
 
-    directory: Path
-    region: Region
+    directory: RegionDirectory
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
-
-    @property
-    def region_file(self) -> Path:
-        return self.directory / "region.running.toml"
+    addresses: dict[str, str] = field(default_factory=dict)
 
     def stop(self, timeout: float = 10.0) -> None:
         for process in self.processes.values():
@@ -91,53 +200,40 @@ class LocalRegion:
         self.stop()
 
 
-def start_node_process(config: Path, listen: str = "127.0.0.1:0",
-                       timeout: float = 30.0) -> tuple[subprocess.Popen, str]:
-    """Start `cityfed node serve` and wait for the address it prints."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "node", "node", "serve", "--config", str(config),
-         "--listen", listen],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        line = process.stdout.readline()
-        if not line:
-            break
+def spawn_node_process(config: Path) -> subprocess.Popen:
+    """Start `cityfed node serve` for a config, logging to <config>.log beside it;
+    `node_address` waits until it listens."""
+    with config.with_suffix(".log").open("w") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "node", "-v", "node", "serve", "--config", str(config)],
+            stdout=subprocess.PIPE, stderr=log, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+
+def node_address(process: subprocess.Popen, config: Path) -> str:
+    """The address a started node prints once it listens."""
+    for line in process.stdout:
         match = _LISTENING.match(line.strip())
         if match:
-            return process, match.group(2)
+            return match.group(2)
     process.kill()
-    _, errors = process.communicate()
-    raise RuntimeError(f"node for {config} did not start: {errors.strip()[-2000:]}")
+    process.wait()
+    log = config.with_suffix(".log").read_text()
+    raise RuntimeError(f"node for {config} did not start: {log.strip()[-2000:]}")
 
 
-def start_local_region(directory: Path, cities: tuple[str, ...] | None = None) -> LocalRegion:
-    """Start one node process per city of the region in `directory`, each on a free port, and
-    write region.running.toml with the ports they took."""
-    declared = load_region(directory / REGION_FILE)
-    wanted = cities or tuple(m.id for m in declared.cities)
-    running = LocalRegion(directory, declared)
-    members = []
+def start_local_region(directory: Path, cities: tuple[str, ...]) -> LocalRegion:
+    """Start a node process for each city, from the <city>.toml configs in the region folder
+    (all at once: they start in parallel), and wait until every one listens."""
+    running = LocalRegion(RegionDirectory(directory))
     try:
-        for member in declared.members:
-            if member.id not in wanted:
-                continue
-            process, address = start_node_process(directory / f"{member.id}.toml")
-            running.processes[member.id] = process
-            members.append(Member(id=member.id, name=member.name, role=member.role,
-                                  endpoint=address))
-            wait_until_serving(address)
+        for city in cities:
+            running.processes[city] = spawn_node_process(directory / f"{city}.toml")
+        for city in cities:
+            running.addresses[city] = node_address(running.processes[city],
+                                                   directory / f"{city}.toml")
     except BaseException:
         running.stop()
         raise
-    running.region = Region(declared.name, tuple(members))
-    running.region_file.write_text(region_toml(declared.name, members))
     return running
-
-
-def wait_until_serving(address: str, timeout: float = 15.0) -> None:
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        stub.Check(health_pb2.HealthCheckRequest(), timeout=timeout, wait_for_ready=True)

@@ -38,8 +38,6 @@ def merge_partials(
                 state = states[key] = [[0, None, None, None] for _ in functions]
             for accumulator, partial in zip(state, group.aggregates, strict=True):
                 _accumulate(accumulator, partial)
-    if not plan.group_by and not states and functions:
-        states[()] = [[0, None, None, None] for _ in functions]
     keys = list(states)
     return MergedGroups(
         keys=keys,

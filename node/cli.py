@@ -13,6 +13,7 @@ from cityfed.v1 import admin_pb2, admin_pb2_grpc
 
 from federation import cli as federation_cli
 from federation.errors import CityfedError, FileMissing
+from node import policy_cli
 from node.config import load_config
 from node.ingest import IngestMode
 from node.server import start_node
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="add the rows instead of replacing the dataset's rows")
     ingest.set_defaults(run=run_ingest)
 
+    policy_cli.add_commands(commands)
     federation_cli.add_commands(commands)
     return parser
 

@@ -31,9 +31,12 @@ class CompiledPlan:
     params: list
     key_count: int
     parts: tuple[tuple[str, ...], ...]  # per aggregate, the partial columns it returns
+    counts_people: bool  # the last column counts distinct people per group, for suppression
 
 
-def compile_plan(plan: query_pb2.AggregatePlan) -> CompiledPlan:
+def compile_plan(plan: query_pb2.AggregatePlan, people: str | None = None) -> CompiledPlan:
+    """Compile a plan; with `people` (a column naming a person, e.g. person_id), the query also
+    counts distinct people per group so that small groups can be suppressed."""
     dataset = check_plan(plan)
 
     def column(expression: query_pb2.Expression) -> str:
@@ -53,6 +56,8 @@ def compile_plan(plan: query_pb2.AggregatePlan) -> CompiledPlan:
         for part in needed:
             select.append(SqlFragment(f"{part}({argument.text})", list(argument.params)))
 
+    if people is not None:
+        select.append(SqlFragment(f"count(DISTINCT {quote_identifier(people)})"))
     sql = "SELECT " + ", ".join(f.text for f in select)
     params = [p for f in select for p in f.params]
     sql += f" FROM {quote_identifier(dataset.name)}"
@@ -62,4 +67,5 @@ def compile_plan(plan: query_pb2.AggregatePlan) -> CompiledPlan:
         params += condition.params
     if plan.group_by:
         sql += " GROUP BY " + ", ".join(str(i + 1) for i in range(len(plan.group_by)))
-    return CompiledPlan(dataset, sql, params, len(plan.group_by), tuple(parts))
+    return CompiledPlan(dataset, sql, params, len(plan.group_by), tuple(parts),
+                        people is not None)

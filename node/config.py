@@ -7,12 +7,23 @@ from pathlib import Path
 
 from federation.config_files import build, read_toml
 from federation.errors import ConfigError
+from federation.pki import NAME
 
 
 @dataclass(frozen=True)
 class NodeConfig:
     city: str
     database: Path
+    # Trust: the region's signed manifest, its pinned root key, this node's TLS identity.
+    manifest: Path
+    root_public_key: Path
+    tls_certificate: Path
+    tls_private_key: Path
+    tls_ca: Path
+    # The owner's sharing policy; without one the node refuses every question.
+    policy: Path | None = None
+    # The held manifest and the token ids seen; beside the database if unset.
+    state_dir: Path | None = None
     display_name: str = ""
     listen: str = "127.0.0.1:7401"
     # The operator's Unix socket for loads into the running node; next to the database if unset.
@@ -31,12 +42,16 @@ class NodeConfig:
     def admin_socket_path(self) -> Path:
         return self.admin_socket or self.database.with_suffix(".admin.sock")
 
+    @property
+    def state_path(self) -> Path:
+        return self.state_dir or self.database.with_suffix(".state")
+
 
 def load_config(path: Path) -> NodeConfig:
     table = read_toml(path)
     config = build(NodeConfig, table.get("node", table), path, "[node] ")
     if config.threads < 1 or config.max_workers < 1 or config.max_concurrent_rpcs < 1:
         raise ConfigError(f"{path}: threads, max_workers and max_concurrent_rpcs must be ≥ 1")
-    if not config.city.isidentifier():
+    if not NAME.fullmatch(config.city):
         raise ConfigError(f"{path}: [node] key 'city' must be a member id like 'tianjin'")
     return config

@@ -1,4 +1,4 @@
-"""Turn the rows of a compiled plan's query into `PartialGroup` messages."""
+"""Turn the rows of a compiled plan's query into `PartialGroup` messages, dropping small groups."""
 
 from __future__ import annotations
 
@@ -6,6 +6,16 @@ from cityfed.v1 import query_pb2
 
 from federation.values import to_value
 from node.compile import CompiledPlan
+
+
+def suppress_small_groups(rows: list[tuple], compiled: CompiledPlan,
+                          k: int | None) -> tuple[list[tuple], int]:
+    """Drop the groups of 1 to k-1 people (an empty group names nobody and stays); strip the
+    people count. Returns the rows that may leave and how many groups were dropped."""
+    if not compiled.counts_people:
+        return rows, 0
+    kept = [row[:-1] for row in rows if k is None or row[-1] == 0 or row[-1] >= k]
+    return kept, len(rows) - len(kept)
 
 
 def to_partial_groups(rows: list[tuple], compiled: CompiledPlan) -> list[query_pb2.PartialGroup]:

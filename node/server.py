@@ -15,29 +15,34 @@ from grpc_health.v1 import health
 
 import node
 from federation.datasets import DATASETS, Sensitivity
-from federation.errors import InvalidArgument
+from federation.errors import InvalidArgument, PolicyDenied
 from federation.grpc_errors import ErrorTranslator
 from federation.health import add_health_and_reflection
-from federation.plan import parse_plan
+from federation.plan import check_plan, parse_plan
 from node.compile import compile_plan
 from node.config import NodeConfig
+from node.guard import current_caller, node_guard
 from node.ingest import IngestMode
-from node.partials import to_partial_groups
+from node.partials import suppress_small_groups, to_partial_groups
+from node.policy import Level, catalog_levels, decide, entity_column
 from node.store import Store
+from node.trust import NodeTrust, load_node_trust
 
 log = logging.getLogger(__name__)
 
 NODE_SERVICE = node_pb2.DESCRIPTOR.services_by_name["NodeService"].full_name
 ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
 _SENSITIVITY = {s: node_pb2.Sensitivity.Value(f"SENSITIVITY_{s.name}") for s in Sensitivity}
+_ACCESS = {level: node_pb2.AccessLevel.Value(f"ACCESS_LEVEL_{level.name}") for level in Level}
 _INGEST_MODES = {admin_pb2.INGEST_MODE_REPLACE: IngestMode.REPLACE,
                  admin_pb2.INGEST_MODE_APPEND: IngestMode.APPEND}
 
 
 class NodeServicer(node_pb2_grpc.NodeServiceServicer):
-    def __init__(self, config: NodeConfig, store: Store) -> None:
+    def __init__(self, config: NodeConfig, store: Store, trust: NodeTrust) -> None:
         self.config = config
         self.store = store
+        self.trust = trust
 
     def GetNodeInfo(self, request, context):
         return node_pb2.GetNodeInfoResponse(
@@ -47,30 +52,48 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         )
 
     def ListDatasets(self, request, context):
+        caller = current_caller().caller
+        purpose = request.purpose or None
+        if purpose is not None and self.trust.state.manifest.purpose(purpose) is None:
+            raise InvalidArgument(f"purpose {purpose[:64]!r} is not registered in the manifest")
         counts = self.store.row_counts()
-        return node_pb2.ListDatasetsResponse(datasets=[
-            node_pb2.Dataset(
+        policy = self.trust.policy
+        datasets = []
+        for dataset in DATASETS.values():
+            levels = catalog_levels(policy, caller, purpose, dataset.name)
+            aggregate_only = any(level == Level.AGGREGATE for level in levels.values())
+            datasets.append(node_pb2.Dataset(
                 name=dataset.name,
                 description=dataset.description,
                 row_count=counts[dataset.name],
+                min_group_size=policy.k_for(dataset.name) if aggregate_only else 0,
                 columns=[
                     node_pb2.ColumnSchema(
                         name=c.name, type=c.type, description=c.description, unit=c.unit,
                         sensitivity=_SENSITIVITY[c.sensitivity], nullable=c.nullable,
+                        access=_ACCESS[levels[c.name]],
                     )
                     for c in dataset.columns
                 ],
-            )
-            for dataset in DATASETS.values()
-        ])
+            ))
+        return node_pb2.ListDatasetsResponse(datasets=datasets)
 
     def Aggregate(self, request, context):
-        compiled = compile_plan(parse_plan(request.plan))
+        authenticated = current_caller()
+        plan = parse_plan(request.plan)
+        check_plan(plan)
+        decision = decide(self.trust.policy, authenticated.caller, authenticated.purpose, plan)
+        if not decision.allowed:
+            raise PolicyDenied(decision.refusal(self.config.city))
+        people = entity_column(plan.dataset) if decision.k is not None else None
+        compiled = compile_plan(plan, people=people)
         remaining = context.time_remaining()
         timeout = min(self.config.max_query_seconds, remaining or self.config.max_query_seconds)
         rows = self.store.aggregate(compiled, timeout=timeout, on_cancel=context.add_callback)
+        rows, suppressed = suppress_small_groups(rows, compiled, decision.k)
         return node_pb2.AggregateResponse(
-            city=self.config.city, groups=to_partial_groups(rows, compiled)
+            city=self.config.city, groups=to_partial_groups(rows, compiled),
+            suppressed_groups=suppressed,
         )
 
 
@@ -95,6 +118,7 @@ class RunningNode:
     server: grpc.Server
     admin_server: grpc.Server
     store: Store
+    trust: NodeTrust
     port: int
     health: health.HealthServicer
 
@@ -109,6 +133,7 @@ class RunningNode:
         for event in done:
             event.wait()
         self.store.close()
+        self.trust.close()
 
     def wait(self) -> None:
         self.server.wait_for_termination()
@@ -123,21 +148,25 @@ def server_options(config: NodeConfig) -> list[tuple[str, int]]:
 
 
 def start_node(config: NodeConfig) -> RunningNode:
-    """Open the store and start the public server and the local admin server."""
+    """Load the trust material, open the store, and start the public server (mutual TLS only)
+    and the local admin server."""
+    trust = load_node_trust(config)
     store = Store(config.database, memory_limit=config.memory_limit, threads=config.threads,
                   max_result_groups=config.max_result_groups)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.max_workers,
                                    thread_name_prefix=f"{config.city}-rpc"),
-        interceptors=[ErrorTranslator()],
+        interceptors=[ErrorTranslator(),
+                      node_guard(trust.state, config.city, trust.replay.remember)],
         options=server_options(config),
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
     )
-    node_pb2_grpc.add_NodeServiceServicer_to_server(NodeServicer(config, store), server)
+    node_pb2_grpc.add_NodeServiceServicer_to_server(NodeServicer(config, store, trust), server)
     health_servicer = add_health_and_reflection(server, [NODE_SERVICE])
-    port = server.add_insecure_port(config.listen)
+    port = server.add_secure_port(config.listen, trust.server_credentials)
     if port == 0:
         store.close()
+        trust.close()
         raise OSError(f"cannot listen on {config.listen}")
 
     admin_server = grpc.server(futures.ThreadPoolExecutor(max_workers=2),
@@ -151,7 +180,7 @@ def start_node(config: NodeConfig) -> RunningNode:
     admin_server.start()
     server.start()
     log.info("%s serving on port %d, admin socket %s", config.city, port, socket_path)
-    return RunningNode(config, server, admin_server, store, port, health_servicer)
+    return RunningNode(config, server, admin_server, store, trust, port, health_servicer)
 
 
 _umask_lock = threading.Lock()

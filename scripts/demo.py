@@ -1,5 +1,7 @@
-"""`make demo`: a generated five-city region on loopback, a tour of federated questions, and a
-city going down, all in under a minute; every process it starts is stopped at the end.
+"""`make demo`: a generated five-city region on loopback, a tour of federated questions, a
+refused one, and a city going down, all in under a minute; every process it starts is stopped
+at the end. Every call goes over mutual TLS with a signed request token, and every city answers
+only what its own policy allows.
 
 Usage: python scripts/demo.py [--dir DIR] [--people N] [--trips N] [--visits N]
 """
@@ -20,7 +22,8 @@ from rich.table import Table
 
 from federation.coordinator import Coordinator
 from federation.gateway import start_gateway
-from federation.local_region import start_local_region, write_region
+from federation.identity import channel_options
+from federation.local_region import AUTHORITY, start_local_region, write_region
 from federation.synthetic import RegionScale
 from federation.synthetic.divisions import MEMBER_CITIES
 from federation.synthetic.icd10 import chapter_of
@@ -74,17 +77,20 @@ def heading(text: str) -> None:
     console.print(f"\n[bold cyan]── {text}[/]")
 
 
-def ask(title: str, sql: str, region_file: Path, *extra: str) -> None:
+def ask(title: str, sql: str, region: Path, purpose: str, *extra: str) -> int:
     heading(title)
-    console.print(f"[dim]$ cityfed query \"{short(sql)}\" {' '.join(extra)}[/]")
-    cityfed(["query", sql, "--region", str(region_file), *extra])
+    console.print(f"[dim]$ cityfed query \"{short(sql)}\" --as {AUTHORITY} --purpose {purpose}"
+                  f" {' '.join(extra)}[/]")
+    return cityfed(["query", sql, "--region", str(region), "--as", AUTHORITY,
+                    "--purpose", purpose, *extra])
 
 
 def medical_by_chapter(coordinator: Coordinator) -> None:
     heading("Medical spending outside the insuring city, by ICD-10 chapter")
     sql = medical_sql()
-    console.print(f"[dim]$ cityfed query \"{short(sql)}\"  (then rolled up by chapter)[/]")
-    answer = coordinator.ask_sql(sql, require_all=True)
+    console.print(f"[dim]$ cityfed query \"{short(sql)}\" --purpose medical-settlement-statistics"
+                  "  (then rolled up by chapter)[/]")
+    answer = coordinator.ask_sql(sql, purpose="medical-settlement-statistics", require_all=True)
     totals: dict = defaultdict(lambda: [0, Decimal(0), Decimal(0)])
     for icd10, visits, cost, insured in answer.table.rows:
         chapter = chapter_of(icd10)
@@ -102,17 +108,34 @@ def medical_by_chapter(coordinator: Coordinator) -> None:
             totals.items(), key=lambda item: -item[1][1]):
         table.add_row(numeral, codes, title, str(visits), f"{cost:,}", f"{insured:,}")
     console.print(table)
-    console.print(f"{len(answer.outcomes)} of {len(answer.outcomes)} cities answered; "
-                  "sums are exact decimals, merged from every city's partial sums")
+    withheld = sum(o.suppressed_groups for o in answer.outcomes)
+    console.print(f"{len(answer.outcomes)} of {len(answer.outcomes)} cities answered; sums are "
+                  f"exact decimals merged from every city's partial sums; {withheld} diagnosis "
+                  "groups of fewer than 10 people were withheld at home")
+
+
+def refused_question(region: Path) -> None:
+    sql = "SELECT name, count(*) AS people FROM population GROUP BY name"
+    ask("A question the cities refuse: counting residents by name", sql, region,
+        "population-statistics")
+    console.print(f"[dim]$ cityfed policy explain --policy beijing.policy.toml --caller "
+                  f"{AUTHORITY} --role authority --groups authorities "
+                  f"--purpose population-statistics \"{sql}\"[/]")
+    cityfed(["policy", "explain", "--policy", str(region / "beijing.policy.toml"),
+             "--caller", AUTHORITY, "--role", "authority", "--groups", "authorities",
+             "--purpose", "population-statistics", sql])
 
 
 def same_answer_over_grpc(gateway_port: int, sql: str, coordinator: Coordinator) -> None:
-    heading("The same question through the FederationService gateway (gRPC)")
-    with grpc.insecure_channel(f"127.0.0.1:{gateway_port}") as channel:
+    heading("The same question through the FederationService gateway (gRPC, mutual TLS)")
+    identity, manifest = coordinator.identity, coordinator.manifest
+    with grpc.secure_channel(f"127.0.0.1:{gateway_port}", identity.channel_credentials(),
+                             options=channel_options(identity.member_id,
+                                                     manifest.region)) as channel:
         stub = federation_pb2_grpc.FederationServiceStub(channel)
-        response = stub.FederatedAggregate(federation_pb2.FederatedAggregateRequest(sql=sql),
-                                           timeout=10)
-    direct = coordinator.ask_sql(sql)
+        response = stub.FederatedAggregate(federation_pb2.FederatedAggregateRequest(
+            sql=sql, purpose="population-statistics"), timeout=10)
+    direct = coordinator.ask_sql(sql, purpose="population-statistics")
     over_grpc = [tuple(from_value(v) for v in row.values) for row in response.rows]
     agrees = over_grpc == direct.table.rows and response.complete
     console.print(f"gateway on 127.0.0.1:{gateway_port}: {len(response.rows)} rows, "
@@ -129,34 +152,38 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
 
-    heading("Generating a seeded five-city region (Beijing–Tianjin–Hebei)")
+    heading("Generating a seeded five-city region (Beijing–Tianjin–Hebei) with its trust")
     scale = RegionScale(people_per_city=args.people, trips_per_city=args.trips,
                         visits_per_city=args.visits)
-    write_region(args.dir, scale=scale, base_port=0)
-    console.print(f"{args.dir}: one DuckDB file per city; ground truth in "
-                  f"{args.dir / 'ground_truth.json'}")
+    trusted = write_region(args.dir, scale=scale)
+    console.print(f"{args.dir}: a root key and CA, a TLS certificate and signing key per member, "
+                  "a signed manifest, one DuckDB file, policy and node config per city")
 
-    heading("Starting five city nodes and the federation gateway on loopback")
-    with start_local_region(args.dir) as running:
-        for member in running.region.members:
-            console.print(f"  {member.id:<13} {member.name:<4} {member.endpoint}")
-        gateway = start_gateway(running.region, "127.0.0.1:0")
-        console.print(f"  gateway       127.0.0.1:{gateway.port}")
+    heading("Starting five city nodes (mutual TLS only) and the authority's gateway")
+    cities = tuple(trusted.endpoints)
+    with start_local_region(args.dir, cities) as running:
+        for city in cities:
+            console.print(f"  {city:<13} {running.addresses[city]}")
+        manifest, identity = trusted.directory.open_as(AUTHORITY)
+        gateway = start_gateway(manifest, identity, "127.0.0.1:0")
+        console.print(f"  gateway       127.0.0.1:{gateway.port} (serves {AUTHORITY})")
         try:
-            with Coordinator(running.region) as coordinator:
-                ask("Residents by age band, across the cluster", AGE_BANDS, running.region_file,
-                    "--require-all")
+            with Coordinator(manifest, identity) as coordinator:
+                ask("Residents by age band, across the cluster", AGE_BANDS, args.dir,
+                    "population-statistics", "--require-all")
                 ask("Trips on transport cards used outside their issuing city, by hour",
-                    commuting_sql(), running.region_file, "--require-all")
+                    commuting_sql(), args.dir, "transit-planning", "--require-all")
                 medical_by_chapter(coordinator)
+                refused_question(args.dir)
                 same_answer_over_grpc(gateway.port, AGE_BANDS, coordinator)
 
             heading("Langfang's node goes down: the answer says so, it does not hide it")
             running.kill("langfang")
-            ask("Residents by age band, four cities answering", AGE_BANDS, running.region_file)
+            ask("Residents by age band, four cities answering", AGE_BANDS, args.dir,
+                "population-statistics")
             console.print("[dim]With --require-all the same question fails (exit 3):[/]")
-            code = cityfed(["query", AGE_BANDS, "--region", str(running.region_file),
-                            "--require-all", "--csv"])
+            code = ask("Residents by age band, all cities required", AGE_BANDS, args.dir,
+                       "population-statistics", "--require-all")
             console.print(f"[dim]exit code {code}[/]")
         finally:
             gateway.stop()

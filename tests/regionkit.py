@@ -3,16 +3,21 @@ schemas allow them, plus a running region of real nodes on port 0 and a central 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
 import duckdb
+import grpc
+from cityfed.v1 import node_pb2, node_pb2_grpc
 
 from federation.coordinator import Coordinator
 from federation.datasets import DATASETS, create_table_sql
-from federation.members import Member, Region
+from federation.identity import RegionDirectory, channel_options
+from federation.local_region import TrustedRegion, init_trusted_region
+from federation.tokens import mint_token
 from node.config import NodeConfig
 from node.server import RunningNode, start_node
 
@@ -75,14 +80,37 @@ def build_city_store(path: Path, seed: int, rows: int) -> None:
         connection.close()
 
 
+AUDITOR = "auditor"  # a regional authority the test policy lets see everything
+OUTSIDER = "outsider"  # a member the test policy grants nothing
+PURPOSE = "population-statistics"
+
+
+def open_policy(member: str = AUDITOR, level: str = "row") -> str:
+    """A policy granting one member every column of every dataset, for every purpose."""
+    return "".join(
+        f'[[rules]]\ndataset = "{name}"\ncolumns = ["*"]\ncallers = ["{member}"]\n'
+        f'purposes = ["*"]\nlevel = "{level}"\n\n' for name in DATASETS)
+
+
 @dataclass
 class RunningRegion:
     directory: Path
+    trusted: TrustedRegion
     nodes: dict[str, RunningNode]
-    region: Region
     coordinator: Coordinator
     central: duckdb.DuckDBPyConnection
     stopped: set[str] = field(default_factory=set)
+
+    @property
+    def manifest(self):
+        return self.coordinator.manifest
+
+    def ask(self, sql: str, *, purpose: str = PURPOSE, **options):
+        return self.coordinator.ask_sql(sql, purpose=purpose, **options)
+
+    def stop_node(self, city: str) -> None:
+        self.nodes[city].stop(grace=None)
+        self.stopped.add(city)
 
     def stop(self) -> None:
         self.coordinator.close()
@@ -92,18 +120,42 @@ class RunningRegion:
         self.central.close()
 
 
-def start_region(directory: Path, cities: tuple[str, ...], rows: int,
-                 seed: int = 1) -> RunningRegion:
+def node_config(trusted: TrustedRegion, city: str, database: Path, policy: Path | None,
+                **options) -> NodeConfig:
+    member = trusted.directory.member(city)
+    return NodeConfig(
+        city=city, database=database, manifest=trusted.directory.manifest,
+        root_public_key=trusted.directory.root_public_key,
+        tls_certificate=member / "tls.pem", tls_private_key=member / "tls.key",
+        tls_ca=trusted.directory.ca_certificate, policy=policy,
+        listen=trusted.endpoint(city), threads=1, **options)
+
+
+def start_nodes(trusted: TrustedRegion, cities: tuple[str, ...], policy_text: str,
+                **options) -> dict[str, RunningNode]:
+    nodes = {}
+    for city in cities:
+        policy = trusted.directory.path / f"{city}.policy.toml"
+        policy.write_text(policy_text)
+        nodes[city] = start_node(node_config(trusted, city, trusted.directory.path /
+                                             f"{city}.duckdb", policy, **options))
+    return nodes
+
+
+def start_region(directory: Path, cities: tuple[str, ...], rows: int, seed: int = 1,
+                 policy_text: str | None = None, extra_cities: tuple[str, ...] = (),
+                 **node_options) -> RunningRegion:
+    """Real stores, a real CA, keys and a signed manifest; nodes on free loopback ports with a
+    policy (by default: the auditor sees everything); a coordinator acting as the auditor.
+    `extra_cities` are in the manifest but get no node (for tests that serve them otherwise)."""
     for index, city in enumerate(cities):
         build_city_store(directory / f"{city}.duckdb", seed * 100 + index, rows)
     central = central_union(directory, cities)
-    nodes, members = {}, []
-    for city in cities:
-        nodes[city] = start_node(NodeConfig(city=city, database=directory / f"{city}.duckdb",
-                                            listen="127.0.0.1:0", threads=1))
-        members.append(Member(id=city, endpoint=nodes[city].address))
-    region = Region(name="test", members=tuple(members))
-    return RunningRegion(directory, nodes, region, Coordinator(region), central)
+    trusted = init_trusted_region(directory, region="test", cities=cities + extra_cities,
+                                  authorities=(AUDITOR, OUTSIDER))
+    nodes = start_nodes(trusted, cities, policy_text or open_policy(), **node_options)
+    manifest, identity = trusted.directory.open_as(AUDITOR)
+    return RunningRegion(directory, trusted, nodes, Coordinator(manifest, identity), central)
 
 
 def central_union(directory: Path, cities: tuple[str, ...]) -> duckdb.DuckDBPyConnection:
@@ -161,3 +213,50 @@ def assert_same_rows(federated: list[tuple], central: list[tuple], ordered: bool
     for got, want in zip(federated, central, strict=True):
         assert len(got) == len(want)
         assert all(_same(g, w) for g, w in zip(got, want, strict=True)), (got, want)
+
+
+@functools.cache
+def _credentials(region_path: Path, member: str):
+    return RegionDirectory(region_path).open_as(member)
+
+
+def secure_channel(region: RunningRegion, address: str, server_member: str,
+                   as_member: str = AUDITOR) -> grpc.Channel:
+    """A mutual-TLS channel to a member's server, with `as_member`'s certificate."""
+    manifest, identity = _credentials(region.directory, as_member)
+    return grpc.secure_channel(address, identity.channel_credentials(),
+                               options=channel_options(server_member, manifest.region))
+
+
+def node_stub(region: RunningRegion, city: str,
+              as_member: str = AUDITOR) -> node_pb2_grpc.NodeServiceStub:
+    return node_pb2_grpc.NodeServiceStub(
+        secure_channel(region, region.trusted.endpoint(city), city, as_member))
+
+
+def token_for(region: RunningRegion, city: str, plan_bytes: bytes, *, as_member: str = AUDITOR,
+              purpose: str = PURPOSE) -> str:
+    _, identity = _credentials(region.directory, as_member)
+    return mint_token(key=identity.signing_key, kid=identity.kid, caller=identity.member_id,
+                      audience=city, purpose=purpose, plan_bytes=plan_bytes,
+                      certificate_x5t=identity.certificate_x5t)
+
+
+def aggregate(region: RunningRegion, city: str, plan_bytes: bytes, *, as_member: str = AUDITOR,
+              purpose: str = PURPOSE, stub=None, **call_options) -> node_pb2.AggregateResponse:
+    """Call a node's Aggregate as a member would: its certificate, a fresh token."""
+    stub = stub or node_stub(region, city, as_member)
+    token = token_for(region, city, plan_bytes, as_member=as_member, purpose=purpose)
+    return stub.Aggregate(node_pb2.AggregateRequest(plan=plan_bytes),
+                          metadata=(("authorization", f"Bearer {token}"),), **call_options)
+
+
+def config_toml(config: NodeConfig) -> str:
+    """A node config file for a config object, as city IT would write it."""
+    lines = ["[node]"]
+    for field_name, value in vars(config).items():
+        if value is None:
+            continue
+        lines.append(f"{field_name} = {value!r}".replace("'", '"') if not isinstance(value, Path)
+                     else f'{field_name} = "{value}"')
+    return "\n".join(lines) + "\n"

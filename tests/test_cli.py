@@ -8,23 +8,25 @@ import json
 import pytest
 
 from federation.gateway import start_gateway
-from federation.members import region_toml
 from node.cli import main
-from tests.regionkit import assert_same_rows
+from tests.regionkit import AUDITOR, PURPOSE, _credentials, assert_same_rows, start_region
 
 SQL = "SELECT mode, count(*) AS n, sum(fare) AS total FROM transit_trips GROUP BY mode ORDER BY n"
 
 
 @pytest.fixture(scope="module")
-def region_file(region, tmp_path_factory):
-    path = tmp_path_factory.mktemp("cli") / "region.toml"
-    path.write_text(region_toml("test", list(region.region.members)))
-    return path
+def region_file(region):
+    """What --region takes: the region folder."""
+    return region.directory
 
 
 def run(*argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    code = main(list(argv), out=out, err=err)
+    argv = [*argv, "--as", AUDITOR] if argv and argv[0] == "query" and "--as" not in argv \
+        else list(argv)
+    if argv and argv[0] == "query" and "--purpose" not in argv:
+        argv += ["--purpose", PURPOSE]
+    code = main(argv, out=out, err=err)
     return code, out.getvalue(), err.getvalue()
 
 
@@ -56,15 +58,22 @@ def test_query_csv(region_file):
     assert "3 of 3 cities answered" in err
 
 
-def test_a_down_city_is_shown_and_require_all_exits_3(region, tmp_path):
-    members = [*region.region.members]
-    members.append(type(members[0])(id="baoding", endpoint="127.0.0.1:1"))
-    path = tmp_path / "region.toml"
-    path.write_text(region_toml("test", members))
-    code, out, _ = run("query", SQL, "--region", str(path))
-    assert code == 0 and "baoding" in out and "UNREACHABLE" in out
-    code, _, err = run("query", SQL, "--region", str(path), "--require-all")
-    assert code == 3 and "baoding unreachable" in err
+def test_a_down_city_is_shown_and_require_all_exits_3(tmp_path):
+    running = start_region(tmp_path, ("beijing", "tianjin"), rows=100, extra_cities=("baoding",))
+    try:
+        code, out, _ = run("query", SQL, "--region", str(tmp_path))
+        assert code == 0 and "baoding" in out and "UNREACHABLE" in out
+        code, _, err = run("query", SQL, "--region", str(tmp_path), "--require-all")
+        assert code == 3 and "baoding unreachable" in err
+    finally:
+        running.stop()
+
+
+def test_an_unregistered_purpose_or_unknown_member_is_refused(region_file):
+    code, _, err = run("query", SQL, "--region", str(region_file), "--purpose", "curiosity")
+    assert code == 1 and "not registered" in err
+    code, _, err = run("query", SQL, "--region", str(region_file), "--as", "nobody")
+    assert code == 1 and "nobody" in err
 
 
 def test_bad_sql_exits_1_with_a_message_not_a_traceback(region_file):
@@ -74,18 +83,22 @@ def test_bad_sql_exits_1_with_a_message_not_a_traceback(region_file):
     assert "Traceback" not in err
 
 
-def test_a_missing_region_file_is_named(tmp_path):
-    code, _, err = run("query", SQL, "--region", str(tmp_path / "none.toml"))
-    assert code == 1 and "none.toml" in err
+def test_a_missing_region_folder_is_named(tmp_path):
+    code, _, err = run("query", SQL, "--region", str(tmp_path / "nowhere"))
+    assert code == 1 and "nowhere" in err
 
 
 def test_query_through_the_gateway(region):
-    gateway = start_gateway(region.region, "127.0.0.1:0")
+    manifest, identity = _credentials(region.directory, AUDITOR)
+    gateway = start_gateway(manifest, identity, "127.0.0.1:0")
     try:
-        code, out, _ = run("query", SQL, "--gateway", f"127.0.0.1:{gateway.port}", "--json")
+        address = f"127.0.0.1:{gateway.port}"
+        code, out, _ = run("query", SQL, "--region", str(region.directory), "--gateway", address,
+                           "--json")
         assert code == 0
         assert json.loads(out)["complete"]
-        code, _, err = run("query", "SELECT * FROM x", "--gateway", f"127.0.0.1:{gateway.port}")
+        code, _, err = run("query", "SELECT * FROM x", "--region", str(region.directory),
+                           "--gateway", address)
         assert code == 1 and "INVALID_ARGUMENT" in err
     finally:
         gateway.stop(grace=None)

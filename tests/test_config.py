@@ -10,19 +10,32 @@ from federation.errors import ConfigError
 from federation.members import load_region
 from node.config import load_config
 
+TRUST = ('manifest = "manifest.json"\nroot_public_key = "root/root.pub"\n'
+         'tls_certificate = "t.pem"\ntls_private_key = "t.key"\ntls_ca = "root/ca.pem"\n')
+
 
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "node.toml"
-    path.write_text(text)
+    path.write_text(text + (TRUST if "database" in text else ""))
     return path
 
 
-def test_a_minimal_config_gets_defaults_and_a_database_beside_the_file(tmp_path):
+def test_a_minimal_config_gets_defaults_and_paths_beside_the_file(tmp_path):
     config = load_config(write(tmp_path, '[node]\ncity = "tianjin"\ndatabase = "t.duckdb"\n'))
     assert config.city == "tianjin"
     assert config.database == tmp_path / "t.duckdb"
+    assert config.manifest == tmp_path / "manifest.json"
     assert config.admin_socket_path == tmp_path / "t.admin.sock"
+    assert config.state_path == tmp_path / "t.state"
+    assert config.policy is None
     assert config.listen == "127.0.0.1:7401" and config.threads == 2
+
+
+def test_a_config_without_trust_material_is_refused(tmp_path):
+    path = tmp_path / "node.toml"
+    path.write_text('[node]\ncity = "tianjin"\ndatabase = "t.duckdb"\n')
+    with pytest.raises(ConfigError, match="missing key 'manifest'"):
+        load_config(path)
 
 
 @pytest.mark.parametrize(("text", "says"), [
@@ -31,8 +44,8 @@ def test_a_minimal_config_gets_defaults_and_a_database_beside_the_file(tmp_path)
     ('[node]\ncity = "tianjin"\ndatabase = "t"\nthreads = "4"\n',
      "key 'threads' must be of type int"),
     ('[node]\ncity = "tianjin"\ndatabase = "t"\nthreads = 0\n', "must be ≥ 1"),
-    ('[node]\ncity = "tian jin"\ndatabase = "t"\n', "member id"),
-    ('[node\ncity = "x"', "not valid TOML"),
+    ('[node]\ncity = "Tian_Jin"\ndatabase = "t"\n', "member id"),
+    ('[node\ncity = "x"\ndatabase', "not valid TOML"),
 ])
 def test_a_bad_config_names_the_file_and_the_key(tmp_path, text, says):
     path = write(tmp_path, text)

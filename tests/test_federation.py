@@ -10,14 +10,22 @@ import grpc
 import pytest
 from cityfed.v1 import federation_pb2, federation_pb2_grpc, node_pb2_grpc, query_pb2
 
-from federation.coordinator import CityStatus, Coordinator
+from federation.coordinator import CityStatus
 from federation.errors import IncompleteAnswer, InvalidArgument, InvalidQuery
 from federation.gateway import start_gateway
 from federation.grpc_errors import error_reason
-from federation.members import Member, Region
 from federation.sql import parse_query
 from federation.values import from_value
-from tests.regionkit import assert_same_rows, oracle_over, start_region
+from tests.regionkit import (
+    AUDITOR,
+    OUTSIDER,
+    PURPOSE,
+    _credentials,
+    assert_same_rows,
+    oracle_over,
+    secure_channel,
+    start_region,
+)
 
 SQL = "SELECT mode, count(*), sum(fare), avg(fare) FROM transit_trips GROUP BY mode"
 
@@ -31,26 +39,29 @@ class SlowNode(node_pb2_grpc.NodeServiceServicer):
 
 
 @pytest.fixture
-def slow_city():
+def small_region(tmp_path):
+    """Three real nodes, and Baoding in the manifest served by a slow real server with
+    Baoding's own certificate."""
+    running = start_region(tmp_path, ("beijing", "tianjin", "langfang"), rows=500, seed=3,
+                           extra_cities=("baoding",))
+    member = running.trusted.directory.member("baoding")
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     node_pb2_grpc.add_NodeServiceServicer_to_server(SlowNode(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    server.add_secure_port(running.trusted.endpoint("baoding"), grpc.ssl_server_credentials(
+        [((member / "tls.key").read_bytes(), (member / "tls.pem").read_bytes())]))
     server.start()
-    yield Member(id="baoding", endpoint=f"127.0.0.1:{port}")
-    server.stop(grace=None)
-
-
-@pytest.fixture
-def small_region(tmp_path):
-    running = start_region(tmp_path, ("beijing", "tianjin", "langfang"), rows=500, seed=3)
     yield running
+    server.stop(grace=None)
     running.stop()
+
+
+FAST = ("beijing", "tianjin", "langfang")
 
 
 def test_a_city_that_is_down_is_reported_unreachable_and_the_rest_still_answer(small_region):
     small_region.nodes["langfang"].stop(grace=None)
     small_region.stopped.add("langfang")
-    answer = small_region.coordinator.ask_sql(SQL)
+    answer = small_region.ask(SQL, cities=FAST)
     status = {o.city: o.status for o in answer.outcomes}
     assert status == {"beijing": CityStatus.ANSWERED, "tianjin": CityStatus.ANSWERED,
                       "langfang": CityStatus.UNREACHABLE}
@@ -60,44 +71,47 @@ def test_a_city_that_is_down_is_reported_unreachable_and_the_rest_still_answer(s
 
 
 def test_require_all_turns_a_missing_city_into_a_failure(small_region):
-    small_region.nodes["tianjin"].stop(grace=None)
-    small_region.stopped.add("tianjin")
+    small_region.stop_node("tianjin")
     with pytest.raises(IncompleteAnswer, match="tianjin unreachable"):
-        small_region.coordinator.ask_sql(SQL, require_all=True)
+        small_region.ask(SQL, require_all=True, cities=FAST)
 
 
-def test_a_slow_city_times_out_and_the_answer_still_comes_within_the_deadline(region, slow_city):
-    members = (*region.region.members, slow_city)
-    with Coordinator(Region("test", members)) as coordinator:
-        started = time.perf_counter()
-        answer = coordinator.ask_sql(SQL, timeout=0.5)
-        elapsed = time.perf_counter() - started
+def test_a_slow_city_times_out_and_the_answer_still_comes_within_the_deadline(small_region):
+    started = time.perf_counter()
+    answer = small_region.ask(SQL, timeout=0.5)
+    elapsed = time.perf_counter() - started
     assert elapsed < 1.5
     slow = next(o for o in answer.outcomes if o.city == "baoding")
     assert slow.status is CityStatus.TIMED_OUT and slow.code == "DEADLINE_EXCEEDED"
-    assert_same_rows(answer.table.rows, region.central.execute(SQL).fetchall(), ordered=False)
+    assert_same_rows(answer.table.rows, small_region.central.execute(SQL).fetchall(),
+                     ordered=False)
 
 
 def test_asking_only_some_cities(region):
-    answer = region.coordinator.ask_sql("SELECT count(*) FROM population", cities=("tianjin",))
+    answer = region.ask("SELECT count(*) FROM population", cities=("tianjin",))
     assert [o.city for o in answer.outcomes] == ["tianjin"]
     assert answer.table.rows == [(3_000,)]
 
 
 def test_an_unknown_city_is_an_invalid_argument(region):
     with pytest.raises(InvalidArgument, match="unknown city 'atlantis'"):
-        region.coordinator.ask_sql(SQL, cities=("atlantis",))
+        region.ask(SQL, cities=("atlantis",))
 
 
 def test_a_plan_every_city_refuses_is_an_invalid_query_not_an_empty_answer(region):
     with pytest.raises(InvalidQuery, match="refused the plan"):
-        region.coordinator.ask_sql("SELECT sum(station) FROM transit_trips")
+        region.ask("SELECT sum(station) FROM transit_trips")
+
+
+def start_auditor_gateway(region):
+    manifest, identity = _credentials(region.directory, AUDITOR)
+    return start_gateway(manifest, identity, "127.0.0.1:0")
 
 
 @pytest.fixture(scope="module")
 def gateway(region):
-    running = start_gateway(region.region, "127.0.0.1:0")
-    with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+    running = start_auditor_gateway(region)
+    with secure_channel(region, f"127.0.0.1:{running.port}", AUDITOR) as channel:
         yield federation_pb2_grpc.FederationServiceStub(channel)
     running.stop(grace=None)
 
@@ -107,7 +121,8 @@ def rows_of(response) -> list[tuple]:
 
 
 def test_the_gateway_answers_sql_like_the_coordinator(region, gateway):
-    response = gateway.FederatedAggregate(federation_pb2.FederatedAggregateRequest(sql=SQL))
+    response = gateway.FederatedAggregate(
+        federation_pb2.FederatedAggregateRequest(sql=SQL, purpose=PURPOSE))
     assert response.complete
     assert list(response.column_names) == ["mode", "count(*)", "sum(fare)", "avg(fare)"]
     assert [o.status for o in response.outcomes] == [federation_pb2.CITY_STATUS_ANSWERED] * 3
@@ -116,22 +131,28 @@ def test_the_gateway_answers_sql_like_the_coordinator(region, gateway):
 
 def test_the_gateway_answers_a_structured_query(region, gateway):
     query = parse_query(SQL)
-    response = gateway.FederatedAggregate(federation_pb2.FederatedAggregateRequest(query=query))
+    response = gateway.FederatedAggregate(
+        federation_pb2.FederatedAggregateRequest(query=query, purpose=PURPOSE))
     assert_same_rows(rows_of(response), region.central.execute(SQL).fetchall(), ordered=False)
 
 
 @pytest.mark.parametrize(("request_", "code", "reason"), [
-    (federation_pb2.FederatedAggregateRequest(sql="SELECT * FROM population"),
+    (federation_pb2.FederatedAggregateRequest(sql="SELECT * FROM population", purpose=PURPOSE),
      grpc.StatusCode.INVALID_ARGUMENT, "INVALID_QUERY"),
-    (federation_pb2.FederatedAggregateRequest(),
+    (federation_pb2.FederatedAggregateRequest(purpose=PURPOSE),
      grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT"),
-    (federation_pb2.FederatedAggregateRequest(sql=SQL, cities=["atlantis"]),
+    (federation_pb2.FederatedAggregateRequest(sql=SQL),
+     grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT"),
+    (federation_pb2.FederatedAggregateRequest(sql=SQL, purpose="curiosity"),
+     grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT"),
+    (federation_pb2.FederatedAggregateRequest(sql=SQL, cities=["atlantis"], purpose=PURPOSE),
      grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT"),
     (federation_pb2.FederatedAggregateRequest(
-        query=query_pb2.FederatedQuery(plan=query_pb2.AggregatePlan(dataset="population"))),
+        query=query_pb2.FederatedQuery(plan=query_pb2.AggregatePlan(dataset="population")),
+        purpose=PURPOSE),
      grpc.StatusCode.INVALID_ARGUMENT, "INVALID_QUERY"),
     (federation_pb2.FederatedAggregateRequest(sql="SELECT count(*) FROM population -- " +
-                                              "x" * 70_000),
+                                              "x" * 70_000, purpose=PURPOSE),
      grpc.StatusCode.RESOURCE_EXHAUSTED, "TOO_LARGE"),
 ])
 def test_the_gateway_refuses_bad_questions_with_the_right_status(gateway, request_, code, reason):
@@ -147,13 +168,28 @@ def test_the_gateway_refuses_an_oversized_message(gateway):
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
-def test_the_gateway_reports_an_incomplete_answer_as_failed_precondition(region, slow_city):
-    members = (*region.region.members, slow_city)
-    running = start_gateway(Region("test", members), "127.0.0.1:0")
+def test_the_gateway_serves_only_the_members_it_is_told_to(region):
+    running = start_auditor_gateway(region)
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+        with secure_channel(region, f"127.0.0.1:{running.port}", AUDITOR,
+                            as_member=OUTSIDER) as channel:
             stub = federation_pb2_grpc.FederationServiceStub(channel)
-            request = federation_pb2.FederatedAggregateRequest(sql=SQL, city_timeout_ms=300)
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.FederatedAggregate(
+                    federation_pb2.FederatedAggregateRequest(sql=SQL, purpose=PURPOSE))
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "does not serve outsider" in refused.value.details()
+    finally:
+        running.stop(grace=None)
+
+
+def test_the_gateway_reports_an_incomplete_answer_as_failed_precondition(small_region):
+    running = start_auditor_gateway(small_region)
+    try:
+        with secure_channel(small_region, f"127.0.0.1:{running.port}", AUDITOR) as channel:
+            stub = federation_pb2_grpc.FederationServiceStub(channel)
+            request = federation_pb2.FederatedAggregateRequest(sql=SQL, city_timeout_ms=300,
+                                                               purpose=PURPOSE)
             partial = stub.FederatedAggregate(request)
             assert not partial.complete
             assert federation_pb2.CITY_STATUS_TIMED_OUT in [o.status for o in partial.outcomes]

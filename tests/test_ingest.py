@@ -10,16 +10,15 @@ import grpc
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from cityfed.v1 import admin_pb2, admin_pb2_grpc, node_pb2, node_pb2_grpc
+from cityfed.v1 import admin_pb2, admin_pb2_grpc
 
 from federation.errors import FileMissing, IngestError, LoadInProgress
 from federation.grpc_errors import error_reason
 from federation.sql import parse_query
 from node.cli import main
-from node.config import NodeConfig
 from node.ingest import IngestMode
-from node.server import start_node
 from node.store import Store
+from tests import regionkit
 
 HEADER = ["person_id", "scheme", "status", "enrolled_on", "monthly_amount", "last_paid_on"]
 
@@ -142,17 +141,21 @@ def test_one_load_at_a_time_per_dataset(store, tmp_path):
 
 
 @pytest.fixture
-def serving(tmp_path):
-    config = NodeConfig(city="tianjin", database=tmp_path / "tianjin.duckdb",
-                        listen="127.0.0.1:0", threads=2)
-    running = start_node(config)
+def region(tmp_path):
+    running = regionkit.start_region(tmp_path, ("tianjin",), rows=0)
     yield running
-    running.stop(grace=None)
+    running.stop()
 
 
-def test_a_load_through_the_admin_socket_while_queries_see_old_or_new_rows(serving, tmp_path):
+@pytest.fixture
+def serving(region):
+    return region.nodes["tianjin"]
+
+
+def test_a_load_through_the_admin_socket_while_queries_see_old_or_new_rows(region, serving,
+                                                                           tmp_path):
     config_file = tmp_path / "tianjin.toml"
-    config_file.write_text(f'[node]\ncity = "tianjin"\ndatabase = "{serving.config.database}"\n')
+    config_file.write_text(regionkit.config_toml(serving.config))
     small, large = write_csv(tmp_path / "small.csv", rows(1_000)), \
         write_csv(tmp_path / "large.csv", rows(200_000, 5_000))
     assert main(["node", "ingest", str(small), "--config", str(config_file),
@@ -160,23 +163,22 @@ def test_a_load_through_the_admin_socket_while_queries_see_old_or_new_rows(servi
 
     plan = parse_query("SELECT count(*) FROM social_insurance").plan.SerializeToString()
     seen, done = set(), threading.Event()
-    with grpc.insecure_channel(serving.address) as channel:
-        stub = node_pb2_grpc.NodeServiceStub(channel)
+    stub = regionkit.node_stub(region, "tianjin")
 
-        def ask_until_done():
-            while not done.is_set():
-                response = stub.Aggregate(node_pb2.AggregateRequest(plan=plan))
-                seen.add(response.groups[0].aggregates[0].count)
+    def ask_until_done():
+        while not done.is_set():
+            response = regionkit.aggregate(region, "tianjin", plan, stub=stub)
+            seen.add(response.groups[0].aggregates[0].count)
 
-        asker = threading.Thread(target=ask_until_done)
-        asker.start()
-        try:
-            assert main(["node", "ingest", str(large), "--config", str(config_file),
-                         "--dataset", "social_insurance"]) == 0
-        finally:
-            done.set()
-            asker.join()
-        final = stub.Aggregate(node_pb2.AggregateRequest(plan=plan))
+    asker = threading.Thread(target=ask_until_done)
+    asker.start()
+    try:
+        assert main(["node", "ingest", str(large), "--config", str(config_file),
+                     "--dataset", "social_insurance"]) == 0
+    finally:
+        done.set()
+        asker.join()
+    final = regionkit.aggregate(region, "tianjin", plan, stub=stub)
     assert seen <= {1_000, 200_000} and 1_000 in seen
     assert final.groups[0].aggregates[0].count == 200_000
 
@@ -208,7 +210,10 @@ def test_the_admin_service_refuses_bad_requests_with_statuses(serving, tmp_path)
 
 def test_ingest_without_a_running_node_opens_the_store_itself(tmp_path, capsys):
     config_file = tmp_path / "city.toml"
-    config_file.write_text('[node]\ncity = "langfang"\ndatabase = "langfang.duckdb"\n')
+    config_file.write_text('[node]\ncity = "langfang"\ndatabase = "langfang.duckdb"\n'
+                           'manifest = "m.json"\nroot_public_key = "r.pub"\n'
+                           'tls_certificate = "t.pem"\ntls_private_key = "t.key"\n'
+                           'tls_ca = "ca.pem"\n')
     path = write_csv(tmp_path / "f.csv", rows(3))
     assert main(["node", "ingest", str(path), "--config", str(config_file),
                  "--dataset", "social_insurance", "--append"]) == 0

@@ -9,11 +9,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import grpc
 import pytest
 from cityfed.v1 import federation_pb2, federation_pb2_grpc
 
 from federation.gateway import start_gateway
+from tests.regionkit import AUDITOR, OUTSIDER, PURPOSE, _credentials, secure_channel
 
 CLIENT = Path(__file__).resolve().parent.parent / "clients/node/federated-query.mjs"
 SQL = ("SELECT mode, count(*) AS n, sum(fare) AS total, avg(fare) AS mean, min(tapped_at) AS first"
@@ -30,14 +30,18 @@ def client_installed():
 
 @pytest.fixture(scope="module")
 def gateway_address(region):
-    running = start_gateway(region.region, "127.0.0.1:0")
+    manifest, identity = _credentials(region.directory, AUDITOR)
+    running = start_gateway(manifest, identity, "127.0.0.1:0")
     yield f"127.0.0.1:{running.port}"
     running.stop(grace=None)
 
 
-def ask_from_node(address: str, sql: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["node", str(CLIENT), address, sql], capture_output=True, text=True,
-                          timeout=60)
+def ask_from_node(region, address: str, sql: str, as_member: str = AUDITOR,
+                  purpose: str = PURPOSE) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["node", str(CLIENT), "--region", str(region.directory), "--as", as_member,
+         "--gateway-member", AUDITOR, address, purpose, sql],
+        capture_output=True, text=True, timeout=60)
 
 
 def same_cell(from_node: dict, from_python) -> bool:
@@ -51,13 +55,13 @@ def same_cell(from_node: dict, from_python) -> bool:
     return node_kind == kind and str(node_value) == str(python_value)
 
 
-def test_a_node_js_client_gets_the_same_answer_as_python(gateway_address):
-    completed = ask_from_node(gateway_address, SQL)
+def test_a_node_js_client_gets_the_same_answer_as_python(region, gateway_address):
+    completed = ask_from_node(region, gateway_address, SQL)
     assert completed.returncode == 0, completed.stderr
     from_node = json.loads(completed.stdout)
-    with grpc.insecure_channel(gateway_address) as channel:
+    with secure_channel(region, gateway_address, AUDITOR) as channel:
         from_python = federation_pb2_grpc.FederationServiceStub(channel).FederatedAggregate(
-            federation_pb2.FederatedAggregateRequest(sql=SQL))
+            federation_pb2.FederatedAggregateRequest(sql=SQL, purpose=PURPOSE))
     assert from_node["columns"] == list(from_python.column_names)
     assert from_node["complete"] is True
     assert [c["status"] for c in from_node["cities"]] == ["CITY_STATUS_ANSWERED"] * 3
@@ -66,8 +70,10 @@ def test_a_node_js_client_gets_the_same_answer_as_python(gateway_address):
         assert all(same_cell(n, p) for n, p in zip(node_row, python_row.values, strict=True))
 
 
-def test_a_node_js_client_sees_the_documented_status_code(gateway_address):
-    completed = ask_from_node(gateway_address, "SELECT name FROM population")
+def test_a_node_js_client_sees_the_documented_status_codes(region, gateway_address):
+    completed = ask_from_node(region, gateway_address, "SELECT name FROM population")
     assert completed.returncode == 1
     error = json.loads(completed.stderr)
     assert error["code"] == "INVALID_ARGUMENT" and "GROUP BY" in error["details"]
+    completed = ask_from_node(region, gateway_address, SQL, as_member=OUTSIDER)
+    assert json.loads(completed.stderr)["code"] == "PERMISSION_DENIED"

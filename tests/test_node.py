@@ -8,7 +8,7 @@ import time
 import duckdb
 import grpc
 import pytest
-from cityfed.v1 import node_pb2, node_pb2_grpc, query_pb2
+from cityfed.v1 import node_pb2, query_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -17,37 +17,45 @@ from federation.errors import Cancelled, DeadlineExceeded
 from federation.grpc_errors import error_reason
 from federation.sql import parse_query
 from node.compile import compile_plan
-from node.config import NodeConfig
-from node.server import start_node
 from node.store import Store
-from tests.regionkit import build_city_store
+from tests import regionkit
+from tests.regionkit import build_city_store, start_region
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory):
-    database = tmp_path_factory.mktemp("node") / "tianjin.duckdb"
-    build_city_store(database, seed=5, rows=2_000)
-    running = start_node(NodeConfig(city="tianjin", display_name="天津", database=database,
-                                    listen="127.0.0.1:0", max_result_groups=500,
-                                    max_request_bytes=64 * 1024))
+def city(tmp_path_factory):
+    running = start_region(tmp_path_factory.mktemp("node"), ("tianjin",), rows=2_000, seed=5,
+                           max_result_groups=500, max_request_bytes=64 * 1024)
     yield running
-    running.stop(grace=None)
+    running.stop()
 
 
 @pytest.fixture(scope="module")
-def stub(node):
-    with grpc.insecure_channel(node.address) as channel:
-        yield node_pb2_grpc.NodeServiceStub(channel)
+def node(city):
+    return city.nodes["tianjin"]
 
 
-def aggregate(stub, sql: str, **kwargs) -> node_pb2.AggregateResponse:
-    plan = parse_query(sql).plan.SerializeToString()
-    return stub.Aggregate(node_pb2.AggregateRequest(plan=plan), **kwargs)
+@pytest.fixture(scope="module")
+def stub(city):
+    return regionkit.node_stub(city, "tianjin")
+
+
+@pytest.fixture
+def send(city, stub):
+    """Aggregate as the auditor, with a fresh token over the exact plan bytes."""
+    def call(plan_bytes: bytes, **options) -> node_pb2.AggregateResponse:
+        return regionkit.aggregate(city, "tianjin", plan_bytes, stub=stub, **options)
+    return call
+
+
+@pytest.fixture
+def aggregate(send):
+    return lambda sql, **options: send(parse_query(sql).plan.SerializeToString(), **options)
 
 
 def test_node_info_names_the_city(stub):
     info = stub.GetNodeInfo(node_pb2.GetNodeInfoRequest())
-    assert (info.city, info.display_name) == ("tianjin", "天津")
+    assert (info.city, info.display_name) == ("tianjin", "tianjin")
 
 
 def test_catalog_lists_every_standard_dataset_with_schema_and_row_count(stub):
@@ -59,8 +67,8 @@ def test_catalog_lists_every_standard_dataset_with_schema_and_row_count(stub):
         assert all(c.type and c.description and c.sensitivity for c in dataset.columns)
 
 
-def test_aggregate_returns_partials_never_a_pre_averaged_value(stub):
-    response = aggregate(stub, "SELECT mode, avg(fare) FROM transit_trips GROUP BY mode")
+def test_aggregate_returns_partials_never_a_pre_averaged_value(aggregate):
+    response = aggregate("SELECT mode, avg(fare) FROM transit_trips GROUP BY mode")
     assert response.city == "tianjin"
     assert len(response.groups) == 3
     for group in response.groups:
@@ -68,8 +76,8 @@ def test_aggregate_returns_partials_never_a_pre_averaged_value(stub):
         assert partial.count > 0 and partial.sum.WhichOneof("kind") == "decimal_value"
 
 
-def test_a_global_aggregate_over_no_rows_is_one_group(stub):
-    response = aggregate(stub, "SELECT count(*), sum(fare) FROM transit_trips WHERE fare < 0")
+def test_a_global_aggregate_over_no_rows_is_one_group(aggregate):
+    response = aggregate("SELECT count(*), sum(fare) FROM transit_trips WHERE fare < 0")
     assert len(response.groups) == 1
     assert response.groups[0].aggregates[0].count == 0
 
@@ -86,54 +94,54 @@ def test_a_global_aggregate_over_no_rows_is_one_group(stub):
         dataset="population", group_by=[query_pb2.Expression(column="salary")],
     ).SerializeToString(), "unknown column 'salary'"),
 ])
-def test_a_bad_plan_is_invalid_argument_with_a_reason(stub, plan, says):
+def test_a_bad_plan_is_invalid_argument_with_a_reason(send, plan, says):
     with pytest.raises(grpc.RpcError) as refused:
-        stub.Aggregate(node_pb2.AggregateRequest(plan=plan))
+        send(plan)
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert says in refused.value.details()
     assert error_reason(refused.value) == "INVALID_QUERY"
 
 
-def test_a_data_dependent_error_is_invalid_argument(stub):
+def test_a_data_dependent_error_is_invalid_argument(aggregate):
     with pytest.raises(grpc.RpcError) as refused:
-        aggregate(stub, "SELECT sum(fare // 0) FROM transit_trips")
+        aggregate("SELECT sum(fare // 0) FROM transit_trips")
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_an_oversized_request_is_resource_exhausted(stub):
+def test_an_oversized_request_is_resource_exhausted(send):
     with pytest.raises(grpc.RpcError) as refused:
-        stub.Aggregate(node_pb2.AggregateRequest(plan=b"x" * 100_000))
+        send(b"x" * 100_000)
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
-def test_too_many_groups_is_resource_exhausted(stub):
+def test_too_many_groups_is_resource_exhausted(aggregate):
     with pytest.raises(grpc.RpcError) as refused:
-        aggregate(stub, "SELECT visit_id, count(*) FROM medical_visits GROUP BY visit_id")
+        aggregate("SELECT visit_id, count(*) FROM medical_visits GROUP BY visit_id")
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "500 groups" in refused.value.details()
 
 
-def test_string_values_are_bound_as_values_not_sql(stub, node):
+def test_string_values_are_bound_as_values_not_sql(stub, aggregate):
     injected = "x''); DROP TABLE population; --"
-    response = aggregate(stub, f"SELECT count(*) FROM population WHERE name = '{injected}'")
+    response = aggregate(f"SELECT count(*) FROM population WHERE name = '{injected}'")
     assert response.groups[0].aggregates[0].count == 0
     catalog = stub.ListDatasets(node_pb2.ListDatasetsRequest())
     assert catalog.datasets[0].row_count == 2_000
 
 
-def test_an_unexpected_failure_is_internal_without_details(stub, node, monkeypatch):
+def test_an_unexpected_failure_is_internal_without_details(aggregate, node, monkeypatch):
     def explode(*args, **kwargs):
         raise RuntimeError("secret detail /var/lib/city.duckdb")
 
     monkeypatch.setattr(node.store, "aggregate", explode)
     with pytest.raises(grpc.RpcError) as failed:
-        aggregate(stub, "SELECT count(*) FROM population")
+        aggregate("SELECT count(*) FROM population")
     assert failed.value.code() == grpc.StatusCode.INTERNAL
     assert "secret" not in failed.value.details()
 
 
-def test_health_and_reflection_are_served(node):
-    with grpc.insecure_channel(node.address) as channel:
+def test_health_and_reflection_are_served(city):
+    with regionkit.secure_channel(city, city.trusted.endpoint("tianjin"), "tianjin") as channel:
         health = health_pb2_grpc.HealthStub(channel)
         for service in ("", "cityfed.v1.NodeService"):
             status = health.Check(health_pb2.HealthCheckRequest(service=service)).status

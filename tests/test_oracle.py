@@ -57,14 +57,14 @@ BATTERY = [
 
 @pytest.mark.parametrize("sql", BATTERY)
 def test_federated_answer_equals_central_duckdb(region, sql):
-    answer = region.coordinator.ask_sql(sql)
+    answer = region.ask(sql)
     assert answer.complete
     assert_same_rows(answer.table.rows, region.central.execute(sql).fetchall(),
                      ordered="ORDER BY" in sql)
 
 
 def test_column_names_follow_aliases_and_the_sql_text(region):
-    answer = region.coordinator.ask_sql(
+    answer = region.ask(
         "SELECT mode AS m, count(*), sum(fare) AS total FROM transit_trips GROUP BY m")
     assert answer.table.column_names == ["m", "count(*)", "total"]
 
@@ -187,6 +187,6 @@ def queries(draw) -> tuple[str, bool]:
 @given(generated=queries())
 def test_generated_queries_match_central_duckdb(region, generated):
     sql, ordered = generated
-    answer = region.coordinator.ask_sql(sql)
+    answer = region.ask(sql)
     assert answer.complete
     assert_same_rows(answer.table.rows, region.central.execute(sql).fetchall(), ordered)

@@ -24,34 +24,38 @@ CITY_STATUS_UNREACHABLE: CityStatus
 CITY_STATUS_FAILED: CityStatus
 
 class FederatedAggregateRequest(_message.Message):
-    __slots__ = ("sql", "query", "cities", "require_all", "city_timeout_ms")
+    __slots__ = ("sql", "query", "cities", "require_all", "city_timeout_ms", "purpose")
     SQL_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
     CITIES_FIELD_NUMBER: _ClassVar[int]
     REQUIRE_ALL_FIELD_NUMBER: _ClassVar[int]
     CITY_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
     sql: str
     query: _query_pb2.FederatedQuery
     cities: _containers.RepeatedScalarFieldContainer[str]
     require_all: bool
     city_timeout_ms: int
-    def __init__(self, sql: _Optional[str] = ..., query: _Optional[_Union[_query_pb2.FederatedQuery, _Mapping]] = ..., cities: _Optional[_Iterable[str]] = ..., require_all: _Optional[bool] = ..., city_timeout_ms: _Optional[int] = ...) -> None: ...
+    purpose: str
+    def __init__(self, sql: _Optional[str] = ..., query: _Optional[_Union[_query_pb2.FederatedQuery, _Mapping]] = ..., cities: _Optional[_Iterable[str]] = ..., require_all: _Optional[bool] = ..., city_timeout_ms: _Optional[int] = ..., purpose: _Optional[str] = ...) -> None: ...
 
 class CityOutcome(_message.Message):
-    __slots__ = ("city", "status", "code", "detail", "groups", "elapsed_ms")
+    __slots__ = ("city", "status", "code", "detail", "groups", "elapsed_ms", "suppressed_groups")
     CITY_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
     GROUPS_FIELD_NUMBER: _ClassVar[int]
     ELAPSED_MS_FIELD_NUMBER: _ClassVar[int]
+    SUPPRESSED_GROUPS_FIELD_NUMBER: _ClassVar[int]
     city: str
     status: CityStatus
     code: str
     detail: str
     groups: int
     elapsed_ms: float
-    def __init__(self, city: _Optional[str] = ..., status: _Optional[_Union[CityStatus, str]] = ..., code: _Optional[str] = ..., detail: _Optional[str] = ..., groups: _Optional[int] = ..., elapsed_ms: _Optional[float] = ...) -> None: ...
+    suppressed_groups: int
+    def __init__(self, city: _Optional[str] = ..., status: _Optional[_Union[CityStatus, str]] = ..., code: _Optional[str] = ..., detail: _Optional[str] = ..., groups: _Optional[int] = ..., elapsed_ms: _Optional[float] = ..., suppressed_groups: _Optional[int] = ...) -> None: ...
 
 class FederatedAggregateResponse(_message.Message):
     __slots__ = ("column_names", "rows", "outcomes", "complete")

@@ -27,6 +27,8 @@ if _version_not_supported:
 
 class FederationServiceStub:
     """FederationService asks a question of every city in the region and merges the answers.
+    A gateway serves it for one member (usually an authority) and asks the cities under that
+    member's identity; its own callers must present a client certificate of a manifest member.
     """
 
     def __init__(self, channel):
@@ -44,13 +46,17 @@ class FederationServiceStub:
 
 class FederationServiceServicer:
     """FederationService asks a question of every city in the region and merges the answers.
+    A gateway serves it for one member (usually an authority) and asks the cities under that
+    member's identity; its own callers must present a client certificate of a manifest member.
     """
 
     def FederatedAggregate(self, request, context):
         """FederatedAggregate sends an aggregate question to the cities, merges their partial
-        aggregates exactly and returns one table with one outcome per city.
-        Returns INVALID_ARGUMENT for SQL outside the supported subset, a malformed query, an
-        unknown dataset, column or city; RESOURCE_EXHAUSTED for an oversized request;
+        aggregates exactly and returns one table with one outcome per city. A city that refuses
+        (for example by its policy) is reported in the outcomes, not as an error.
+        Returns UNAUTHENTICATED without a client certificate of a manifest member;
+        INVALID_ARGUMENT for SQL outside the supported subset, a malformed query, an unknown
+        dataset, column, city or purpose; RESOURCE_EXHAUSTED for an oversized request;
         FAILED_PRECONDITION when require_all is set and a city did not answer (the message names
         the cities); DEADLINE_EXCEEDED when the caller's deadline passed.
         """
@@ -76,6 +82,8 @@ def add_FederationServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class FederationService:
     """FederationService asks a question of every city in the region and merges the answers.
+    A gateway serves it for one member (usually an authority) and asks the cities under that
+    member's identity; its own callers must present a client certificate of a manifest member.
     """
 
     @staticmethod

@@ -15,11 +15,24 @@ class Sensitivity(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SENSITIVITY_QUASI_IDENTIFIER: _ClassVar[Sensitivity]
     SENSITIVITY_IDENTIFIER: _ClassVar[Sensitivity]
     SENSITIVITY_SENSITIVE: _ClassVar[Sensitivity]
+
+class AccessLevel(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ACCESS_LEVEL_UNSPECIFIED: _ClassVar[AccessLevel]
+    ACCESS_LEVEL_DENY: _ClassVar[AccessLevel]
+    ACCESS_LEVEL_MATCH: _ClassVar[AccessLevel]
+    ACCESS_LEVEL_AGGREGATE: _ClassVar[AccessLevel]
+    ACCESS_LEVEL_ROW: _ClassVar[AccessLevel]
 SENSITIVITY_UNSPECIFIED: Sensitivity
 SENSITIVITY_PUBLIC: Sensitivity
 SENSITIVITY_QUASI_IDENTIFIER: Sensitivity
 SENSITIVITY_IDENTIFIER: Sensitivity
 SENSITIVITY_SENSITIVE: Sensitivity
+ACCESS_LEVEL_UNSPECIFIED: AccessLevel
+ACCESS_LEVEL_DENY: AccessLevel
+ACCESS_LEVEL_MATCH: AccessLevel
+ACCESS_LEVEL_AGGREGATE: AccessLevel
+ACCESS_LEVEL_ROW: AccessLevel
 
 class GetNodeInfoRequest(_message.Message):
     __slots__ = ()
@@ -36,8 +49,10 @@ class GetNodeInfoResponse(_message.Message):
     def __init__(self, city: _Optional[str] = ..., display_name: _Optional[str] = ..., software_version: _Optional[str] = ...) -> None: ...
 
 class ListDatasetsRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("purpose",)
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    purpose: str
+    def __init__(self, purpose: _Optional[str] = ...) -> None: ...
 
 class ListDatasetsResponse(_message.Message):
     __slots__ = ("datasets",)
@@ -46,32 +61,36 @@ class ListDatasetsResponse(_message.Message):
     def __init__(self, datasets: _Optional[_Iterable[_Union[Dataset, _Mapping]]] = ...) -> None: ...
 
 class ColumnSchema(_message.Message):
-    __slots__ = ("name", "type", "description", "unit", "sensitivity", "nullable")
+    __slots__ = ("name", "type", "description", "unit", "sensitivity", "nullable", "access")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     UNIT_FIELD_NUMBER: _ClassVar[int]
     SENSITIVITY_FIELD_NUMBER: _ClassVar[int]
     NULLABLE_FIELD_NUMBER: _ClassVar[int]
+    ACCESS_FIELD_NUMBER: _ClassVar[int]
     name: str
     type: str
     description: str
     unit: str
     sensitivity: Sensitivity
     nullable: bool
-    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., description: _Optional[str] = ..., unit: _Optional[str] = ..., sensitivity: _Optional[_Union[Sensitivity, str]] = ..., nullable: _Optional[bool] = ...) -> None: ...
+    access: AccessLevel
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., description: _Optional[str] = ..., unit: _Optional[str] = ..., sensitivity: _Optional[_Union[Sensitivity, str]] = ..., nullable: _Optional[bool] = ..., access: _Optional[_Union[AccessLevel, str]] = ...) -> None: ...
 
 class Dataset(_message.Message):
-    __slots__ = ("name", "description", "columns", "row_count")
+    __slots__ = ("name", "description", "columns", "row_count", "min_group_size")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     ROW_COUNT_FIELD_NUMBER: _ClassVar[int]
+    MIN_GROUP_SIZE_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     columns: _containers.RepeatedCompositeFieldContainer[ColumnSchema]
     row_count: int
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[ColumnSchema, _Mapping]]] = ..., row_count: _Optional[int] = ...) -> None: ...
+    min_group_size: int
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[ColumnSchema, _Mapping]]] = ..., row_count: _Optional[int] = ..., min_group_size: _Optional[int] = ...) -> None: ...
 
 class AggregateRequest(_message.Message):
     __slots__ = ("plan",)
@@ -80,9 +99,11 @@ class AggregateRequest(_message.Message):
     def __init__(self, plan: _Optional[bytes] = ...) -> None: ...
 
 class AggregateResponse(_message.Message):
-    __slots__ = ("city", "groups")
+    __slots__ = ("city", "groups", "suppressed_groups")
     CITY_FIELD_NUMBER: _ClassVar[int]
     GROUPS_FIELD_NUMBER: _ClassVar[int]
+    SUPPRESSED_GROUPS_FIELD_NUMBER: _ClassVar[int]
     city: str
     groups: _containers.RepeatedCompositeFieldContainer[_query_pb2.PartialGroup]
-    def __init__(self, city: _Optional[str] = ..., groups: _Optional[_Iterable[_Union[_query_pb2.PartialGroup, _Mapping]]] = ...) -> None: ...
+    suppressed_groups: int
+    def __init__(self, city: _Optional[str] = ..., groups: _Optional[_Iterable[_Union[_query_pb2.PartialGroup, _Mapping]]] = ..., suppressed_groups: _Optional[int] = ...) -> None: ...

@@ -27,6 +27,7 @@ if _version_not_supported:
 
 class NodeServiceStub:
     """NodeService answers questions about one city's data, within that city's policy.
+    Every call comes over mutual TLS from a member of the region's signed manifest.
     """
 
     def __init__(self, channel):
@@ -54,19 +55,23 @@ class NodeServiceStub:
 
 class NodeServiceServicer:
     """NodeService answers questions about one city's data, within that city's policy.
+    Every call comes over mutual TLS from a member of the region's signed manifest.
     """
 
     def GetNodeInfo(self, request, context):
         """GetNodeInfo says which city this node serves and which software it runs.
-        Returns OK.
+        Returns UNAUTHENTICATED without a client certificate of a manifest member.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListDatasets(self, request, context):
-        """ListDatasets is the catalog: every standard dataset with its columns and row count.
-        Returns OK, or UNAVAILABLE while the store cannot be read.
+        """ListDatasets is the catalog: every standard dataset with its columns, row count, and what
+        the calling member may do with each column for the purpose it names.
+        Returns UNAUTHENTICATED without a client certificate of a manifest member,
+        INVALID_ARGUMENT for a purpose the manifest does not register, UNAVAILABLE while the store
+        cannot be read.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -74,10 +79,15 @@ class NodeServiceServicer:
 
     def Aggregate(self, request, context):
         """Aggregate runs an aggregate plan on this city's store and returns partial aggregates.
-        Returns INVALID_ARGUMENT for a malformed plan, an unknown dataset or column or a type
-        mismatch; RESOURCE_EXHAUSTED for an oversized request or a result with too many groups;
-        DEADLINE_EXCEEDED when the store did not finish before the caller's deadline;
-        CANCELLED when the caller cancelled; UNAVAILABLE while the store cannot be read.
+        The call carries a request token in `authorization: Bearer <jwt>` metadata, bound to this
+        city, a registered purpose, the SHA-256 of the exact plan bytes and the caller's TLS
+        certificate. Groups smaller than the policy's k are dropped and counted.
+        Returns UNAUTHENTICATED for a missing or invalid token or certificate; PERMISSION_DENIED
+        when the policy refuses a column at the level the plan needs (the message names the
+        dataset, column and level); INVALID_ARGUMENT for a malformed plan, an unknown dataset or
+        column or a type mismatch; RESOURCE_EXHAUSTED for an oversized request or a result with
+        too many groups; DEADLINE_EXCEEDED when the store did not finish before the caller's
+        deadline; CANCELLED when the caller cancelled; UNAVAILABLE while the store cannot be read.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -111,6 +121,7 @@ def add_NodeServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class NodeService:
     """NodeService answers questions about one city's data, within that city's policy.
+    Every call comes over mutual TLS from a member of the region's signed manifest.
     """
 
     @staticmethod

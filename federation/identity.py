@@ -1,0 +1,94 @@
+"""A member's own credentials, as the coordinator and the gateway use them to ask cities."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from federation.errors import ConfigError
+from federation.keys import key_id, public_key_from_text, read_private_key
+from federation.manifest import Manifest, load_manifest
+from federation.pki import member_dns_name, x5t_s256
+
+
+@dataclass(frozen=True)
+class Identity:
+    member_id: str
+    kid: str
+    signing_key: Ed25519PrivateKey
+    tls_private_key_pem: bytes
+    tls_certificate_pem: bytes
+    ca_certificate_pem: bytes
+    certificate_x5t: str
+
+    def channel_credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.ca_certificate_pem,
+            private_key=self.tls_private_key_pem,
+            certificate_chain=self.tls_certificate_pem,
+        )
+
+
+def channel_options(member_id: str, region: str) -> list[tuple[str, object]]:
+    """Verify the server as the named member: its certificate must carry the member's name."""
+    return [("grpc.ssl_target_name_override", member_dns_name(member_id, region)),
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            ("grpc.max_send_message_length", 1024 * 1024)]
+
+
+def load_identity(member_dir: Path, ca_certificate: Path, manifest: Manifest) -> Identity:
+    """Read a member's keys from its folder (signing.key, tls.key, tls.pem) and check that the
+    manifest lists them as that member's."""
+    member_id = member_dir.name
+    member = manifest.member(member_id)
+    if member is None:
+        raise ConfigError(f"{member_dir}: {member_id!r} is not a member in the manifest")
+    signing_key = read_private_key(member_dir / "signing.key")
+    kid = key_id(signing_key.public_key())
+    if kid not in {k.kid for k in member.keys}:
+        raise ConfigError(f"{member_dir / 'signing.key'}: key {kid} is not listed for "
+                          f"{member_id} in the manifest")
+    try:
+        tls_key = (member_dir / "tls.key").read_bytes()
+        tls_certificate = (member_dir / "tls.pem").read_bytes()
+        ca = ca_certificate.read_bytes()
+    except OSError as error:
+        raise ConfigError(f"{member_dir}: cannot read TLS files: {error}") from None
+    return Identity(member_id, kid, signing_key, tls_key, tls_certificate, ca,
+                    x5t_s256(tls_certificate))
+
+
+@dataclass(frozen=True)
+class RegionDirectory:
+    """The folder `cityfed region init` writes: manifest.json, root/ (root.pub, ca.pem) and
+    members/<id>/ (signing.key, tls.key, tls.pem)."""
+
+    path: Path
+
+    @property
+    def manifest(self) -> Path:
+        return self.path / "manifest.json"
+
+    @property
+    def root_public_key(self) -> Path:
+        return self.path / "root" / "root.pub"
+
+    @property
+    def ca_certificate(self) -> Path:
+        return self.path / "root" / "ca.pem"
+
+    def member(self, member_id: str) -> Path:
+        return self.path / "members" / member_id
+
+    def open_as(self, member_id: str) -> tuple[Manifest, Identity]:
+        """The region's manifest, verified against its pinned root key, and a member's
+        credentials."""
+        try:
+            root = public_key_from_text(self.root_public_key.read_text().strip())
+        except OSError as error:
+            raise ConfigError(f"{self.root_public_key}: cannot read: {error.strerror}") from None
+        manifest = load_manifest(self.manifest, root)
+        return manifest, load_identity(self.member(member_id), self.ca_certificate, manifest)

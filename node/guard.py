@@ -1,0 +1,75 @@
+"""Who may call what on a node. Reading data needs a request token bound to the exact plan
+bytes, this city, a registered purpose and the caller's certificate; everything else needs a
+member's certificate. A method missing from METHOD_POLICY is refused."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from federation.guard import (
+    HEALTH_AND_REFLECTION,
+    Guard,
+    PeerIdentifier,
+    Requirement,
+    TrustState,
+    current_caller,
+)
+from federation.tokens import TokenClaims, Unauthenticated, verify_token
+from node.policy import Caller
+
+METHOD_POLICY: dict[str, Requirement] = {
+    "/cityfed.v1.NodeService/GetNodeInfo": Requirement.MEMBER,
+    "/cityfed.v1.NodeService/ListDatasets": Requirement.MEMBER,
+    "/cityfed.v1.NodeService/Aggregate": Requirement.REQUEST_TOKEN,
+    **{method: Requirement.MEMBER for method in HEALTH_AND_REFLECTION},
+}
+# The request bytes each token-guarded method's plan hash covers.
+TOKEN_BOUND_BYTES: dict[str, Callable[[object], bytes]] = {
+    "/cityfed.v1.NodeService/Aggregate": lambda request: request.plan,
+}
+
+__all__ = ["METHOD_POLICY", "Authenticated", "current_caller", "node_guard"]
+
+
+@dataclass(frozen=True)
+class Authenticated:
+    caller: Caller
+    token: TokenClaims | None = None
+
+    @property
+    def purpose(self) -> str | None:
+        return self.token.purpose if self.token else None
+
+
+def node_guard(trust: TrustState, city: str, remember_jti: Callable[[str, int], bool]) -> Guard:
+    identify = PeerIdentifier(trust)
+
+    def authenticate(method, requirement, request, context) -> Authenticated:
+        peer = identify(context)
+        caller = Caller(peer.member.id, peer.member.role, tuple(peer.member.groups))
+        if requirement is Requirement.MEMBER:
+            return Authenticated(caller)
+        manifest = trust.manifest
+        claims = verify_token(
+            _bearer_token(context), audience=city, plan_bytes=TOKEN_BOUND_BYTES[method](request),
+            peer_member=caller.id, peer_x5t=peer.certificate_x5t,
+            lookup_key=lambda kid, at: _public_key(manifest, kid, at),
+            purpose_registered=lambda purpose: manifest.purpose(purpose) is not None,
+            remember_jti=remember_jti,
+        )
+        return Authenticated(caller, claims)
+
+    return Guard(METHOD_POLICY, authenticate)
+
+
+def _public_key(manifest, kid: str, at):
+    found = manifest.signing_key(kid, at)
+    return None if found is None else (found[0].id, found[1].public_key)
+
+
+def _bearer_token(context) -> str:
+    values = [v for k, v in context.invocation_metadata() if k == "authorization"]
+    if len(values) != 1 or not isinstance(values[0], str) or not values[0].startswith("Bearer "):
+        raise Unauthenticated("send one request token as 'authorization: Bearer <jwt>' metadata")
+    return values[0].removeprefix("Bearer ").strip()
