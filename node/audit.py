@@ -1,0 +1,992 @@
+"""The node's append-only audit log: one record per request, granted or refused, hash-chained,
+with signed Merkle checkpoints a regulator can check without trusting the city's administrators.
+
+A log is a folder with two files (docs/audit.md is the reference):
+
+- `audit.log`: one record per line, canonical JSON (keys sorted, no whitespace, UTF-8). The log
+  adds `index` (0-based position) and `prev` (hex SHA-256 of the previous line's bytes without
+  its newline; 64 zeros for the first) to the node's fields. Each line is one Merkle leaf:
+  `merkle.leaf_hash(line without the newline)`.
+- `checkpoints.log`: one signed checkpoint per line: `{"log", "size", "root", "time",
+  "last_leaf"}` signed with the city's Ed25519 key (the manifest lists it), stored with `kid`
+  and `signature` (base64url). `root` is the RFC 9162 Merkle root of the first `size` records,
+  `last_leaf` the leaf hash of record `size - 1`.
+
+`append` returns after one `os.write` of the whole line to a file opened O_APPEND: the line is
+then in the operating system's page cache and survives the node process being killed; it
+survives power loss only once fsynced (`sync=True` fsyncs every record, group-committed across
+threads; otherwise every checkpoint fsyncs the records it covers first). A record that cannot be
+written raises AuditUnavailable and the node answers UNAVAILABLE with no data: nothing leaves
+unrecorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from federation import merkle
+from federation.errors import CityfedError, ConfigError, InvalidArgument
+from federation.keys import b64url_decode, b64url_encode, key_id
+from federation.manifest import Manifest
+
+log = logging.getLogger(__name__)
+
+LOG_FILE = "audit.log"
+CHECKPOINT_FILE = "checkpoints.log"
+FILE_MODE = 0o640
+
+# What a record may hold, filled by the node. Never personal data, never result values: only
+# who asked, under which purpose, which plan (by hash), what was decided and how much left.
+RECORD_FIELDS = (
+    "time",               # ISO 8601 UTC with milliseconds, "2026-11-26T10:00:00.123Z"
+    "city",               # this node's member id
+    "caller",             # the caller's member id; null when unauthenticated
+    "peer_fingerprint",   # hex SHA-256 of the caller's TLS certificate; null without one
+    "purpose",            # the purpose the token states; null without a token
+    "method",             # the full gRPC method name
+    "plan_sha256",        # hex SHA-256 of the exact plan bytes received
+    "jti",                # the request token's unique id
+    "decision",           # "granted" or "refused"
+    "status",             # the gRPC status code name, "OK" when granted
+    "reason",             # the stable reason (POLICY_DENIED, ...) and the public message
+    "groups_returned",    # result groups sent
+    "groups_suppressed",  # result groups withheld at home (small cells)
+    "duration_ms",        # time spent on the call
+    "request_sha256",     # hex SHA-256 of the request bytes
+    "response_sha256",    # hex SHA-256 of the exact response bytes sent
+)
+LOG_FIELDS = ("index", "prev")  # added by the log
+DECISIONS = ("granted", "refused")
+# The kinds of tampering a verification names.
+KINDS = ("edited", "deleted", "reordered", "truncated", "rewritten", "forged", "rolled-back")
+
+ZERO_HASH = "0" * 64
+CHECKPOINT_FIELDS = ("log", "size", "root", "time", "last_leaf", "kid", "signature")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+
+
+class AuditUnavailable(CityfedError):
+    """A record could not be written, so the node must not answer. The detail (the operating
+    system's error) is logged here; the caller sees only the public message."""
+
+    status = grpc.StatusCode.UNAVAILABLE
+    reason = "AUDIT_UNAVAILABLE"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("the audit log is unavailable; no answer can be given")
+        self.detail = detail
+
+
+class AuditCorrupt(CityfedError):
+    """The log on disk does not verify (or cannot be recovered): the node refuses to append."""
+
+    status = grpc.StatusCode.DATA_LOSS
+    reason = "AUDIT_CORRUPT"
+
+    def __init__(self, message: str, report: VerifyReport | None = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+# Encoding ---------------------------------------------------------------------------------------
+
+def format_time(seconds: float) -> str:
+    """Seconds since the epoch as ISO 8601 UTC with milliseconds: 2026-11-26T10:00:00.123Z."""
+    moment = datetime.fromtimestamp(seconds, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 time; a time without a zone is UTC. Raises ValueError."""
+    moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def encode(obj: Any) -> bytes:
+    """Canonical JSON: keys sorted, no whitespace, UTF-8; NaN and Infinity refused. The same
+    bytes as `federation.manifest.canonical_json` for every value it accepts."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8")
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("an object has a duplicated key")
+    return result
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def decode(line: bytes) -> Any:
+    """Strict UTF-8 JSON: duplicated keys, NaN and Infinity are refused. Raises ValueError."""
+    return json.loads(line.decode("utf-8"), object_pairs_hook=_refuse_duplicates,
+                      parse_constant=_refuse_constant)
+
+
+def line_hash(line: bytes) -> str:
+    """What the next record's `prev` holds: hex SHA-256 of a line without its newline."""
+    return hashlib.sha256(line).hexdigest()
+
+
+def _check_value(name: str, value: Any) -> None:
+    if value is None or isinstance(value, (bool, int, str)):
+        return
+    if isinstance(value, float) and math.isfinite(value):
+        return
+    raise ValueError(f"audit field {name!r} must be a string, number, boolean or null, "
+                     f"not {type(value).__name__}")
+
+
+def _writable(value: Any) -> Any:
+    """A string that UTF-8 can hold: a lone surrogate (JSON text can smuggle one in through a
+    token claim) becomes "?" rather than making the record unwritable."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
+# Checkpoints ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Checkpoint:
+    log: str
+    size: int
+    root: str
+    time: str
+    last_leaf: str | None
+    kid: str
+    signature: str
+
+    def signed_body(self) -> dict[str, Any]:
+        return {"log": self.log, "size": self.size, "root": self.root, "time": self.time,
+                "last_leaf": self.last_leaf}
+
+    def signed_bytes(self) -> bytes:
+        return encode(self.signed_body())
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.signed_body(), "kid": self.kid, "signature": self.signature}
+
+    @property
+    def moment(self) -> datetime:
+        return parse_time(self.time)
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Checkpoint:
+        """Checked strictly; raises ValueError naming the first problem."""
+        if isinstance(obj, Checkpoint):
+            return obj
+        if not isinstance(obj, dict):
+            raise ValueError("a checkpoint is a JSON object")
+        missing = [name for name in CHECKPOINT_FIELDS if name not in obj]
+        if missing:
+            raise ValueError(f"the checkpoint lacks {missing[0]!r}")
+        unknown = sorted(set(obj) - set(CHECKPOINT_FIELDS))
+        if unknown:
+            raise ValueError(f"the checkpoint has the unknown field {unknown[0][:40]!r}")
+        size = obj["size"]
+        if type(size) is not int or size < 0:
+            raise ValueError("the checkpoint's size must be a non-negative integer")
+        if not isinstance(obj["root"], str) or not _HEX64.fullmatch(obj["root"]):
+            raise ValueError("the checkpoint's root must be 64 lowercase hex digits")
+        if not isinstance(obj["time"], str) or not _TIME.fullmatch(obj["time"]):
+            raise ValueError("the checkpoint's time must look like 2026-11-26T10:00:00.123Z")
+        try:
+            parse_time(obj["time"])
+        except ValueError:
+            raise ValueError("the checkpoint's time is not a valid time") from None
+        last = obj["last_leaf"]
+        if size == 0 and last is not None:
+            raise ValueError("an empty checkpoint has no last leaf")
+        if size > 0 and (not isinstance(last, str) or not _HEX64.fullmatch(last)):
+            raise ValueError("the checkpoint's last_leaf must be 64 lowercase hex digits")
+        for name in ("log", "kid", "signature"):
+            if not isinstance(obj[name], str) or not obj[name]:
+                raise ValueError(f"the checkpoint's {name} must be a non-empty string")
+        return cls(**{name: obj[name] for name in CHECKPOINT_FIELDS})
+
+
+KeyLookup = Callable[[str], Ed25519PublicKey | None]
+# A lookup by key id, or a verified manifest: then the key must be listed for the member the
+# checkpoint's "log" names and be valid at the checkpoint's time.
+PublicKeys = KeyLookup | Manifest
+
+
+def key_lookup(*keys: Ed25519PublicKey) -> KeyLookup:
+    """A lookup that knows exactly these keys, by their key ids."""
+    known = {key_id(key): key for key in keys}
+    return known.get
+
+
+def _checkpoint_key(checkpoint: Checkpoint, public_keys: PublicKeys) -> Ed25519PublicKey | None:
+    if isinstance(public_keys, Manifest):
+        found = public_keys.signing_key(checkpoint.kid, checkpoint.moment)
+        if found is None or found[0].id != checkpoint.log:
+            return None
+        return found[1].public_key
+    return public_keys(checkpoint.kid)
+
+
+def _signature_problem(checkpoint: Checkpoint, public_keys: PublicKeys) -> str | None:
+    key = _checkpoint_key(checkpoint, public_keys)
+    if key is None:
+        listed = "the manifest lists for" if isinstance(public_keys, Manifest) else "known for"
+        return (f"is signed by key {checkpoint.kid[:64]!r}, which is not a key {listed} "
+                f"{checkpoint.log[:64]!r} at {checkpoint.time}")
+    try:
+        key.verify(b64url_decode(checkpoint.signature), checkpoint.signed_bytes())
+    except (ValueError, InvalidSignature):
+        return f"has a signature that does not verify with key {checkpoint.kid[:64]!r}"
+    return None
+
+
+def verify_checkpoint(checkpoint: dict | Checkpoint, public_keys: PublicKeys) -> bool:
+    """Is this a well-formed checkpoint signed by a key of the log's city?"""
+    try:
+        parsed = Checkpoint.from_json(checkpoint)
+    except ValueError:
+        return False
+    return _signature_problem(parsed, public_keys) is None
+
+
+def check_consistency_between(old: dict | Checkpoint, new: dict | Checkpoint,
+                              proof_hex: Sequence[str], public_keys: PublicKeys) -> str | None:
+    """None when the newer checkpoint's log extends the older one's (both signed by the city,
+    the proof an RFC 9162 consistency proof between them); else what is wrong."""
+    checked = []
+    for name, value in (("old", old), ("new", new)):
+        try:
+            checkpoint = Checkpoint.from_json(value)
+        except ValueError as error:
+            return f"the {name} checkpoint is malformed: {error}"
+        problem = _signature_problem(checkpoint, public_keys)
+        if problem:
+            return f"the {name} checkpoint {problem}"
+        checked.append(checkpoint)
+    first, second = checked
+    if first.log != second.log:
+        return f"the checkpoints are of different logs ({first.log!r}, {second.log!r})"
+    if first.size > second.size:
+        return f"the old checkpoint is larger ({first.size}) than the new one ({second.size})"
+    if first.time > second.time:
+        return f"the old checkpoint ({first.time}) is later than the new one ({second.time})"
+    try:
+        proof = [bytes.fromhex(p) for p in proof_hex]
+    except (TypeError, ValueError):
+        return "the proof must be a list of hex hashes"
+    if not merkle.verify_consistency(first.size, second.size, bytes.fromhex(first.root),
+                                     bytes.fromhex(second.root), proof):
+        return (f"the proof does not show that the log of size {second.size} extends the "
+                f"log of size {first.size}")
+    return None
+
+
+def verify_consistency_between(old: dict | Checkpoint, new: dict | Checkpoint,
+                               proof_hex: Sequence[str], public_keys: PublicKeys) -> bool:
+    return check_consistency_between(old, new, proof_hex, public_keys) is None
+
+
+def verify_record_inclusion(line: bytes, index: int, checkpoint: dict | Checkpoint,
+                            proof_hex: Sequence[str], public_keys: PublicKeys) -> bool:
+    """Is `line` (a record's exact bytes, without the newline) record `index` of the log a
+    signed checkpoint covers?"""
+    try:
+        parsed = Checkpoint.from_json(checkpoint)
+        proof = [bytes.fromhex(p) for p in proof_hex]
+    except (TypeError, ValueError):
+        return False
+    if _signature_problem(parsed, public_keys) is not None:
+        return False
+    return merkle.verify_inclusion(merkle.leaf_hash(line), index, parsed.size, proof,
+                                   bytes.fromhex(parsed.root))
+
+
+# Reading and verifying a log folder -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class VerifyReport:
+    ok: bool
+    records: int                  # records that verified (all of them when ok)
+    checkpoints: int              # checkpoints in the file
+    first_bad_index: int | None   # the first bad record (None when ok or for a bad checkpoint)
+    problem: str                  # human text; "" when ok
+    kind: str | None              # one of KINDS, None when ok
+    bad_checkpoint: int | None = None  # the line (0-based) of a forged or rolled-back checkpoint
+    signatures_checked: bool = True
+    torn_tail: bool = False       # a last line without its newline (a write cut by a crash)
+    notes: tuple[str, ...] = ()
+
+
+def _lines(path: Path) -> Iterator[tuple[bytes, bool]]:
+    """(line without its newline, whether it had one), in order."""
+    try:
+        file = path.open("rb")
+    except FileNotFoundError:
+        return
+    with file:
+        for raw in file:
+            if raw.endswith(b"\n"):
+                yield raw[:-1], True
+            else:
+                yield raw, False
+
+
+@dataclass
+class _Scan:
+    """What reading a log folder found, and the state to continue appending from."""
+
+    report: VerifyReport
+    tree: merkle.TreeBuilder = field(default_factory=merkle.TreeBuilder)
+    last_hash: str = ZERO_HASH
+    last_leaf: bytes | None = None
+    good_bytes: int = 0         # bytes of audit.log up to the end of the last complete record
+    torn_bytes: int = 0
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    checkpoint_bytes: int = 0   # bytes of checkpoints.log up to its last complete line
+    checkpoint_torn: bool = False
+
+
+class _Problem(Exception):
+    def __init__(self, kind: str, problem: str, index: int | None = None,
+                 checkpoint: int | None = None) -> None:
+        super().__init__(problem)
+        self.kind, self.problem, self.index, self.checkpoint = kind, problem, index, checkpoint
+
+
+def _parse_record(line: bytes) -> tuple[int, str] | None:
+    """(index, prev) of a record line, or None when it is not a record."""
+    try:
+        record = decode(line)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    index, prev = record.get("index"), record.get("prev")
+    if type(index) is not int or not isinstance(prev, str) or not _HEX64.fullmatch(prev):
+        return None
+    return index, prev
+
+
+def _read_checkpoints(directory: Path, scan: _Scan, city: str | None,
+                      public_keys: PublicKeys | None, notes: list[str],
+                      unknown_keys_ok: bool) -> None:
+    """Parse and check every complete line of checkpoints.log; raise _Problem at the first
+    forged or rolled-back one. With `unknown_keys_ok`, a checkpoint by a key the lookup does not
+    know is noted instead (a node after a key rotation that was not given the manifest)."""
+    previous: Checkpoint | None = None
+    logs: set[str] = set() if city is None else {city}
+    for number, (line, complete) in enumerate(_lines(directory / CHECKPOINT_FILE)):
+        if not complete:
+            scan.checkpoint_torn = True
+            break
+        scan.checkpoint_bytes += len(line) + 1
+        try:
+            checkpoint = Checkpoint.from_json(decode(line))
+        except (UnicodeDecodeError, ValueError, RecursionError) as error:
+            raise _Problem("forged", f"checkpoint {number} is not a valid checkpoint "
+                                     f"({str(error)[:120]})", checkpoint=number) from None
+        logs.add(checkpoint.log)
+        if len(logs) > 1:
+            raise _Problem("forged", f"checkpoint {number} is for log {checkpoint.log[:64]!r}, "
+                                     f"not {sorted(logs - {checkpoint.log})[0]!r}",
+                           checkpoint=number)
+        if public_keys is not None:
+            if unknown_keys_ok and _checkpoint_key(checkpoint, public_keys) is None:
+                notes.append(f"checkpoint {number} is signed by key {checkpoint.kid[:64]!r}, "
+                             "not by this node's key: its signature was not checked")
+            else:
+                problem = _signature_problem(checkpoint, public_keys)
+                if problem:
+                    raise _Problem("forged", f"checkpoint {number} (size {checkpoint.size}) "
+                                             f"{problem}", checkpoint=number)
+        if previous is not None and checkpoint.size < previous.size:
+            raise _Problem("rolled-back", f"checkpoint {number} has size {checkpoint.size}, "
+                                          f"smaller than the {previous.size} of the one before "
+                                          "it: a log only grows", checkpoint=number)
+        if previous is not None and checkpoint.time < previous.time:
+            raise _Problem("rolled-back", f"checkpoint {number} is dated {checkpoint.time}, "
+                                          f"before the one before it ({previous.time})",
+                           checkpoint=number)
+        scan.checkpoints.append(checkpoint)
+        previous = checkpoint
+
+
+def _chain_problem(path: Path, position: int, line: bytes, parsed: tuple[int, str] | None,
+                   previous_hash: str) -> _Problem | None:
+    """What is wrong at `position` when the record there does not follow the one before it,
+    every earlier record having followed its predecessor; None when nothing is."""
+    if parsed is None:
+        return _Problem("edited", f"record {position} was edited: it no longer parses as a "
+                                  "record", position)
+    index, prev = parsed
+    if index == position and prev == previous_hash:
+        return None
+    if index == position == 0:
+        return _Problem("edited", "record 0 was edited: its prev is not the 64 zeros the first "
+                                  "record holds", 0)
+    if index == position:
+        # The link from the record before is broken. When the link to the record after is
+        # broken too, one edit of this record explains both; otherwise the one before changed.
+        after = _line_at(path, position + 1)
+        following = _parse_record(after) if after is not None else None
+        if following is not None and following[1] != line_hash(line):
+            return _Problem("edited", f"record {position} was edited: its prev no longer "
+                                      f"matches record {position - 1}, nor does its hash match "
+                                      f"the prev of record {position + 1}", position)
+        return _Problem("edited", f"record {position - 1} was edited: its hash no longer "
+                                  f"matches the prev of record {position}", position - 1)
+    if prev == previous_hash:
+        place = f"right after record {position - 1}" if position else "first"
+        return _Problem("edited", f"record {position} was edited: its index says {index}, but "
+                                  f"the chain puts it {place}", position)
+    if index > position and not _index_appears_after(path, position, position):
+        missing = (f"record {position} is" if index == position + 1
+                   else f"records {position}..{index - 1} are")
+        context = (f"record {position - 1} is followed by record {index}" if position
+                   else f"the log starts at record {index}")
+        return _Problem("deleted", f"{missing} missing: {context}", position)
+    return _Problem("reordered", f"records are out of order: record {index} stands where "
+                                 f"record {position} belongs", position)
+
+
+def _line_at(path: Path, position: int) -> bytes | None:
+    for number, (line, complete) in enumerate(_lines(path)):
+        if number == position:
+            return line if complete else None
+    return None
+
+
+def _index_appears_after(path: Path, position: int, wanted: int) -> bool:
+    for number, (line, complete) in enumerate(_lines(path)):
+        if number > position and complete:
+            parsed = _parse_record(line)
+            if parsed is not None and parsed[0] == wanted:
+                return True
+    return False
+
+
+def _scan(directory: Path, *, city: str | None, public_keys: PublicKeys | None,
+          held: Iterable[dict | Checkpoint] = (), unknown_keys_ok: bool = False) -> _Scan:
+    directory = Path(directory)
+    scan = _Scan(VerifyReport(True, 0, 0, None, "", None))
+    notes: list[str] = []
+    records = 0
+    try:
+        _read_checkpoints(directory, scan, city, public_keys, notes, unknown_keys_ok)
+        if scan.checkpoint_torn:
+            notes.append(f"the last line of {CHECKPOINT_FILE} is incomplete (a checkpoint cut "
+                         "by a crash); it is ignored")
+        # Checkpoints held outside the node (exported earlier): signed, of this log.
+        extra: list[tuple[str, Checkpoint]] = []
+        for number, value in enumerate(held):
+            label = f"held checkpoint {number}"
+            try:
+                checkpoint = Checkpoint.from_json(value)
+            except ValueError as error:
+                raise _Problem("forged", f"{label} is not a valid checkpoint ({error})") from None
+            logs = {c.log for c in scan.checkpoints} | ({city} if city else set())
+            if logs and checkpoint.log not in logs:
+                raise _Problem("forged", f"{label} is for log {checkpoint.log[:64]!r}")
+            if public_keys is not None:
+                problem = _signature_problem(checkpoint, public_keys)
+                if problem:
+                    raise _Problem("forged", f"{label} (size {checkpoint.size}) {problem}")
+            extra.append((label, checkpoint))
+
+        by_size: dict[int, list[tuple[str, Checkpoint]]] = {}
+        for number, checkpoint in enumerate(scan.checkpoints):
+            by_size.setdefault(checkpoint.size, []).append((f"checkpoint {number}", checkpoint))
+        for label, checkpoint in extra:
+            by_size.setdefault(checkpoint.size, []).append((label, checkpoint))
+        for label, checkpoint in by_size.get(0, []):
+            if checkpoint.root != merkle.EMPTY_ROOT.hex():
+                raise _Problem("rewritten", f"{label} (size 0) does not hold the empty root")
+        largest = max(by_size, default=0)
+        covered = 0  # the largest checkpoint size whose root matched
+
+        path = directory / LOG_FILE
+        lines = _lines(path)
+        for position, (line, complete) in enumerate(lines):
+            if not complete:
+                scan.torn_bytes = len(line)
+                break
+            parsed = _parse_record(line)
+            if parsed is None or parsed != (position, scan.last_hash):
+                problem = _chain_problem(path, position, line, parsed, scan.last_hash)
+                if problem is not None:
+                    raise problem
+            before = scan.tree.copy() if position + 1 in by_size else None
+            leaf = merkle.leaf_hash(line)
+            scan.tree.append(leaf)
+            scan.last_hash = line_hash(line)
+            scan.last_leaf = leaf
+            scan.good_bytes += len(line) + 1
+            records = position + 1
+            if before is not None:
+                root = scan.tree.root().hex()
+                for label, checkpoint in by_size[records]:
+                    if checkpoint.root == root and checkpoint.last_leaf == leaf.hex():
+                        continue
+                    raise _root_problem(label, checkpoint, before, leaf, covered)
+                covered = records
+        if largest > records:
+            torn = " (its last line is incomplete)" if scan.torn_bytes else ""
+            raise _Problem("truncated", f"the log was truncated below the signed checkpoint of "
+                                        f"size {largest}: it holds {records} records{torn}, "
+                                        f"records {records}..{largest - 1} are missing", records)
+        if records > largest:
+            notes.append(f"records {largest}..{records - 1} are not covered by a checkpoint "
+                         "yet: until one is signed, only the hash chain protects them")
+        if scan.torn_bytes:
+            notes.append(f"the last line of {LOG_FILE} is incomplete ({scan.torn_bytes} bytes): "
+                         "a record cut by a crash before it was answered; no checkpoint covers "
+                         "it")
+    except _Problem as problem:
+        scan.report = VerifyReport(
+            False, records, len(scan.checkpoints), problem.index, problem.problem, problem.kind,
+            bad_checkpoint=problem.checkpoint, signatures_checked=public_keys is not None,
+            torn_tail=bool(scan.torn_bytes), notes=tuple(notes))
+        return scan
+    scan.report = VerifyReport(True, records, len(scan.checkpoints), None, "", None,
+                               signatures_checked=public_keys is not None,
+                               torn_tail=bool(scan.torn_bytes), notes=tuple(notes))
+    return scan
+
+
+def _root_problem(label: str, checkpoint: Checkpoint, before: merkle.TreeBuilder, leaf: bytes,
+                  covered: int) -> _Problem:
+    """A signed checkpoint whose root the records no longer give, while their chain holds.
+
+    The checkpoint signs the leaf hash of the last record it covers: if putting that leaf back
+    gives the signed root, every other record is as signed and exactly the last was edited.
+    Otherwise records from the last matching checkpoint on were rewritten and re-chained, and
+    which of them changed cannot be told without the originals."""
+    size = checkpoint.size
+    if checkpoint.last_leaf != leaf.hex():
+        restored = before.copy()
+        restored.append(bytes.fromhex(checkpoint.last_leaf))
+        if restored.root().hex() == checkpoint.root:
+            return _Problem("edited", f"record {size - 1} was edited: it no longer matches the "
+                                      f"last record {label} (size {size}, {checkpoint.time}) "
+                                      "signed", size - 1)
+    return _Problem("rewritten", f"records {covered}..{size - 1} were rewritten: their chain "
+                                 f"holds, but {label} (size {size}, {checkpoint.time}) signed "
+                                 "another Merkle root for them", covered)
+
+
+def verify_log(directory: Path, public_keys: PublicKeys | None, *, city: str | None = None,
+               held_checkpoints: Iterable[dict | Checkpoint] = ()) -> VerifyReport:
+    """Check every record and every checkpoint of a log folder; name the first bad record.
+
+    `public_keys` resolves a checkpoint's kid to the city's public key (a manifest, or a lookup
+    by kid); None skips the signature checks (the report says so). `city` is the log's member
+    id, if known. `held_checkpoints` are checkpoints exported earlier and kept elsewhere: the log
+    must still contain what they sign (an administrator can delete lines of checkpoints.log but
+    cannot take back a checkpoint someone else holds)."""
+    return _scan(Path(directory), city=city, public_keys=public_keys,
+                 held=held_checkpoints).report
+
+
+def read_records(directory: Path, *, caller: str | None = None, purpose: str | None = None,
+                 since: datetime | str | None = None, until: datetime | str | None = None,
+                 decision: str | None = None) -> Iterator[dict]:
+    """The records that match every given filter, in log order. `since` is inclusive, `until`
+    exclusive; a time without a zone is UTC. Lines that are not records are skipped (verify the
+    log to learn why)."""
+    start = parse_time(since) if isinstance(since, str) else since
+    end = parse_time(until) if isinstance(until, str) else until
+    for position, (line, complete) in enumerate(_lines(Path(directory) / LOG_FILE)):
+        if not complete:
+            break
+        try:
+            record = decode(line)
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            log.warning("%s line %d is not a record; skipped", directory, position)
+            continue
+        if not isinstance(record, dict):
+            continue
+        if caller is not None and record.get("caller") != caller:
+            continue
+        if purpose is not None and record.get("purpose") != purpose:
+            continue
+        if decision is not None and record.get("decision") != decision:
+            continue
+        if start is not None or end is not None:
+            try:
+                moment = parse_time(record.get("time"))
+            except (AttributeError, TypeError, ValueError):
+                continue
+            if (start is not None and moment < start) or (end is not None and moment >= end):
+                continue
+        yield record
+
+
+def export_checkpoints(directory: Path) -> list[dict]:
+    """Every complete checkpoint line, as stored (verify them with verify_checkpoint)."""
+    exported = []
+    for line, complete in _lines(Path(directory) / CHECKPOINT_FILE):
+        if not complete:
+            break
+        try:
+            exported.append(decode(line))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            raise AuditCorrupt(f"{directory}: {CHECKPOINT_FILE} holds a line that is not "
+                               "JSON; run `cityfed audit verify`") from None
+    return exported
+
+
+def _leaf_hashes(directory: Path, size: int) -> list[bytes]:
+    leaves = []
+    for line, complete in _lines(Path(directory) / LOG_FILE):
+        if len(leaves) == size or not complete:
+            break
+        leaves.append(merkle.leaf_hash(line))
+    if len(leaves) < size:
+        raise InvalidArgument(f"{directory}: the log holds {len(leaves)} records, not {size}")
+    return leaves
+
+
+def consistency_proof_between(directory: Path, old_size: int, new_size: int) -> list[str]:
+    """The RFC 9162 consistency proof from the log's first `old_size` records to its first
+    `new_size`, as hex."""
+    if not 0 <= old_size <= new_size:
+        raise InvalidArgument(f"the old size must be from 0 to the new size, not {old_size}")
+    leaves = _leaf_hashes(directory, new_size)
+    return [p.hex() for p in merkle.consistency_proof(leaves, old_size, new_size)]
+
+
+def prove_inclusion(directory: Path, index: int, size: int) -> list[str]:
+    """The RFC 9162 inclusion proof of record `index` in the log's first `size` records."""
+    if not 0 <= index < size:
+        raise InvalidArgument(f"record {index} is not among the first {size}")
+    leaves = _leaf_hashes(directory, size)
+    return [p.hex() for p in merkle.inclusion_proof(leaves, index, size)]
+
+
+# The log a node appends to ----------------------------------------------------------------------
+
+def _fsync_directory(directory: Path) -> None:
+    handle = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+_datasync = getattr(os, "fdatasync", os.fsync)
+
+
+class AuditLog:
+    """A node's audit log, open for appending (see the module docstring).
+
+    Opening reads and verifies the whole existing log and refuses (AuditCorrupt) one that does
+    not verify. A last line cut short by a crash is truncated away when no checkpoint covers it
+    (the answer leaves only after the whole line is written, so nobody was answered); when a
+    checkpoint covers it, the log is refused. One process at a time may hold a log open.
+
+    `public_keys` resolves the kids of existing checkpoints (pass the manifest after the city's
+    key was rotated); by default only this node's own key is known.
+    """
+
+    def __init__(self, directory: Path, *, city: str, signing_key: Ed25519PrivateKey, kid: str,
+                 checkpoint_every: int = 1000, checkpoint_seconds: float = 10.0,
+                 clock: Callable[[], float] = time.time, sync: bool = False,
+                 public_keys: PublicKeys | None = None) -> None:
+        if kid != key_id(signing_key.public_key()):
+            raise ConfigError(f"audit log: key id {kid!r} is not the id of the signing key")
+        if checkpoint_every < 1 or not checkpoint_seconds > 0:
+            raise ConfigError("audit log: checkpoints need a positive record count and period")
+        self.directory = Path(directory)
+        self.city = city
+        self._key = signing_key
+        self._kid = kid
+        self._every = checkpoint_every
+        self._seconds = checkpoint_seconds
+        self._clock = clock
+        self._sync = sync
+        self._lock = threading.Lock()             # the record file and the chain
+        self._checkpoint_lock = threading.Lock()  # one checkpoint at a time, in order
+        self._sync_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = False
+        self._broken: str | None = None
+        self.recovered: tuple[str, ...] = ()      # what opening repaired, for the operator
+
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o750)
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+        self._fd = os.open(self.directory / LOG_FILE, flags, FILE_MODE)
+        try:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as error:
+                if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise
+                raise AuditUnavailable(f"{self.directory}: the audit log is already open "
+                                       "(another node process?)") from None
+            self._cp_fd = os.open(self.directory / CHECKPOINT_FILE, flags, FILE_MODE)
+            try:
+                self._recover(public_keys)
+            except BaseException:
+                os.close(self._cp_fd)
+                raise
+        except BaseException:
+            os.close(self._fd)
+            raise
+        _fsync_directory(self.directory)
+        if self._count > self._checkpointed:
+            # Records the last run left uncovered (it was killed, say): sign them now that they
+            # are verified, rather than leave them to the chain alone until the next checkpoint.
+            try:
+                self._checkpoint()
+            except AuditUnavailable as error:
+                log.error("%s: a checkpoint after opening failed: %s", self.directory,
+                          error.detail)
+        self._thread = threading.Thread(target=self._run_checkpoints, daemon=True,
+                                        name=f"audit-checkpoints-{city}")
+        self._thread.start()
+
+    def _recover(self, public_keys: PublicKeys | None) -> None:
+        keys = public_keys if public_keys is not None else key_lookup(self._key.public_key())
+        scan = _scan(self.directory, city=self.city, public_keys=keys,
+                     unknown_keys_ok=public_keys is None)
+        for note in scan.report.notes:
+            if "signature was not checked" in note:
+                log.warning("%s: %s; pass the manifest as public_keys", self.directory, note)
+        report = scan.report
+        if not report.ok:
+            raise AuditCorrupt(f"{self.directory}: refusing to append to an audit log that does "
+                               f"not verify: {report.problem} ({report.kind})", report)
+        repaired = []
+        if scan.checkpoint_torn:
+            os.ftruncate(self._cp_fd, scan.checkpoint_bytes)
+            os.fsync(self._cp_fd)
+            repaired.append(f"removed an incomplete last line of {CHECKPOINT_FILE}")
+        if scan.torn_bytes:
+            os.ftruncate(self._fd, scan.good_bytes)
+            os.fsync(self._fd)
+            repaired.append(f"removed an incomplete last record ({scan.torn_bytes} bytes) "
+                            f"after record {report.records - 1}: a write cut by a crash")
+        for note in repaired:
+            log.warning("%s: %s", self.directory, note)
+        self.recovered = tuple(repaired)
+        self._count = report.records
+        self._offset = scan.good_bytes
+        self._last_hash = scan.last_hash
+        self._last_leaf = scan.last_leaf
+        self._tree = scan.tree
+        self._synced = self._count
+        self._last_checkpoint = scan.checkpoints[-1] if scan.checkpoints else None
+        self._checkpointed = self._last_checkpoint.size if self._last_checkpoint else 0
+        self._pending_since = time.monotonic()
+
+    # Appending ----------------------------------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        """Records in the log."""
+        return self._count
+
+    @property
+    def last_checkpoint(self) -> Checkpoint | None:
+        return self._last_checkpoint
+
+    def _fields(self, record: dict) -> dict:
+        if not isinstance(record, dict):
+            raise TypeError("an audit record is a dict")
+        unknown = sorted(set(record) - set(RECORD_FIELDS))
+        if unknown:
+            raise ValueError(f"audit records hold only the fields of RECORD_FIELDS, not "
+                             f"{unknown[0]!r}")
+        for name, value in record.items():
+            _check_value(name, value)
+        if record.get("decision") not in (None, *DECISIONS):
+            raise ValueError(f"decision must be one of {', '.join(DECISIONS)}")
+        if record.get("city", self.city) != self.city:
+            raise ValueError(f"a record of {record['city']!r} in the log of {self.city!r}")
+        fields = {name: _writable(value) for name, value in record.items()}
+        fields.setdefault("time", format_time(self._clock()))
+        fields.setdefault("city", self.city)
+        return fields
+
+    def append(self, record: dict) -> int:
+        """Write one record; return its index once the line is written (and, with sync=True,
+        fsynced). Raises AuditUnavailable when it cannot be written: do not answer then."""
+        fields = self._fields(record)
+        with self._lock:
+            if self._closed or self._broken:
+                raise AuditUnavailable(self._broken or "the audit log is closed")
+            index = self._count
+            fields["index"] = index
+            fields["prev"] = self._last_hash
+            line = encode(fields)
+            data = line + b"\n"
+            try:
+                written = os.write(self._fd, data)
+            except OSError as error:
+                self._undo_write(f"writing record {index} failed: {error.strerror}")
+                raise AuditUnavailable(f"writing record {index} failed: {error}") from None
+            if written != len(data):
+                self._undo_write(f"record {index} was written only in part ({written} of "
+                                 f"{len(data)} bytes)")
+                raise AuditUnavailable(f"record {index} was written only in part")
+            self._offset += len(data)
+            self._count = index + 1
+            self._last_hash = line_hash(line)
+            leaf = merkle.leaf_hash(line)
+            self._last_leaf = leaf
+            self._tree.append(leaf)
+            pending = self._count - self._checkpointed
+            if pending == 1:
+                self._pending_since = time.monotonic()
+        if pending == 1 or pending >= self._every:
+            self._wake.set()
+        if self._sync:
+            self._sync_records(index)
+        return index
+
+    def _undo_write(self, detail: str) -> None:
+        """After a failed or partial write: cut the file back to the last whole record, or, if
+        that fails too, refuse every further append until the log is opened again."""
+        log.error("%s: %s", self.directory, detail)
+        try:
+            os.ftruncate(self._fd, self._offset)
+        except OSError as error:
+            self._broken = (f"{detail}, and cutting the partial record away failed "
+                            f"({error.strerror}); reopen the log")
+            log.error("%s: %s", self.directory, self._broken)
+
+    def _sync_records(self, index: int) -> None:
+        """fsync up to record `index`; one fsync serves every thread waiting (group commit)."""
+        with self._sync_lock:
+            if self._synced > index:
+                return
+            target = self._count  # every record below it is written
+            try:
+                _datasync(self._fd)
+            except OSError as error:
+                # After a failed fsync the kernel may have dropped the pages: stop appending.
+                self._broken = f"fsync failed: {error}"
+                log.error("%s: %s", self.directory, self._broken)
+                raise AuditUnavailable(self._broken) from None
+            self._synced = target
+
+    # Checkpoints --------------------------------------------------------------------------------
+
+    def checkpoint(self) -> Checkpoint | None:
+        """Sign and durably write a checkpoint of every record so far (none when nothing was
+        appended since the last one); return the checkpoint covering the whole log (None while
+        the log is empty)."""
+        with self._lock:
+            if self._closed:
+                raise AuditUnavailable("the audit log is closed")
+        return self._checkpoint()
+
+    def _checkpoint(self) -> Checkpoint | None:
+        with self._checkpoint_lock:
+            with self._lock:
+                size, root, last = self._count, self._tree.root(), self._last_leaf
+            if size == self._checkpointed:
+                return self._last_checkpoint
+            try:
+                # The records first: a durable checkpoint must never cover records a power
+                # loss could take back.
+                _datasync(self._fd)
+            except OSError as error:
+                raise AuditUnavailable(f"fsync before a checkpoint failed: {error}") from None
+            with self._sync_lock:
+                self._synced = max(self._synced, size)
+            moment = format_time(self._clock())
+            if self._last_checkpoint is not None and moment < self._last_checkpoint.time:
+                moment = self._last_checkpoint.time  # a clock stepping back must not show
+            unsigned = Checkpoint(self.city, size, root.hex(), moment, last.hex(), self._kid, "")
+            checkpoint = Checkpoint(**{**unsigned.to_json(), "signature": b64url_encode(
+                self._key.sign(unsigned.signed_bytes()))})
+            data = encode(checkpoint.to_json()) + b"\n"
+            offset = os.fstat(self._cp_fd).st_size
+            try:
+                written = os.write(self._cp_fd, data)
+                if written != len(data):
+                    raise OSError(errno.ENOSPC, "the checkpoint was written only in part")
+                os.fsync(self._cp_fd)
+            except OSError as error:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._cp_fd, offset)
+                raise AuditUnavailable(f"writing a checkpoint failed: {error}") from None
+            with self._lock:
+                self._last_checkpoint = checkpoint
+                self._checkpointed = size
+                if self._count > size:
+                    self._pending_since = time.monotonic()
+            return checkpoint
+
+    def _run_checkpoints(self) -> None:
+        while True:
+            self._wake.clear()
+            with self._lock:
+                if self._closed:
+                    return
+                pending = self._count - self._checkpointed
+                since = self._pending_since
+            due = since + self._seconds - time.monotonic()
+            if pending and (pending >= self._every or due <= 0):
+                try:
+                    self._checkpoint()
+                except AuditUnavailable as error:
+                    log.error("%s: %s", self.directory, error.detail)
+                    self._wake.wait(min(self._seconds, 1.0))
+                except Exception:
+                    log.exception("%s: taking a checkpoint failed", self.directory)
+                    self._wake.wait(min(self._seconds, 1.0))
+                continue
+            self._wake.wait(due if pending else None)
+
+    # Closing ------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop appending, take a last checkpoint, release the files. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._wake.set()
+        self._thread.join()
+        try:
+            self._checkpoint()
+        except AuditUnavailable as error:
+            log.error("%s: the last checkpoint could not be written: %s", self.directory,
+                      error.detail)
+        with self._checkpoint_lock, self._lock:
+            os.close(self._cp_fd)
+            os.close(self._fd)  # releases the lock
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
