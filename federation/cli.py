@@ -24,6 +24,7 @@ from federation.errors import CityfedError, IncompleteAnswer, InvalidArgument
 from federation.finish import Table
 from federation.grpc_errors import error_reason
 from federation.identity import RegionDirectory, channel_options
+from federation.receipts import Receipt
 from federation.trust_cli import add_manifest_commands, add_region_init
 from federation.values import from_value
 
@@ -125,7 +126,8 @@ def _ask_gateway(args: argparse.Namespace, cities: tuple[str, ...], manifest,
         Table(list(response.column_names),
               [tuple(from_value(v) for v in row.values) for row in response.rows]),
         [CityOutcome(o.city, _STATUS_NAMES[federation_pb2.CityStatus.Name(o.status)], o.code,
-                     o.detail, o.groups, o.elapsed_ms, o.suppressed_groups)
+                     o.detail, o.groups, o.elapsed_ms, o.suppressed_groups,
+                     Receipt.from_json(o.receipt) if o.receipt else None)
          for o in response.outcomes],
     )
 
@@ -146,7 +148,8 @@ def answer_to_json(answer: FederatedAnswer) -> dict[str, Any]:
         "cities": [
             {"city": o.city, "status": o.status.value, "code": o.code, "detail": o.detail,
              "groups": o.groups, "suppressed_groups": o.suppressed_groups,
-             "elapsed_ms": round(o.elapsed_ms, 3)}
+             "elapsed_ms": round(o.elapsed_ms, 3),
+             "receipt": json.loads(o.receipt.to_json()) if o.receipt else None}
             for o in answer.outcomes
         ],
     }
@@ -215,21 +218,23 @@ def run_gateway(args: argparse.Namespace, out: io.TextIOBase, err: io.TextIOBase
 
     manifest, identity = open_region(args)
     serves = frozenset(m.strip() for m in args.serve.split(",") if m.strip()) or None
+    stop = stop_on_signal()
     gateway = start_gateway(manifest, identity, args.listen, serves=serves,
                             city_timeout=args.timeout)
     host = args.listen.rsplit(":", 1)[0]
     print(f"gateway listening on {host}:{gateway.port}", file=out, flush=True)
-    wait_for_signal()
+    stop.wait()
     gateway.stop()
     return 0
 
 
-def wait_for_signal() -> None:
-    """Block until SIGINT or SIGTERM."""
+def stop_on_signal() -> threading.Event:
+    """An event set by SIGINT or SIGTERM; install it before a server starts, so that a signal
+    arriving at any moment stops the server cleanly."""
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    stop.wait()
+    return stop
 
 
 def report_error(error: CityfedError | grpc.RpcError, err) -> int:

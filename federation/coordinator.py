@@ -12,7 +12,8 @@ import time
 from dataclasses import dataclass, field
 
 import grpc
-from cityfed.v1 import node_pb2, node_pb2_grpc, query_pb2
+from cityfed.v1 import node_pb2, query_pb2
+from google.protobuf.message import DecodeError
 
 from federation.errors import IncompleteAnswer, InvalidArgument, InvalidQuery
 from federation.finish import Table, finish
@@ -21,10 +22,12 @@ from federation.manifest import Manifest
 from federation.members import Member
 from federation.merge import merge_partials
 from federation.plan import check_query
+from federation.receipts import RECEIPT_METADATA_KEY, Receipt, ReceiptInvalid, verify_receipt
 from federation.sql import parse_query
 from federation.tokens import mint_token
 
 DEFAULT_CITY_TIMEOUT = 10.0
+AGGREGATE_METHOD = "/cityfed.v1.NodeService/Aggregate"
 
 
 class CityStatus(enum.Enum):
@@ -52,6 +55,7 @@ class CityOutcome:
     groups: int = 0
     elapsed_ms: float = 0.0
     suppressed_groups: int = 0
+    receipt: Receipt | None = None  # the city's signed receipt for its answer, verified
 
 
 @dataclass(frozen=True)
@@ -73,20 +77,21 @@ class Coordinator:
     questions."""
 
     def __init__(self, manifest: Manifest, identity: Identity, *,
-                 city_timeout: float = DEFAULT_CITY_TIMEOUT) -> None:
+                 city_timeout: float = DEFAULT_CITY_TIMEOUT, verify_receipts: bool = True) -> None:
         self.manifest = manifest
+        self.verify_receipts = verify_receipts
         self.region = manifest.to_region()
         self.identity = identity
         self.city_timeout = city_timeout
         self._credentials = identity.channel_credentials()
         self._channels: dict[str, grpc.Channel] = {}
-        self._stubs: dict[str, node_pb2_grpc.NodeServiceStub] = {}
+        self._aggregate: dict[str, grpc.UnaryUnaryMultiCallable] = {}
 
     def close(self) -> None:
         for channel in self._channels.values():
             channel.close()
         self._channels.clear()
-        self._stubs.clear()
+        self._aggregate.clear()
 
     def __enter__(self) -> Coordinator:
         return self
@@ -94,15 +99,20 @@ class Coordinator:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _stub(self, member: Member) -> node_pb2_grpc.NodeServiceStub:
-        stub = self._stubs.get(member.id)
-        if stub is None:
+    def _aggregate_call(self, member: Member) -> grpc.UnaryUnaryMultiCallable:
+        """NodeService.Aggregate, returning the response's exact bytes: the city's receipt
+        covers those bytes, not a re-encoding of them."""
+        call = self._aggregate.get(member.id)
+        if call is None:
             channel = grpc.secure_channel(member.endpoint, self._credentials,
                                           options=channel_options(member.id,
                                                                   self.manifest.region))
             self._channels[member.id] = channel
-            stub = self._stubs[member.id] = node_pb2_grpc.NodeServiceStub(channel)
-        return stub
+            call = self._aggregate[member.id] = channel.unary_unary(
+                AGGREGATE_METHOD,
+                request_serializer=node_pb2.AggregateRequest.SerializeToString,
+                response_deserializer=None)
+        return call
 
     def ask_sql(self, sql: str, **options) -> FederatedAnswer:
         return self.ask(parse_query(sql), **options)
@@ -126,23 +136,33 @@ class Coordinator:
                                caller=self.identity.member_id, audience=member.id,
                                purpose=purpose, plan_bytes=plan_bytes,
                                certificate_x5t=self.identity.certificate_x5t)
-            call = self._stub(member).Aggregate.future(
+            call = self._aggregate_call(member).future(
                 request, timeout=timeout, metadata=(("authorization", f"Bearer {token}"),))
             call.add_done_callback(
                 lambda _, city=member.id: finished_at.setdefault(city, time.perf_counter()))
             calls.append((member, call))
         outcomes, answers = [], []
         for member, call in calls:
+            elapsed = _elapsed_ms(started, finished_at, member.id)
             try:
-                response = call.result()
+                response_bytes = call.result()
             except grpc.RpcError as error:
                 outcomes.append(_failure(member, error, _elapsed_ms(started, finished_at,
                                                                     member.id)))
                 continue
+            try:
+                receipt = self._check_receipt(member, call, plan_bytes, response_bytes)
+                response = node_pb2.AggregateResponse.FromString(response_bytes)
+            except (ReceiptInvalid, DecodeError) as error:
+                outcomes.append(CityOutcome(member.id, CityStatus.FAILED, code="DATA_LOSS",
+                                            detail=f"answer not accepted: {error}",
+                                            elapsed_ms=elapsed))
+                continue
             answers.append(response.groups)
             outcomes.append(CityOutcome(member.id, CityStatus.ANSWERED, groups=len(response.groups),
-                                        elapsed_ms=_elapsed_ms(started, finished_at, member.id),
-                                        suppressed_groups=response.suppressed_groups))
+                                        elapsed_ms=elapsed,
+                                        suppressed_groups=response.suppressed_groups,
+                                        receipt=receipt))
         invalid = [o for o in outcomes if o.code == grpc.StatusCode.INVALID_ARGUMENT.name]
         if invalid:
             raise InvalidQuery(f"{invalid[0].city} refused the plan: {invalid[0].detail}")
@@ -155,6 +175,20 @@ class Coordinator:
             raise IncompleteAnswer("not every city answered: " + "; ".join(
                 f"{o.city} {o.status.value} ({o.detail})" for o in answer.missing))
         return answer
+
+
+    def _check_receipt(self, member: Member, call, plan_bytes: bytes,
+                       response_bytes: bytes) -> Receipt | None:
+        found = [v for k, v in call.trailing_metadata() or () if k == RECEIPT_METADATA_KEY]
+        if not found:
+            if self.verify_receipts:
+                raise ReceiptInvalid("the city sent no receipt")
+            return None
+        receipt = Receipt.from_json(found[0])
+        if self.verify_receipts:
+            verify_receipt(receipt, manifest=self.manifest, city=member.id,
+                           plan_bytes=plan_bytes, response_bytes=response_bytes)
+        return receipt
 
 
 def _elapsed_ms(started: float, finished_at: dict[str, float], city: str) -> float:

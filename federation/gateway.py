@@ -41,7 +41,8 @@ def answer_to_proto(answer: FederatedAnswer) -> federation_pb2.FederatedAggregat
         outcomes=[
             federation_pb2.CityOutcome(city=o.city, status=_CITY_STATUS[o.status], code=o.code,
                                        detail=o.detail, groups=o.groups, elapsed_ms=o.elapsed_ms,
-                                       suppressed_groups=o.suppressed_groups)
+                                       suppressed_groups=o.suppressed_groups,
+                                       receipt=o.receipt.to_json() if o.receipt else "")
             for o in answer.outcomes
         ],
         complete=answer.complete,

@@ -3,17 +3,24 @@
 A `CityfedError` becomes its status with its message and an ErrorInfo detail carrying a stable
 reason; anything else is logged here with its traceback and becomes INTERNAL with a generic
 message. Callers never see UNKNOWN or a traceback.
+
+It is also where a call's outcome is known, so a server's observer (a node's audit log) sees
+every unary call here, granted or refused, before the answer leaves; if the observer fails, the
+caller gets its error instead of the answer.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from typing import Protocol
 
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from federation import call_facts
 from federation.errors import CityfedError
 
 log = logging.getLogger(__name__)
@@ -41,8 +48,18 @@ def error_reason(error: grpc.RpcError) -> str:
     return ""
 
 
+class CallObserver(Protocol):
+    def finish(self, method: str, context: grpc.ServicerContext, response, error,
+               facts: dict, started: float) -> None:
+        """Called once per unary call with its response or its error, before the answer
+        leaves. Raising a CityfedError replaces the answer with that error."""
+
+
 class ErrorTranslator(grpc.ServerInterceptor):
     """Wraps every unary handler so that exceptions leave as proper statuses."""
+
+    def __init__(self, observer: CallObserver | None = None) -> None:
+        self._observer = observer
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
@@ -50,24 +67,48 @@ class ErrorTranslator(grpc.ServerInterceptor):
             return handler
         method = handler_call_details.method
         inner = handler.unary_unary
+        observer = self._observer
 
         def translated(request, context):
+            started = time.perf_counter()
+            facts_token = call_facts.begin()
             try:
-                return inner(request, context)
-            except CityfedError as error:
-                log.info("%s refused: %s: %s", method, error.reason, error)
+                response, error = _outcome(inner, request, context, method)
+                if observer is not None:
+                    try:
+                        observer.finish(method, context, response, error, call_facts.current(),
+                                        started)
+                    except CityfedError as failure:
+                        log.error("%s: %s", method, failure)
+                        response, error = None, failure
+                    except Exception:
+                        log.exception("%s: the observer failed", method)
+                        response, error = None, CityfedError("internal error")
+            finally:
+                call_facts.end(facts_token)
+            if error is not None:
                 abort(context, error)
-            except Exception:
-                if _already_aborted(context):
-                    raise
-                log.exception("%s failed", method)
-                abort(context, CityfedError("internal error"))
+            return response
 
         return grpc.unary_unary_rpc_method_handler(
             translated,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+
+def _outcome(inner, request, context, method: str):
+    """(response, None) or (None, the error to answer with)."""
+    try:
+        return inner(request, context), None
+    except CityfedError as error:
+        log.info("%s refused: %s: %s", method, error.reason, error)
+        return None, error
+    except Exception:
+        if _already_aborted(context):
+            raise
+        log.exception("%s failed", method)
+        return None, CityfedError("internal error")
 
 
 def _already_aborted(context: grpc.ServicerContext) -> bool:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from federation import call_facts
 from federation.errors import CityfedError
 from federation.grpc_errors import abort
 from federation.manifest import Manifest, ManifestMember
@@ -76,9 +77,11 @@ class PeerIdentifier:
                     self._thumbprints.clear()
                 self._thumbprints[pem] = known
         fingerprint, x5t = known
+        call_facts.current()["peer_fingerprint"] = fingerprint
         member = self._trust.manifest.member_by_fingerprint(fingerprint)
         if member is None:
             raise Unauthenticated("the client certificate is not a member's in the manifest")
+        call_facts.current()["caller"] = member.id
         return Peer(member, x5t)
 
 
@@ -113,41 +116,47 @@ class Guard(grpc.ServerInterceptor):
 
 
 def _wrap(handler: grpc.RpcMethodHandler, authenticate) -> grpc.RpcMethodHandler:
-    """The same handler, run only after `authenticate` succeeded, with the caller set."""
+    """The same handler, run only after `authenticate` succeeded, with the caller set. A refusal
+    of a unary call is raised for the error translator (which records and answers it); a
+    refusal of a stream is answered here."""
 
-    def check(request_or_iterator, context):
+    def check(request_or_iterator, context, answer_refusal: bool):
         try:
             return _current.set(authenticate(request_or_iterator, context))
         except CityfedError as error:
+            if not answer_refusal:
+                raise
             abort(context, error)
 
-    def guarded(behaviour):
+    def guarded(behaviour, answer_refusal: bool):
         def run(request_or_iterator, context):
-            token = check(request_or_iterator, context)
+            token = check(request_or_iterator, context, answer_refusal)
             try:
                 return behaviour(request_or_iterator, context)
             finally:
                 _current.reset(token)
         return run
 
-    def guarded_stream(behaviour):
+    def guarded_stream(behaviour, answer_refusal: bool = True):
         def run(request_or_iterator, context):
-            token = check(request_or_iterator, context)
+            token = check(request_or_iterator, context, answer_refusal)
             try:
                 yield from behaviour(request_or_iterator, context)
             finally:
                 _current.reset(token)
         return run
 
+    # Only unary-unary calls pass through the error translator, which answers their refusals.
     kinds = {
-        "unary_unary": (grpc.unary_unary_rpc_method_handler, guarded),
-        "unary_stream": (grpc.unary_stream_rpc_method_handler, guarded_stream),
-        "stream_unary": (grpc.stream_unary_rpc_method_handler, guarded),
-        "stream_stream": (grpc.stream_stream_rpc_method_handler, guarded_stream),
+        "unary_unary": (grpc.unary_unary_rpc_method_handler, guarded, False),
+        "unary_stream": (grpc.unary_stream_rpc_method_handler, guarded_stream, True),
+        "stream_unary": (grpc.stream_unary_rpc_method_handler, guarded, True),
+        "stream_stream": (grpc.stream_stream_rpc_method_handler, guarded_stream, True),
     }
-    for kind, (make, guard) in kinds.items():
+    for kind, (make, guard, answer_refusal) in kinds.items():
         behaviour = getattr(handler, kind)
         if behaviour is not None:
-            return make(guard(behaviour), request_deserializer=handler.request_deserializer,
+            return make(guard(behaviour, answer_refusal),
+                        request_deserializer=handler.request_deserializer,
                         response_serializer=handler.response_serializer)
     raise TypeError("unknown handler kind")

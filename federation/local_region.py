@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -142,6 +143,7 @@ root_public_key = "root/root.pub"
 tls_certificate = "{member}/tls.pem"
 tls_private_key = "{member}/tls.key"
 tls_ca = "root/ca.pem"
+signing_key = "{member}/signing.key"
 policy = "{city}.policy.toml"
 """
 
@@ -156,6 +158,8 @@ def write_region(directory: Path, *, scale=None, seed: int = 7,
     from federation.synthetic.divisions import member
 
     cities = cities or CITIES
+    for city in cities:  # a new region: what nodes held of a region replaced here is void
+        shutil.rmtree(directory / f"{city}.state", ignore_errors=True)
     trusted = init_trusted_region(directory, region=REGION, cities=cities,
                                   authorities=authorities)
     generate_region(directory, scale or RegionScale(), seed=seed, cities=cities)

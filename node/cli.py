@@ -13,7 +13,7 @@ from cityfed.v1 import admin_pb2, admin_pb2_grpc
 
 from federation import cli as federation_cli
 from federation.errors import CityfedError, FileMissing
-from node import policy_cli
+from node import audit_cli, policy_cli
 from node.config import load_config
 from node.ingest import IngestMode
 from node.server import start_node
@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.set_defaults(run=run_ingest)
 
     policy_cli.add_commands(commands)
+    audit_cli.add_commands(commands)
     federation_cli.add_commands(commands)
     return parser
 
@@ -66,9 +67,10 @@ def run_serve(args: argparse.Namespace, out, err) -> int:
     config = load_config(args.config)
     if args.listen:
         config = dataclasses.replace(config, listen=args.listen)
+    stop = federation_cli.stop_on_signal()
     running = start_node(config)
     print(f"{config.city} listening on {running.address}", file=out, flush=True)
-    federation_cli.wait_for_signal()
+    stop.wait()
     running.stop()
     return 0
 

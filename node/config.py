@@ -20,6 +20,8 @@ class NodeConfig:
     tls_certificate: Path
     tls_private_key: Path
     tls_ca: Path
+    # This city's Ed25519 key as the manifest lists it: signs receipts and audit checkpoints.
+    signing_key: Path
     # The owner's sharing policy; without one the node refuses every question.
     policy: Path | None = None
     # The held manifest and the token ids seen; beside the database if unset.
@@ -37,6 +39,11 @@ class NodeConfig:
     max_result_groups: int = 100_000
     # The longest a query may run when the caller sets no shorter deadline.
     max_query_seconds: float = 60.0
+    # Audit: a signed checkpoint every so many records or seconds; fsync every record (slower,
+    # survives power loss; without it a record survives the process being killed).
+    audit_checkpoint_every: int = 1000
+    audit_checkpoint_seconds: float = 10.0
+    audit_fsync: bool = False
 
     @property
     def admin_socket_path(self) -> Path:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from federation import call_facts
 from federation.guard import (
     HEALTH_AND_REFLECTION,
     Guard,
@@ -58,6 +59,8 @@ def node_guard(trust: TrustState, city: str, remember_jti: Callable[[str, int], 
             purpose_registered=lambda purpose: manifest.purpose(purpose) is not None,
             remember_jti=remember_jti,
         )
+        facts = call_facts.current()
+        facts["jti"], facts["purpose"] = claims.jti, claims.purpose
         return Authenticated(caller, claims)
 
     return Guard(METHOD_POLICY, authenticate)

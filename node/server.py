@@ -14,11 +14,14 @@ from cityfed.v1 import admin_pb2, admin_pb2_grpc, node_pb2, node_pb2_grpc
 from grpc_health.v1 import health
 
 import node
+from federation import call_facts
 from federation.datasets import DATASETS, Sensitivity
 from federation.errors import InvalidArgument, PolicyDenied
 from federation.grpc_errors import ErrorTranslator
 from federation.health import add_health_and_reflection
 from federation.plan import check_plan, parse_plan
+from node.audit import AuditLog
+from node.auditing import AuditRecorder
 from node.compile import compile_plan
 from node.config import NodeConfig
 from node.guard import current_caller, node_guard
@@ -80,6 +83,8 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
 
     def Aggregate(self, request, context):
         authenticated = current_caller()
+        facts = call_facts.current()
+        facts["plan_bytes"] = request.plan
         plan = parse_plan(request.plan)
         check_plan(plan)
         decision = decide(self.trust.policy, authenticated.caller, authenticated.purpose, plan)
@@ -91,6 +96,7 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         timeout = min(self.config.max_query_seconds, remaining or self.config.max_query_seconds)
         rows = self.store.aggregate(compiled, timeout=timeout, on_cancel=context.add_callback)
         rows, suppressed = suppress_small_groups(rows, compiled, decision.k)
+        facts["groups_returned"], facts["groups_suppressed"] = len(rows), suppressed
         return node_pb2.AggregateResponse(
             city=self.config.city, groups=to_partial_groups(rows, compiled),
             suppressed_groups=suppressed,
@@ -119,6 +125,7 @@ class RunningNode:
     admin_server: grpc.Server
     store: Store
     trust: NodeTrust
+    audit: AuditLog
     port: int
     health: health.HealthServicer
 
@@ -133,6 +140,7 @@ class RunningNode:
         for event in done:
             event.wait()
         self.store.close()
+        self.audit.close()
         self.trust.close()
 
     def wait(self) -> None:
@@ -151,12 +159,18 @@ def start_node(config: NodeConfig) -> RunningNode:
     """Load the trust material, open the store, and start the public server (mutual TLS only)
     and the local admin server."""
     trust = load_node_trust(config)
+    audit = AuditLog(config.state_path / "audit", city=config.city, signing_key=trust.signing_key,
+                     kid=trust.kid, checkpoint_every=config.audit_checkpoint_every,
+                     checkpoint_seconds=config.audit_checkpoint_seconds, sync=config.audit_fsync,
+                     public_keys=trust.state.manifest)
+    recorder = AuditRecorder(audit, city=config.city, signing_key=trust.signing_key,
+                             kid=trust.kid)
     store = Store(config.database, memory_limit=config.memory_limit, threads=config.threads,
                   max_result_groups=config.max_result_groups)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.max_workers,
                                    thread_name_prefix=f"{config.city}-rpc"),
-        interceptors=[ErrorTranslator(),
+        interceptors=[ErrorTranslator(observer=recorder),
                       node_guard(trust.state, config.city, trust.replay.remember)],
         options=server_options(config),
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
@@ -166,6 +180,7 @@ def start_node(config: NodeConfig) -> RunningNode:
     port = server.add_secure_port(config.listen, trust.server_credentials)
     if port == 0:
         store.close()
+        audit.close()
         trust.close()
         raise OSError(f"cannot listen on {config.listen}")
 
@@ -180,7 +195,7 @@ def start_node(config: NodeConfig) -> RunningNode:
     admin_server.start()
     server.start()
     log.info("%s serving on port %d, admin socket %s", config.city, port, socket_path)
-    return RunningNode(config, server, admin_server, store, trust, port, health_servicer)
+    return RunningNode(config, server, admin_server, store, trust, audit, port, health_servicer)
 
 
 _umask_lock = threading.Lock()

@@ -7,10 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import grpc
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from federation.errors import ConfigError
 from federation.guard import TrustState
-from federation.keys import public_key_from_text
+from federation.keys import key_id, public_key_from_text, read_private_key
 from federation.manifest import ManifestStore
 from federation.pki import certificate_fingerprint
 from node.config import NodeConfig
@@ -24,6 +25,8 @@ class NodeTrust:
     policy: Policy
     replay: ReplayCache
     server_credentials: grpc.ServerCredentials
+    signing_key: Ed25519PrivateKey
+    kid: str
 
     def close(self) -> None:
         self.replay.close()
@@ -52,6 +55,11 @@ def load_node_trust(config: NodeConfig) -> NodeTrust:
         root_certificates=_read(config.tls_ca, "CA certificate"),
         require_client_auth=True,
     )
+    signing_key = read_private_key(config.signing_key)
+    kid = key_id(signing_key.public_key())
+    if kid not in {key.kid for key in me.keys}:
+        raise ConfigError(f"{config.signing_key}: key {kid} is not one the manifest lists for "
+                          f"{config.city}")
     policy = load_policy(config.policy) if config.policy else empty_policy()
     replay = ReplayCache(config.state_path / "seen_tokens.sqlite")
-    return NodeTrust(TrustState(manifest), policy, replay, credentials)
+    return NodeTrust(TrustState(manifest), policy, replay, credentials, signing_key, kid)

@@ -24,14 +24,17 @@ from federation.coordinator import Coordinator
 from federation.gateway import start_gateway
 from federation.identity import channel_options
 from federation.local_region import AUTHORITY, start_local_region, write_region
+from federation.receipts import Receipt, verify_receipt_signature
 from federation.synthetic import RegionScale
 from federation.synthetic.divisions import MEMBER_CITIES
 from federation.synthetic.icd10 import chapter_of
 from federation.synthetic.networks import HOSPITALS
 from federation.values import from_value
+from node.audit import read_records
 from node.cli import main as cityfed
 
 console = Console(highlight=False, width=max(100, Console().width))
+RECEIPTS: list[Receipt] = []  # the answers' receipts, checked against the logs at the end
 
 AGE_BANDS = """SELECT date_diff('year', birth_date, DATE '2026-11-26') // 10 * 10 AS age_band,
        count(*) AS residents
@@ -91,6 +94,7 @@ def medical_by_chapter(coordinator: Coordinator) -> None:
     console.print(f"[dim]$ cityfed query \"{short(sql)}\" --purpose medical-settlement-statistics"
                   "  (then rolled up by chapter)[/]")
     answer = coordinator.ask_sql(sql, purpose="medical-settlement-statistics", require_all=True)
+    RECEIPTS.extend(o.receipt for o in answer.outcomes if o.receipt)
     totals: dict = defaultdict(lambda: [0, Decimal(0), Decimal(0)])
     for icd10, visits, cost, insured in answer.table.rows:
         chapter = chapter_of(icd10)
@@ -136,11 +140,30 @@ def same_answer_over_grpc(gateway_port: int, sql: str, coordinator: Coordinator)
         response = stub.FederatedAggregate(federation_pb2.FederatedAggregateRequest(
             sql=sql, purpose="population-statistics"), timeout=10)
     direct = coordinator.ask_sql(sql, purpose="population-statistics")
+    RECEIPTS.extend(o.receipt for o in direct.outcomes if o.receipt)
     over_grpc = [tuple(from_value(v) for v in row.values) for row in response.rows]
     agrees = over_grpc == direct.table.rows and response.complete
     console.print(f"gateway on 127.0.0.1:{gateway_port}: {len(response.rows)} rows, "
                   f"complete={response.complete}, "
                   f"{'identical to' if agrees else 'DIFFERENT from'} the CLI's answer")
+
+
+def verify_logs_and_receipts(region: Path, cities: tuple[str, ...], manifest) -> None:
+    heading("Every city's audit log, verified; every receipt, checked against its log")
+    for city in cities:
+        console.print(f"[dim]$ cityfed audit verify {city}.state/audit --city {city}[/]")
+        cityfed(["audit", "verify", str(region / f"{city}.state" / "audit"), "--manifest",
+                 str(region / "manifest.json"), "--root-public-key",
+                 str(region / "root" / "root.pub"), "--city", city])
+    matched = 0
+    for receipt in RECEIPTS:
+        verify_receipt_signature(receipt, manifest)
+        record = list(read_records(region / f"{receipt.city}.state" / "audit"))[
+            receipt.audit_index]
+        matched += (record["jti"], record["response_sha256"]) == (receipt.jti,
+                                                                  receipt.response_sha256)
+    console.print(f"{matched} of {len(RECEIPTS)} receipts are signed by their city and match the "
+                  "record their index names (Langfang's log too: it was killed, not stopped)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"[dim]exit code {code}[/]")
         finally:
             gateway.stop()
+    verify_logs_and_receipts(args.dir, cities, manifest)
     console.print(f"\n[bold green]Demo finished in {time.perf_counter() - started:.1f} s; "
                   "every node and the gateway are stopped.[/]")
     return 0

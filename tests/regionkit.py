@@ -4,6 +4,7 @@ schemas allow them, plus a running region of real nodes on port 0 and a central 
 from __future__ import annotations
 
 import functools
+import json
 import math
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -127,7 +128,8 @@ def node_config(trusted: TrustedRegion, city: str, database: Path, policy: Path 
         city=city, database=database, manifest=trusted.directory.manifest,
         root_public_key=trusted.directory.root_public_key,
         tls_certificate=member / "tls.pem", tls_private_key=member / "tls.key",
-        tls_ca=trusted.directory.ca_certificate, policy=policy,
+        tls_ca=trusted.directory.ca_certificate, signing_key=member / "signing.key",
+        policy=policy,
         listen=trusted.endpoint(city), threads=1, **options)
 
 
@@ -253,10 +255,13 @@ def aggregate(region: RunningRegion, city: str, plan_bytes: bytes, *, as_member:
 
 def config_toml(config: NodeConfig) -> str:
     """A node config file for a config object, as city IT would write it."""
-    lines = ["[node]"]
-    for field_name, value in vars(config).items():
-        if value is None:
-            continue
-        lines.append(f"{field_name} = {value!r}".replace("'", '"') if not isinstance(value, Path)
-                     else f'{field_name} = "{value}"')
+    def toml(value) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, str | Path):
+            return json.dumps(str(value))
+        return repr(value)
+
+    lines = ["[node]"] + [f"{name} = {toml(value)}" for name, value in vars(config).items()
+                          if value is not None]
     return "\n".join(lines) + "\n"

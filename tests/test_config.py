@@ -11,7 +11,8 @@ from federation.members import load_region
 from node.config import load_config
 
 TRUST = ('manifest = "manifest.json"\nroot_public_key = "root/root.pub"\n'
-         'tls_certificate = "t.pem"\ntls_private_key = "t.key"\ntls_ca = "root/ca.pem"\n')
+         'tls_certificate = "t.pem"\ntls_private_key = "t.key"\ntls_ca = "root/ca.pem"\n'
+         'signing_key = "s.key"\n')
 
 
 def write(tmp_path: Path, text: str) -> Path:

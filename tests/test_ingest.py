@@ -213,7 +213,7 @@ def test_ingest_without_a_running_node_opens_the_store_itself(tmp_path, capsys):
     config_file.write_text('[node]\ncity = "langfang"\ndatabase = "langfang.duckdb"\n'
                            'manifest = "m.json"\nroot_public_key = "r.pub"\n'
                            'tls_certificate = "t.pem"\ntls_private_key = "t.key"\n'
-                           'tls_ca = "ca.pem"\n')
+                           'tls_ca = "ca.pem"\nsigning_key = "s.key"\n')
     path = write_csv(tmp_path / "f.csv", rows(3))
     assert main(["node", "ingest", str(path), "--config", str(config_file),
                  "--dataset", "social_insurance", "--append"]) == 0

@@ -40,7 +40,7 @@ class FederatedAggregateRequest(_message.Message):
     def __init__(self, sql: _Optional[str] = ..., query: _Optional[_Union[_query_pb2.FederatedQuery, _Mapping]] = ..., cities: _Optional[_Iterable[str]] = ..., require_all: _Optional[bool] = ..., city_timeout_ms: _Optional[int] = ..., purpose: _Optional[str] = ...) -> None: ...
 
 class CityOutcome(_message.Message):
-    __slots__ = ("city", "status", "code", "detail", "groups", "elapsed_ms", "suppressed_groups")
+    __slots__ = ("city", "status", "code", "detail", "groups", "elapsed_ms", "suppressed_groups", "receipt")
     CITY_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
@@ -48,6 +48,7 @@ class CityOutcome(_message.Message):
     GROUPS_FIELD_NUMBER: _ClassVar[int]
     ELAPSED_MS_FIELD_NUMBER: _ClassVar[int]
     SUPPRESSED_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    RECEIPT_FIELD_NUMBER: _ClassVar[int]
     city: str
     status: CityStatus
     code: str
@@ -55,7 +56,8 @@ class CityOutcome(_message.Message):
     groups: int
     elapsed_ms: float
     suppressed_groups: int
-    def __init__(self, city: _Optional[str] = ..., status: _Optional[_Union[CityStatus, str]] = ..., code: _Optional[str] = ..., detail: _Optional[str] = ..., groups: _Optional[int] = ..., elapsed_ms: _Optional[float] = ..., suppressed_groups: _Optional[int] = ...) -> None: ...
+    receipt: str
+    def __init__(self, city: _Optional[str] = ..., status: _Optional[_Union[CityStatus, str]] = ..., code: _Optional[str] = ..., detail: _Optional[str] = ..., groups: _Optional[int] = ..., elapsed_ms: _Optional[float] = ..., suppressed_groups: _Optional[int] = ..., receipt: _Optional[str] = ...) -> None: ...
 
 class FederatedAggregateResponse(_message.Message):
     __slots__ = ("column_names", "rows", "outcomes", "complete")

@@ -1,0 +1,160 @@
+"""Audit at a running node: every request is recorded before its answer leaves, refusals too;
+nothing personal is written; the log failing means no data; receipts point at their records;
+a node killed under load keeps a log that verifies with every answered request in it."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+
+import grpc
+import pytest
+
+from federation.coordinator import CityStatus, Coordinator
+from federation.keys import public_key_from_text
+from federation.local_region import AUTHORITY, start_local_region, write_region
+from federation.receipts import sha256_hex
+from federation.sql import parse_query
+from federation.synthetic import RegionScale
+from node.audit import read_records, verify_log
+from tests import regionkit
+from tests.regionkit import AUDITOR, OUTSIDER
+
+CITY = "tianjin"
+SQL = "SELECT sex, count(*) FROM population GROUP BY sex"
+
+
+@pytest.fixture
+def city(tmp_path):
+    running = regionkit.start_region(tmp_path, (CITY,), rows=200, seed=6)
+    yield running
+    running.stop()
+
+
+def records(city) -> list[dict]:
+    return list(read_records(city.nodes[CITY].config.state_path / "audit"))
+
+
+def test_a_granted_request_is_recorded_and_its_receipt_points_at_the_record(city):
+    answer = city.ask(SQL)
+    (outcome,) = answer.outcomes
+    record = records(city)[outcome.receipt.audit_index]
+    assert record["decision"] == "granted" and record["status"] == "OK"
+    assert (record["caller"], record["purpose"], record["method"]) == (
+        AUDITOR, regionkit.PURPOSE, "/cityfed.v1.NodeService/Aggregate")
+    assert record["plan_sha256"] == sha256_hex(parse_query(SQL).plan.SerializeToString())
+    assert record["jti"] == outcome.receipt.jti
+    assert record["response_sha256"] == outcome.receipt.response_sha256
+    assert record["groups_returned"] == 2
+
+
+def test_a_refused_request_is_recorded(city):
+    with pytest.raises(grpc.RpcError):
+        regionkit.aggregate(city, CITY, parse_query(SQL).plan.SerializeToString(),
+                            as_member=OUTSIDER)
+    last = records(city)[-1]
+    assert (last["caller"], last["decision"], last["status"]) == (
+        OUTSIDER, "refused", "PERMISSION_DENIED")
+    assert last["reason"].startswith("POLICY_DENIED")
+
+
+def test_a_refusal_for_a_bad_token_is_recorded(city):
+    stub = regionkit.node_stub(city, CITY)
+    from cityfed.v1 import node_pb2
+
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.Aggregate(node_pb2.AggregateRequest(plan=b""),
+                       metadata=(("authorization", "Bearer not-a-token"),))
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    last = records(city)[-1]
+    assert (last["caller"], last["decision"], last["status"], last["jti"]) == (
+        AUDITOR, "refused", "UNAUTHENTICATED", None)
+
+
+def test_no_personal_data_and_no_result_values_in_the_log(city):
+    city.ask("SELECT count(*) FROM population WHERE name = 'Zhang San' OR sex = 'F'")
+    city.ask("SELECT sum(fare) FROM transit_trips")
+    log = (city.nodes[CITY].config.state_path / "audit" / "audit.log").read_text()
+    assert "Zhang" not in log
+    central_sum = str(city.central.execute("SELECT sum(fare) FROM transit_trips").fetchone()[0])
+    assert central_sum not in log
+
+
+def test_if_the_record_cannot_be_written_the_caller_gets_unavailable_and_no_data(city):
+    audit = city.nodes[CITY].audit
+    os.close(audit._fd)
+    try:
+        with pytest.raises(grpc.RpcError) as failed:
+            regionkit.aggregate(city, CITY, parse_query(SQL).plan.SerializeToString())
+        assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert failed.value.trailing_metadata() is None or not any(
+            k == "cityfed-receipt" for k, _ in failed.value.trailing_metadata())
+    finally:
+        audit._fd = os.open(audit.directory / "audit.log", os.O_WRONLY | os.O_APPEND)
+
+
+def test_an_answer_whose_receipt_does_not_match_is_not_used(city, monkeypatch):
+    """As if the response had been altered on its way: the receipt no longer covers it."""
+    import federation.coordinator as coordinator_module
+
+    real = coordinator_module.verify_receipt
+
+    def tampered_response(receipt, *, response_bytes, **kwargs):
+        real(receipt, response_bytes=response_bytes + b"\x00", **kwargs)
+
+    monkeypatch.setattr(coordinator_module, "verify_receipt", tampered_response)
+    answer = city.ask(SQL)
+    (outcome,) = answer.outcomes
+    assert outcome.status is CityStatus.FAILED and outcome.code == "DATA_LOSS"
+    assert "another response" in outcome.detail and answer.table.rows == []
+
+
+def test_a_node_killed_under_load_keeps_a_log_that_verifies_and_holds_every_answer(tmp_path):
+    trusted = write_region(tmp_path, scale=RegionScale(people_per_city=500, trips_per_city=2_000,
+                                                       visits_per_city=500),
+                           cities=("beijing", "tianjin"))
+    answered, stop = [], threading.Event()
+    with start_local_region(tmp_path, ("tianjin",)) as running:
+        manifest, identity = trusted.directory.open_as(AUTHORITY)
+
+        def ask_until_killed():
+            with Coordinator(manifest, identity) as coordinator:
+                while not stop.is_set():
+                    answer = coordinator.ask_sql(
+                        "SELECT mode, count(*) FROM transit_trips GROUP BY mode",
+                        purpose="transit-planning", cities=("tianjin",), timeout=2)
+                    for outcome in answer.outcomes:
+                        if outcome.status is CityStatus.ANSWERED:
+                            answered.append(outcome.receipt)
+
+        askers = [threading.Thread(target=ask_until_killed) for _ in range(4)]
+        for asker in askers:
+            asker.start()
+        deadline = time.monotonic() + 30
+        while len(answered) < 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        running.kill("tianjin")
+        stop.set()
+        for asker in askers:
+            asker.join()
+    assert len(answered) >= 200
+
+    audit_dir = tmp_path / "tianjin.state" / "audit"
+    root = public_key_from_text((tmp_path / "root" / "root.pub").read_text().strip())
+    from federation.manifest import load_manifest
+
+    manifest = load_manifest(tmp_path / "manifest.json", root)
+    report = verify_log(audit_dir, manifest, city="tianjin")
+    assert report.ok, report.problem
+    logged = list(read_records(audit_dir))
+    for receipt in answered:
+        record = logged[receipt.audit_index]
+        assert (record["jti"], record["response_sha256"]) == (receipt.jti,
+                                                             receipt.response_sha256)
+    with start_local_region(tmp_path, ("tianjin",)):
+        pass  # the node reopens its log after the crash
+    assert verify_log(audit_dir, manifest, city="tianjin").ok
+    assert json.loads((audit_dir / "checkpoints.log").read_text().splitlines()[-1])["size"] >= \
+        len(logged)
