@@ -38,6 +38,7 @@ import grpc
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from federation.canonical import canonical_json, strict_loads
 from federation.errors import CityfedError, ConfigError
 from federation.keys import (
     PUBLIC_MODE,
@@ -145,11 +146,6 @@ class Manifest:
     def to_region(self) -> Region:
         return Region(name=self.region, members=tuple(
             Member(id=m.id, endpoint=m.endpoint, name=m.name, role=m.role) for m in self.cities))
-
-
-def canonical_json(obj: Any) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False).encode("utf-8")
 
 
 def format_time(moment: datetime) -> str:
@@ -325,22 +321,10 @@ def sign_manifest(manifest: Manifest, root_key: Ed25519PrivateKey) -> bytes:
     return (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
 
 
-def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise ValueError("an object has a duplicated key")
-    return result
-
-
-def _refuse_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
 def parse_json(data: bytes) -> Any:
     """UTF-8 JSON, refusing duplicated object keys and NaN or Infinity."""
     try:
-        return json.loads(data.decode("utf-8"), object_pairs_hook=_refuse_duplicate_keys,
-                          parse_constant=_refuse_constant)
+        return strict_loads(data)
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
         raise _malformed(f"not UTF-8 JSON ({str(error)[:80]})") from None
 

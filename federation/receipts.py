@@ -21,9 +21,10 @@ import grpc
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from federation.canonical import canonical_json
 from federation.errors import CityfedError
 from federation.keys import b64url_decode, b64url_encode
-from federation.manifest import Manifest, canonical_json
+from federation.manifest import Manifest
 
 RECEIPT_METADATA_KEY = "cityfed-receipt"
 

@@ -26,7 +26,6 @@ import contextlib
 import errno
 import fcntl
 import hashlib
-import json
 import logging
 import math
 import os
@@ -44,6 +43,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from federation import merkle
+from federation.canonical import canonical_json, strict_loads
 from federation.errors import CityfedError, ConfigError, InvalidArgument
 from federation.keys import b64url_decode, b64url_encode, key_id
 from federation.manifest import Manifest
@@ -122,28 +122,8 @@ def parse_time(text: str) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def encode(obj: Any) -> bytes:
-    """Canonical JSON: keys sorted, no whitespace, UTF-8; NaN and Infinity refused. The same
-    bytes as `federation.manifest.canonical_json` for every value it accepts."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
-
-
-def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise ValueError("an object has a duplicated key")
-    return result
-
-
-def _refuse_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
-def decode(line: bytes) -> Any:
-    """Strict UTF-8 JSON: duplicated keys, NaN and Infinity are refused. Raises ValueError."""
-    return json.loads(line.decode("utf-8"), object_pairs_hook=_refuse_duplicates,
-                      parse_constant=_refuse_constant)
+encode = canonical_json
+decode = strict_loads
 
 
 def line_hash(line: bytes) -> str:

@@ -83,8 +83,9 @@ def test_no_personal_data_and_no_result_values_in_the_log(city):
 
 
 def test_if_the_record_cannot_be_written_the_caller_gets_unavailable_and_no_data(city):
+    """The log's disk is full: every write to /dev/full fails with ENOSPC."""
     audit = city.nodes[CITY].audit
-    os.close(audit._fd)
+    log_fd, audit._fd = audit._fd, os.open("/dev/full", os.O_WRONLY)
     try:
         with pytest.raises(grpc.RpcError) as failed:
             regionkit.aggregate(city, CITY, parse_query(SQL).plan.SerializeToString())
@@ -92,7 +93,8 @@ def test_if_the_record_cannot_be_written_the_caller_gets_unavailable_and_no_data
         assert failed.value.trailing_metadata() is None or not any(
             k == "cityfed-receipt" for k, _ in failed.value.trailing_metadata())
     finally:
-        audit._fd = os.open(audit.directory / "audit.log", os.O_WRONLY | os.O_APPEND)
+        os.close(audit._fd)
+        audit._fd = log_fd
 
 
 def test_an_answer_whose_receipt_does_not_match_is_not_used(city, monkeypatch):
