@@ -1,0 +1,337 @@
+"""cityfed benchmark: federated against central, sweeps, small-query latency, throughput, a time
+breakdown and the naive pull-the-rows alternative; writes REPORT.md, results.json and charts.
+
+    .venv/bin/python scripts/bench.py              # full run (make bench)
+    .venv/bin/python scripts/bench.py --quick      # tiny sizes, under two minutes
+    .venv/bin/python scripts/bench.py --out DIR    # write somewhere other than bench-results/
+
+The machine is shared and noisy, so every figure that is compared is measured alternately with
+its baseline in the same run and reported as a ratio of medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from benchlib.breakdown import Breakdown, answer_bytes, coordinator_breakdown, node_breakdown
+from benchlib.measure import (
+    Central,
+    Federation,
+    Latency,
+    Runner,
+    compare,
+    latency,
+    throughput,
+)
+from benchlib.noise import measure_noise
+from benchlib.pushdown import NaiveCoordinator, compare_naive
+from benchlib.queries import BY_HOUR, COMPARED, LATENCY_QUERIES, SMALL
+from benchlib.report import write_outputs
+from benchlib.results import BenchResults, machine_info
+from benchlib.rpc import NodeClients
+from benchlib.security import security_costs
+from benchlib.workdir import (
+    POLICIES,
+    DataSpec,
+    NodeSettings,
+    Workdir,
+    fresh_endpoints,
+    prepare,
+    write_policy,
+)
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from federation.coordinator import Coordinator
+from federation.identity import Identity
+from federation.local_region import AUTHORITY, LocalRegion, start_local_region
+from federation.manifest import Manifest
+
+ROOT = Path(__file__).resolve().parent.parent
+console = Console(highlight=False)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    mode: str
+    row_sweep: tuple[int, ...]  # rows per city, at 5 cities
+    city_sweep: tuple[int, ...]  # numbers of cities, at city_sweep_rows rows each
+    city_sweep_rows: int
+    latency_rows: int  # small-query latency, throughput and breakdown
+    rounds: tuple[tuple[int, int], ...]  # (up to rows per city, alternating rounds)
+    warmup: int
+    latency_runs: int
+    latency_warmup: int
+    clients: int
+    throughput_queries: int
+    throughput_repeats: int
+    breakdown_runs: int
+    people_per_city: int
+
+    def rounds_for(self, rows: int) -> int:
+        return next(r for limit, r in self.rounds if rows <= limit)
+
+
+FULL = BenchConfig(
+    mode="full", row_sweep=(100_000, 1_000_000, 10_000_000), city_sweep=(2, 3, 5, 8),
+    city_sweep_rows=1_000_000, latency_rows=100_000,
+    rounds=((100_000, 40), (1_000_000, 20), (10**12, 10)), warmup=2,
+    latency_runs=1000, latency_warmup=100, clients=16, throughput_queries=2000,
+    throughput_repeats=2, breakdown_runs=300, people_per_city=20_000)
+QUICK = BenchConfig(
+    mode="quick", row_sweep=(5_000, 20_000), city_sweep=(2, 3, 5, 8), city_sweep_rows=5_000,
+    latency_rows=5_000, rounds=((10**12, 4),), warmup=1, latency_runs=100, latency_warmup=10,
+    clients=16, throughput_queries=200, throughput_repeats=1, breakdown_runs=30,
+    people_per_city=2_000)
+
+
+@dataclass(frozen=True)
+class ScaleTasks:
+    """What to measure on one data set."""
+
+    spec: DataSpec
+    sweep_rows: bool
+    sweep_cities: bool
+    small_query: bool
+    central_sizes: tuple[int, ...]
+
+
+def plan_scales(config: BenchConfig) -> list[ScaleTasks]:
+    scales = sorted({*config.row_sweep, config.city_sweep_rows, config.latency_rows})
+    tasks = []
+    for rows in scales:
+        sweep_cities, small = rows == config.city_sweep_rows, rows == config.latency_rows
+        centrals = {5, *(config.city_sweep if sweep_cities else ()), *((8,) if small else ())}
+        spec = DataSpec(rows, max(centrals), people_per_city=config.people_per_city)
+        tasks.append(ScaleTasks(spec, rows in config.row_sweep, sweep_cities, small,
+                                tuple(sorted(centrals))))
+    return tasks
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config = QUICK if args.quick else FULL
+    nodes = NodeSettings(threads=args.node_threads, memory_limit=args.node_memory)
+    out = args.out.resolve()
+    bench = Bench(config, nodes, (args.work or out / "tmp").resolve(), args.policy)
+    bench.results.note = args.note
+    results = bench.run()
+    checked = write_outputs(results, out)
+    print_verdicts(checked, out)
+    return 0
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, under two minutes")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench-results",
+                        help="where REPORT.md, results.json and the charts go")
+    parser.add_argument("--work", type=Path,
+                        help="where generated data is cached (default: OUT/tmp)")
+    parser.add_argument("--node-threads", type=int, default=1,
+                        help="DuckDB threads per node (default 1: up to 8 nodes share the cores)")
+    parser.add_argument("--node-memory", default="2GB", help="DuckDB memory_limit per node")
+    parser.add_argument("--policy", choices=sorted(POLICIES), default="no-k",
+                        help="the cities' policy: no-k (the default: the grant at row level, so "
+                             "nothing is counted or withheld and answers must equal central's) "
+                             "or demo (k = 10 as deployed: every group-by also counts people)")
+    parser.add_argument("--note", default="", help="a line about this run for the report")
+    return parser.parse_args(argv)
+
+
+class Bench:
+    """One run: prepares each data set, starts its nodes, measures, collects results."""
+
+    def __init__(self, config: BenchConfig, nodes: NodeSettings, work: Path,
+                 policy: str) -> None:
+        self.config = config
+        self.nodes = nodes
+        self.work = work
+        self.policy = policy
+        self.results = BenchResults(config.mode, self._settings(), machine_info(ROOT))
+
+    def _settings(self) -> dict:
+        return {**asdict(self.config), "node_threads": self.nodes.threads,
+                "node_memory": self.nodes.memory_limit, "policy": self.policy,
+                "node_threads_reason": f"up to 8 nodes share {os.cpu_count()} cores; more "
+                                       "threads per node would only oversubscribe them",
+                "rounds": ", ".join(f"≤{limit:,} rows: {r}" for limit, r in self.config.rounds)}
+
+    def run(self) -> BenchResults:
+        started = time.perf_counter()
+        for tasks in plan_scales(self.config):
+            workdir = prepare(tasks.spec, self.work, self.nodes, tasks.central_sizes,
+                              snapshots=5, log=console.log)
+            self.results.data.append({
+                "key": tasks.spec.key, "cities": tasks.spec.cities,
+                "rows_per_city": tasks.spec.rows_per_city,
+                "seconds": round(workdir.generate_seconds, 1), "reused": workdir.reused})
+            self.run_scale(workdir, tasks)
+        self.results.seconds = time.perf_counter() - started
+        self.results.machine["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
+        return self.results
+
+    def run_scale(self, workdir: Workdir, tasks: ScaleTasks) -> None:
+        rows = tasks.spec.rows_per_city
+        console.rule(f"{tasks.spec.cities} cities × {rows:,} rows per city")
+        fresh_endpoints(workdir)
+        write_policy(workdir, self.policy)
+        manifest, identity = workdir.region.open_as(AUTHORITY)
+        with (start_local_region(workdir.directory, workdir.city_ids) as local,
+              Coordinator(manifest, identity) as coordinator):
+            region = Running(workdir, local, manifest, identity, coordinator)
+
+            def section(name: str):
+                return measure_noise(f"{name}, {rows:,} rows per city", region.pids(),
+                                     self.results.noise.append)
+
+            if tasks.sweep_rows:
+                with section("federated vs central, 5 cities"):
+                    self.results.rows_sweep += self.compare_cities(region, 5)
+            if tasks.sweep_cities:
+                with section("federated vs central by cities"):
+                    for n in self.config.city_sweep:
+                        done = [c for c in self.results.rows_sweep
+                                if c.cities == n and c.rows_per_city == rows]
+                        self.results.city_sweep += done or self.compare_cities(region, n)
+            if tasks.small_query:
+                with section("small-query latency"):
+                    self.measure_latency(region)
+                with section("throughput"):
+                    self.measure_throughput(region)
+                with section("time breakdown"):
+                    self.measure_breakdown(region)
+            if tasks.sweep_rows:
+                with section("naive pull-the-rows"):
+                    self.results.naive.append(self.measure_naive(region))
+
+    def central(self, workdir: Workdir, n: int) -> Central:
+        """The central union of n cities, with the threads and memory of n nodes together."""
+        return Central(workdir.central_path(n), n * self.nodes.threads,
+                       _times(self.nodes.memory_limit, n))
+
+    def compare_cities(self, region: Running, n: int):
+        rows = region.workdir.spec.rows_per_city
+        rounds = self.config.rounds_for(rows)
+        console.log(f"federated vs central: {n} cities × {rows:,} rows, {rounds} rounds")
+        with self.central(region.workdir, n) as central:
+            found = compare(region.federation(n), central, COMPARED, cities=n,
+                            rows_per_city=rows, rounds=rounds, warmup=self.config.warmup)
+        for c in found:
+            console.log(f"  {c.query:9} federated p50 {c.federated.p50:9.2f} ms, central p50 "
+                        f"{c.central.p50:9.2f} ms, ratio {c.ratio:.2f}×"
+                        + ("" if c.results_match else "  [red]ANSWERS DIFFER[/red]"))
+        return found
+
+    def measure_latency(self, region: Running) -> None:
+        rows = self.results.latency_rows = region.workdir.spec.rows_per_city
+        for n in (1, 5, 8):  # 1 city: the node has a core to itself, as on its own machine
+            with ExitStack() as stack:
+                runners: dict[str, Runner] = {"federated": region.federation(n)}
+                if n > 1:
+                    runners["central"] = stack.enter_context(self.central(region.workdir, n))
+                for query in LATENCY_QUERIES:
+                    for path, runner in runners.items():
+                        samples = latency(runner, query.sql, runs=self.config.latency_runs,
+                                          warmup=self.config.latency_warmup)
+                        self.results.latency.append(Latency(query.name, path, n, rows, samples))
+                        console.log(f"latency {query.name:5} {path:9} {n} cities: p50 "
+                                    f"{samples.p50:.2f} ms, p99 {samples.p99:.2f} ms")
+
+    def measure_throughput(self, region: Running) -> None:
+        cities = region.workdir.cities(5)
+        for _ in range(self.config.throughput_repeats):
+            for query in LATENCY_QUERIES:
+                for shared in (True, False):
+                    found = throughput(region.new_coordinator, cities, query,
+                                       clients=self.config.clients,
+                                       queries=self.config.throughput_queries, shared=shared,
+                                       node_pids=region.pids(cities))
+                    console.log(f"throughput {query.name:5} {found.mode}: {found.qps:.0f} q/s "
+                                f"({len(found.errors)} errors)")
+                    self.results.throughput.append(found)
+
+    def measure_breakdown(self, region: Running) -> None:
+        runs, warmup = self.config.breakdown_runs, self.config.latency_warmup
+        console.log(f"time breakdown of the small query, {runs} runs")
+        workdir, cities = region.workdir, region.workdir.cities(5)
+        result = Breakdown(len(cities), workdir.spec.rows_per_city)
+        coordinator_breakdown(region.federation(5), SMALL.sql, runs=runs, warmup=warmup,
+                              node_pids=region.pids(cities), result=result)
+        with NodeClients(region.manifest, region.identity, cities) as clients:
+            result.transport_floor = clients.transport_floor(runs)
+            result.transport_floor_pooled = clients.transport_floor(runs, pooled=True)
+        node_breakdown([workdir.snapshot_path(c) for c in cities], SMALL.sql,
+                       threads=self.nodes.threads, memory_limit=self.nodes.memory_limit,
+                       runs=runs, warmup=warmup // 5 + 1, result=result)
+        self.results.breakdown = result
+        self.results.security = security_costs(
+            result, region.manifest, region.identity, cities[0],
+            workdir.directory / f"{cities[0]}.policy.toml", runs=runs,
+            counts_people=self.policy != "no-k")
+
+    def measure_naive(self, region: Running):
+        workdir, cities = region.workdir, region.workdir.cities(5)
+        rows = workdir.spec.rows_per_city
+        rounds = max(3, self.config.rounds_for(rows) // 2)
+        console.log(f"naive pull-the-rows vs federated: {BY_HOUR.name}, {rounds} rounds")
+        snapshots = [workdir.snapshot_path(c) for c in cities]
+        partials = answer_bytes(snapshots, BY_HOUR.sql, threads=self.nodes.threads,
+                                memory_limit=self.nodes.memory_limit)
+        with NaiveCoordinator(snapshots, city_threads=self.nodes.threads,
+                              threads=len(cities) * self.nodes.threads,
+                              memory_limit=_times(self.nodes.memory_limit, len(cities))) as naive:
+            found = compare_naive(region.federation(5), naive, BY_HOUR, cities=len(cities),
+                                  rows_per_city=rows, rounds=rounds, answer_bytes=partials)
+        console.log(f"  naive p50 {found.naive.p50:.1f} ms vs federated "
+                    f"{found.federated.p50:.1f} ms: pushdown gain {found.gain:.1f}×")
+        return found
+
+
+@dataclass
+class Running:
+    """A data set's nodes while they run, and the authority's coordinator asking them."""
+
+    workdir: Workdir
+    local: LocalRegion
+    manifest: Manifest
+    identity: Identity
+    coordinator: Coordinator
+
+    def federation(self, n: int) -> Federation:
+        return Federation(self.coordinator, self.workdir.cities(n))
+
+    def new_coordinator(self) -> Coordinator:
+        return Coordinator(self.manifest, self.identity)
+
+    def pids(self, cities: tuple[str, ...] | None = None) -> list[int]:
+        return [self.local.processes[c].pid for c in cities or self.local.processes]
+
+
+def _times(memory_limit: str, n: int) -> str:
+    """A DuckDB memory size times n: '2GB' × 5 → '10GB'."""
+    amount = memory_limit.strip().upper().removesuffix("B").removesuffix("I")
+    unit = amount[-1] if amount[-1] in "KMGT" else ""
+    return f"{float(amount.removesuffix(unit)) * n:g}{unit}B"
+
+
+def print_verdicts(checked, out: Path) -> None:
+    table = RichTable(title="cityfed benchmark targets")
+    for column in ("target", "goal", "measured", "verdict", "at"):
+        table.add_column(column, overflow="fold")
+    for v in checked:
+        colour = {"PASS": "green", "MISS": "red"}.get(v.status, "yellow")
+        table.add_row(v.target, v.goal, v.measured, f"[{colour}]{v.status}[/{colour}]", v.scale)
+    console.print(table)
+    console.print(f"wrote {out / 'REPORT.md'}, results.json, latency_vs_rows.png, "
+                  "latency_vs_cities.png")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

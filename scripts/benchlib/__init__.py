@@ -1,0 +1,1 @@
+"""Building blocks of `scripts/bench.py`: data preparation, measurements, report."""
