@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from decimal import Decimal
 
 from cityfed.v1 import query_pb2
@@ -66,3 +67,23 @@ def _parse(kind: type, text: str, field: str) -> PyValue:
     if isinstance(parsed, Decimal) and not parsed.is_finite():
         raise InvalidQuery(f"{field} {text[:40]!r} is not a finite number")
     return parsed
+
+
+def same_value(a: PyValue, b: PyValue, *, same_type: bool = True) -> bool:
+    """Whether two answers' values agree: exactly, except that floating-point results (an
+    average, a division) may differ in the last bits, as they do between two DuckDB runs."""
+    if a is None or b is None:
+        return a is b
+    if isinstance(a, float) or isinstance(b, float):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-9)
+    if isinstance(a, Decimal) or isinstance(b, Decimal):
+        return Decimal(a) == Decimal(b)
+    return a == b and (type(a) is type(b) or not same_type)
+
+
+def comparison_key(row: tuple) -> tuple:
+    """A sort key for rows whose order does not matter, stable under the float differences
+    `same_value` allows, so that two answers can be compared row by row."""
+    return tuple((0, "") if v is None else
+                 (1, f"{float(v):.6g}" if isinstance(v, float | Decimal) else repr(v))
+                 for v in row)

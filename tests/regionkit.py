@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 
 import duckdb
@@ -19,6 +17,7 @@ from federation.datasets import DATASETS, create_table_sql
 from federation.identity import RegionDirectory, channel_options
 from federation.local_region import TrustedRegion, init_trusted_region
 from federation.tokens import mint_token
+from federation.values import comparison_key, same_value
 from node.config import NodeConfig
 from node.server import RunningNode, start_node
 
@@ -191,30 +190,15 @@ def oracle_over(central: duckdb.DuckDBPyConnection, cities: tuple[str, ...],
         central.execute("USE central.main")
 
 
-def _same(a, b) -> bool:
-    if a is None or b is None:
-        return a is b
-    if isinstance(a, float) or isinstance(b, float):
-        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-9)
-    if isinstance(a, Decimal) or isinstance(b, Decimal):
-        return Decimal(a) == Decimal(b)
-    return a == b and type(a) is type(b)
-
-
-def _sort_key(row: tuple) -> tuple:
-    return tuple((0, "") if v is None else
-                 (1, f"{float(v):.6g}" if isinstance(v, float | Decimal) else repr(v))
-                 for v in row)
-
-
 def assert_same_rows(federated: list[tuple], central: list[tuple], ordered: bool) -> None:
     assert len(federated) == len(central), (len(federated), len(central), federated[:5],
                                             central[:5])
     if not ordered:
-        federated, central = sorted(federated, key=_sort_key), sorted(central, key=_sort_key)
+        federated = sorted(federated, key=comparison_key)
+        central = sorted(central, key=comparison_key)
     for got, want in zip(federated, central, strict=True):
         assert len(got) == len(want)
-        assert all(_same(g, w) for g, w in zip(got, want, strict=True)), (got, want)
+        assert all(same_value(g, w) for g, w in zip(got, want, strict=True)), (got, want)
 
 
 @functools.cache

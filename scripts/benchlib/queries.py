@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from decimal import Decimal
 
 from cityfed.v1 import query_pb2
 
 from federation.sql import parse_query
+from federation.values import comparison_key, same_value
 
 # Who asks and why: the region's authority, for a purpose the demo policy grants on
 # transit_trips (aggregates only, groups of at least k people).
@@ -65,25 +64,10 @@ def same_rows(got: list[tuple], want: list[tuple]) -> bool:
     """Equal as multisets of rows, floats compared with a relative tolerance."""
     if len(got) != len(want):
         return False
-    return all(_same_row(g, w) for g, w in zip(sorted(got, key=_key), sorted(want, key=_key),
-                                               strict=True))
+    pairs = zip(sorted(got, key=comparison_key), sorted(want, key=comparison_key), strict=True)
+    return all(_same_row(g, w) for g, w in pairs)
 
 
 def _same_row(got: tuple, want: tuple) -> bool:
-    return len(got) == len(want) and all(_same(g, w) for g, w in zip(got, want, strict=True))
-
-
-def _same(a, b) -> bool:
-    if a is None or b is None:
-        return a is b
-    if isinstance(a, float) or isinstance(b, float):
-        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-9)
-    if isinstance(a, Decimal) or isinstance(b, Decimal):
-        return Decimal(a) == Decimal(b)
-    return a == b
-
-
-def _key(row: tuple) -> tuple:
-    return tuple((0, "") if v is None else
-                 (1, f"{float(v):.6g}" if isinstance(v, float | Decimal) else repr(v))
-                 for v in row)
+    return len(got) == len(want) and all(
+        same_value(g, w, same_type=False) for g, w in zip(got, want, strict=True))
