@@ -229,7 +229,8 @@ def _breakdown(results: BenchResults) -> list[str]:
             "the functions it calls; the fan-out is what remains. The node steps are what "
             "`NodeServicer.Aggregate` does, run in the bench process on a snapshot copy of each "
             "city's file (one city at a time, so no CPU contention).", "",
-            "A function called once per city (`mint_token`) counts with the sum of its calls.",
+            "A function called once per city (`mint_token`, `verify_receipt`) counts with the sum "
+            "of its calls.",
             "",
             *table(("stage", "p50 ms", "p99 ms"), stage_rows),
             *table(("node-side step (per city)", "p50 ms", "p99 ms"), node_rows),
@@ -277,7 +278,9 @@ def _security(results: BenchResults) -> list[str]:
     costs = results.security
     if costs is None:
         return []
-    rows = [(f"coordinator, per question: `{name}`", _ms(s.p50), _ms(s.p99))
+    rows = [(f"coordinator, per question: `{name}`" + (
+                f" (sum over {costs.cities} cities, run in parallel; the critical path counts "
+                "one city's share)" if name in costs.parallel else ""), _ms(s.p50), _ms(s.p99))
             for name, s in costs.coordinator.items()]
     rows += [(f"node, per request: {name}", _ms(s.p50), _ms(s.p99))
              for name, s in costs.node.items()]
