@@ -1,12 +1,10 @@
-"""The region's members and where to reach them, read from the region file (`region.toml`)."""
+"""The region's cities as the coordinator addresses them (built from the signed manifest)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-from federation.config_files import build, read_toml
-from federation.errors import ConfigError, InvalidArgument
+from federation.errors import InvalidArgument
 
 
 @dataclass(frozen=True)
@@ -36,24 +34,3 @@ class Region:
             raise InvalidArgument(f"unknown city {unknown[0][:64]!r}; the region's cities are: "
                                   + ", ".join(by_id))
         return tuple(by_id[c] for c in dict.fromkeys(wanted))
-
-
-def load_region(path: Path) -> Region:
-    table = read_toml(path)
-    header = table.get("region", {})
-    members = tuple(build(Member, entry, path, f"[[members]] #{index + 1} ")
-                    for index, entry in enumerate(table.get("members", [])))
-    if not members:
-        raise ConfigError(f"{path}: no [[members]] listed")
-    ids = [m.id for m in members]
-    if len(set(ids)) != len(ids):
-        raise ConfigError(f"{path}: member ids must be unique")
-    return Region(name=header.get("name", path.stem), members=members)
-
-
-def region_toml(name: str, members: list[Member]) -> str:
-    lines = ["[region]", f'name = "{name}"', ""]
-    for member in members:
-        lines += ["[[members]]", f'id = "{member.id}"', f'name = "{member.name}"',
-                  f'role = "{member.role}"', f'endpoint = "{member.endpoint}"', ""]
-    return "\n".join(lines)

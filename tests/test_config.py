@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from federation.errors import ConfigError
-from federation.members import load_region
 from node.config import load_config
 
 TRUST = ('manifest = "manifest.json"\nroot_public_key = "root/root.pub"\n'
@@ -58,14 +57,3 @@ def test_a_bad_config_names_the_file_and_the_key(tmp_path, text, says):
 def test_a_missing_config_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="no such file"):
         load_config(tmp_path / "absent.toml")
-
-
-def test_a_region_file_lists_unique_members(tmp_path):
-    path = tmp_path / "region.toml"
-    path.write_text('[region]\nname = "r"\n[[members]]\nid = "a"\nendpoint = "h:1"\n'
-                    '[[members]]\nid = "a"\nendpoint = "h:2"\n')
-    with pytest.raises(ConfigError, match="unique"):
-        load_region(path)
-    path.write_text('[[members]]\nid = "a"\nendpoint = "h:1"\nport = 3\n')
-    with pytest.raises(ConfigError, match=r"\[\[members\]\] #1 unknown key 'port'"):
-        load_region(path)
