@@ -34,7 +34,6 @@ from node.trust import NodeTrust, load_node_trust
 log = logging.getLogger(__name__)
 
 NODE_SERVICE = node_pb2.DESCRIPTOR.services_by_name["NodeService"].full_name
-ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
 _SENSITIVITY = {s: node_pb2.Sensitivity.Value(f"SENSITIVITY_{s.name}") for s in Sensitivity}
 _ACCESS = {level: node_pb2.AccessLevel.Value(f"ACCESS_LEVEL_{level.name}") for level in Level}
 _INGEST_MODES = {admin_pb2.INGEST_MODE_REPLACE: IngestMode.REPLACE,
@@ -142,9 +141,6 @@ class RunningNode:
         self.store.close()
         self.audit.close()
         self.trust.close()
-
-    def wait(self) -> None:
-        self.server.wait_for_termination()
 
 
 def server_options(config: NodeConfig) -> list[tuple[str, int]]:
