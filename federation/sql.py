@@ -143,7 +143,8 @@ class _QueryBuilder:
             self.plan.filter.CopyFrom(self._row_expression(node["where_clause"], "WHERE"))
 
         select_list = node.get("select_list", [])
-        names = [self._output_name(item) for item in select_list]
+        names = [self._output_name(item, position)
+                 for position, item in enumerate(select_list, start=1)]
         for item in node.get("group_expressions", []):
             self._add_group_key(item, select_list, names)
 
@@ -179,7 +180,7 @@ class _QueryBuilder:
             self.table_alias = table["alias"]
         return dataset
 
-    def _output_name(self, item: dict[str, Any]) -> str:
+    def _output_name(self, item: dict[str, Any], position: int) -> str:
         if item.get("alias"):
             return item["alias"]
         if item.get("class") == "COLUMN_REF":
@@ -187,7 +188,7 @@ class _QueryBuilder:
         start, length = item.get("query_location"), item.get("query_location_length")
         if isinstance(start, int) and isinstance(length, int) and length > 0:
             return self.sql[start:start + length]
-        return f"column{len(self.sql)}"
+        return f"column{position}"
 
     def _add_group_key(self, item: dict[str, Any], select_list, names: list[str]) -> None:
         position = _integer_constant(item)
