@@ -112,6 +112,18 @@ def test_not_a_jwt(city):
     refused(city, "not.a.jwt", says="not a JWT")
 
 
+@pytest.mark.parametrize("make_header", [
+    lambda kid: b64(json.dumps(["EdDSA", kid]).encode()),  # not an object
+    lambda kid: b64(json.dumps({"alg": "EdDSA", "kid": kid}).encode()) + "=",  # padded
+    lambda kid: b64(f'{{"alg":"none","alg":"EdDSA","kid":"{kid}"}}'.encode()),  # alg twice
+    lambda kid: b64(b"\xff\xfe"),  # not UTF-8
+], ids=["array", "padded", "duplicated-alg", "not-utf8"])
+def test_a_malformed_header_is_not_a_jwt(city, auditor, make_header):
+    token = signed(claims_for(auditor), auditor.signing_key, auditor.kid)
+    _, claims, signature = token.split(".")
+    refused(city, ".".join((make_header(auditor.kid), claims, signature)), says="not a JWT")
+
+
 def test_alg_none(city, auditor):
     head = b64(json.dumps({"alg": "none", "typ": "JWT", "kid": auditor.kid}).encode())
     refused(city, head + "." + b64(json.dumps(claims_for(auditor)).encode()) + ".",
