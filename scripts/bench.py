@@ -272,8 +272,8 @@ class Bench:
                        runs=runs, warmup=warmup // 5 + 1, result=result)
         self.results.breakdown = result
         self.results.security = security_costs(
-            result, region.manifest, region.identity, cities[0],
-            workdir.directory / f"{cities[0]}.policy.toml", runs=runs,
+            result, workdir.region, cities[0], workdir.directory / f"{cities[0]}.policy.toml",
+            runs=runs,
             counts_people=self.policy != "no-k")
 
     def measure_naive(self, region: Running):

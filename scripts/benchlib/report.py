@@ -284,6 +284,12 @@ def _security(results: BenchResults) -> list[str]:
             for name, s in costs.coordinator.items()]
     rows += [(f"node, per request: {name}", _ms(s.p50), _ms(s.p99))
              for name, s in costs.node.items()]
+    if costs.tls:
+        tls = costs.tls
+        rows.append((f"per call to a city: mutual TLS over plaintext, on an open connection "
+                     f"({tls.plaintext_wall_ms:.3f} → {tls.tls_wall_ms:.3f} ms a call; CPU of "
+                     f"client and server {tls.plaintext_cpu_ms:.3f} → {tls.tls_cpu_ms:.3f} ms; "
+                     f"medians of {tls.calls} calls each)", _ms(tls.wall_ms), ""))
     rows.append(("**on the critical path (coordinator + one node)**",
                  _ms(costs.critical_path_ms), ""))
     rows.append((f"CPU per question over {costs.cities} cities", _ms(costs.cpu_ms), ""))

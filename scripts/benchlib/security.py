@@ -1,17 +1,17 @@
-"""What the trust layer costs one question: the security target's figures.
+"""What the trust layer and the audit log cost one question: the security target's figures.
 
 Coordinator side, on the real path (from the breakdown's timers): minting one request token
-per city and, where the coordinator verifies receipts, verifying them. Node side, per request,
-run in this process with the functions the node's guard and servicer call: verifying the
-token (Ed25519 JWT), remembering its id against replay (a SQLite commit), the policy decision,
-and counting people per group for the k threshold (the DuckDB run with the count against the
-run without it). Mutual TLS cannot be switched off, so its cost is inside every federated
-figure and not separated here.
+per city and verifying each city's signed receipt. Node side, per request, run in this process
+with the functions the node's guard and observer call: verifying the token (Ed25519 JWT),
+remembering its id against replay (a SQLite commit), the policy decision, counting people per
+group for the k threshold (the DuckDB run with the count against the run without it), writing
+the audit record (as configured by default: no fsync per record) and signing the receipt.
+Mutual TLS, which a node cannot switch off, is measured beside the nodes: a bare gRPC server
+answering over plaintext and over mutual TLS, alternately (`benchlib.tls`).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import secrets
 import tempfile
 import time
@@ -19,24 +19,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cityfed.v1 import node_pb2, query_pb2
+
 from benchlib.breakdown import Breakdown
 from benchlib.queries import PURPOSE, SMALL
 from benchlib.stats import Samples, timed
-from federation.identity import Identity
+from benchlib.tls import TlsCost, measure_tls
+from federation.coordinator import AGGREGATE_METHOD
+from federation.identity import Identity, RegionDirectory
+from federation.local_region import AUTHORITY
 from federation.manifest import Manifest
+from federation.receipts import sign_receipt
 from federation.sql import parse_query
 from federation.tokens import mint_token, verify_token
+from node.audit import AuditLog
+from node.auditing import AuditRecorder
 from node.policy import Caller, decide, load_policy
 from node.replay import ReplayCache
 
 COORDINATOR_STEPS = ("mint_token", "verify_receipt")
-# Parts of the target that this bench cannot time, and why.
-UNMEASURED = {
-    "mutual TLS": "cannot be switched off: inside every federated figure, not separated",
-}
-# Node-side parts this bench does not time: name → the module that holds them once built.
-PLANNED = {"node: audit log write": "node.audit",
-           "node: signing the receipt": "federation.receipts"}
 
 
 @dataclass
@@ -47,6 +48,7 @@ class SecurityCosts:
     notes: dict[str, str] = field(default_factory=dict)
 
     parallel: list[str] = field(default_factory=list)  # coordinator steps run a city each
+    tls: TlsCost | None = None  # per call to a city
 
     @property
     def coordinator_ms(self) -> float:
@@ -64,26 +66,34 @@ class SecurityCosts:
         return sum(s.p50 for s in self.node.values())
 
     @property
+    def tls_wall_ms(self) -> float:
+        return max(0.0, self.tls.wall_ms) if self.tls else 0.0
+
+    @property
     def critical_path_ms(self) -> float:
         """Added to a question's latency when every city has a core of its own."""
-        return self.coordinator_ms + self.node_ms
+        return self.coordinator_ms + self.node_ms + self.tls_wall_ms
 
     @property
     def cpu_ms(self) -> float:
         """CPU added to a question, all processes together."""
-        return self.coordinator_cpu_ms + self.cities * self.node_ms
+        tls_cpu = max(0.0, self.tls.cpu_ms) if self.tls else 0.0
+        return self.coordinator_cpu_ms + self.cities * (self.node_ms + tls_cpu)
 
     def to_json(self) -> dict[str, Any]:
         return {"cities": self.cities,
                 "coordinator_per_question": {k: v.summary() for k, v in self.coordinator.items()},
                 "node_per_request": {k: v.summary() for k, v in self.node.items()},
                 "coordinator_parallel_steps": self.parallel,
+                "tls_per_call": self.tls.to_json() if self.tls else None,
                 "critical_path_ms": round(self.critical_path_ms, 4),
                 "cpu_ms": round(self.cpu_ms, 4), "notes": self.notes}
 
 
-def security_costs(breakdown: Breakdown, manifest: Manifest, identity: Identity, city: str,
-                   policy_path: Path, *, runs: int, counts_people: bool) -> SecurityCosts:
+def security_costs(breakdown: Breakdown, region: RegionDirectory, city: str, policy_path: Path,
+                   *, runs: int, counts_people: bool) -> SecurityCosts:
+    manifest, identity = region.open_as(AUTHORITY)
+    _, city_identity = region.open_as(city)
     result = SecurityCosts(breakdown.cities)
     result.coordinator = {name: breakdown.coordinator[name] for name in COORDINATOR_STEPS
                           if name in breakdown.coordinator}
@@ -98,10 +108,11 @@ def security_costs(breakdown: Breakdown, manifest: Manifest, identity: Identity,
             [max(0.0, breakdown.people_count_ms)])
     else:
         result.notes["k: counting people per group"] = "not applied: the policy sets no k"
-    result.notes.update(UNMEASURED)
-    for part, module in PLANNED.items():
-        result.notes[part] = ("built, not timed by this bench yet" if _exists(module)
-                              else "not built yet")
+    result.node["audit record (build + append, no fsync)"] = _audit(city_identity, plan_bytes,
+                                                                     runs)
+    result.node["receipt (sign + encode)"] = _receipts(city_identity, plan_bytes, runs)
+    result.tls = measure_tls(identity, city, manifest.region, region.member(city),
+                             region.ca_certificate, calls=max(200, runs * 10))
     return result
 
 
@@ -147,8 +158,48 @@ def _decide(manifest: Manifest, identity: Identity, policy_path: Path, plan, run
     return samples
 
 
-def _exists(module: str) -> bool:
-    """Whether a module file is in the package this process imported (not elsewhere on the
-    path)."""
-    package, _, name = module.rpartition(".")
-    return (Path(importlib.import_module(package).__file__).parent / f"{name}.py").exists()
+def _audit(city: Identity, plan_bytes: bytes, runs: int) -> Samples:
+    """What AuditRecorder.finish does for a granted Aggregate, before the receipt: the record
+    built from the call's facts and appended to a real log."""
+    response_bytes = _small_response(city.member_id)
+    facts = {"caller": AUTHORITY, "peer_fingerprint": "0" * 64, "purpose": PURPOSE,
+             "jti": secrets.token_urlsafe(16), "plan_bytes": plan_bytes, "groups_returned": 4,
+             "groups_suppressed": 0}
+    samples = Samples()
+    with tempfile.TemporaryDirectory(prefix="cityfed-bench-audit-") as directory:
+        log = AuditLog(Path(directory) / "audit", city=city.member_id,
+                       signing_key=city.signing_key, kid=city.kid)
+        recorder = AuditRecorder(log, city=city.member_id, signing_key=city.signing_key,
+                                 kid=city.kid)
+        try:
+            for _ in range(runs):
+                started = time.perf_counter()
+                log.append(recorder._record(AGGREGATE_METHOD, None, facts, started, plan_bytes,
+                                            response_bytes))
+                samples.add((time.perf_counter() - started) * 1000)
+        finally:
+            log.close()
+    return samples
+
+
+def _receipts(city: Identity, plan_bytes: bytes, runs: int) -> Samples:
+    response_bytes = _small_response(city.member_id)
+    samples = Samples()
+    for index in range(runs):
+        started = time.perf_counter()
+        sign_receipt(key=city.signing_key, kid=city.kid, city=city.member_id,
+                     jti=secrets.token_urlsafe(16), plan_bytes=plan_bytes,
+                     response_bytes=response_bytes, audit_index=index).to_json()
+        samples.add((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def _small_response(city: str) -> bytes:
+    """The shape of the small question's answer: a group per mode, with count(*), count(fare)
+    and sum(fare)."""
+    return node_pb2.AggregateResponse(city=city, groups=[
+        query_pb2.PartialGroup(keys=[query_pb2.Value(string_value=mode)], aggregates=[
+            query_pb2.PartialAggregate(count=25_000), query_pb2.PartialAggregate(count=25_000),
+            query_pb2.PartialAggregate(count=25_000, sum=query_pb2.Value(
+                decimal_value="112345.50"))])
+        for mode in ("bus", "metro", "ferry", "rail")]).SerializeToString()

@@ -8,7 +8,6 @@ from benchlib.measure import Comparison
 from benchlib.queries import SMALL
 from benchlib.results import BenchResults
 
-NOT_BUILT = "not built yet"
 NOT_MEASURED = "not measured"
 
 
@@ -17,7 +16,7 @@ class Verdict:
     target: str
     goal: str
     measured: str
-    status: str  # PASS, MISS, not built yet, not measured
+    status: str  # PASS, MISS, not measured
     scale: str
 
 
@@ -108,16 +107,11 @@ def _security(results: BenchResults) -> Verdict:
     costs = results.security
     if costs is None:
         return Verdict(target, goal, "—", NOT_MEASURED, "")
-    missing = [part for part, note in costs.notes.items() if note == NOT_BUILT]
-    untimed = [part for part, note in costs.notes.items()
-               if note != NOT_BUILT and not note.startswith("not applied")]
+    untimed = [part for part, note in costs.notes.items() if not note.startswith("not applied")]
     measured = (f"{costs.critical_path_ms:.2f} ms on the critical path (coordinator "
-                f"{costs.coordinator_ms:.2f} + one node {costs.node_ms:.2f}); "
+                f"{costs.coordinator_ms:.2f} + one node {costs.node_ms:.2f} + mutual TLS "
+                f"{costs.tls_wall_ms:.2f}); "
                 f"{costs.cpu_ms:.2f} ms CPU over {costs.cities} cities")
-    status = _status(costs.critical_path_ms <= 0.8)
-    if missing or untimed:
-        status += " (partial)"
-    scale = "; ".join(filter(None, (
-        f"not built yet: {', '.join(missing)}" if missing else "",
-        f"not timed: {', '.join(untimed)}" if untimed else "")))
+    status = _status(costs.critical_path_ms <= 0.8) + (" (partial)" if untimed else "")
+    scale = f"not timed: {', '.join(untimed)}" if untimed else "5 × 100,000 rows, small query"
     return Verdict(target, goal, measured, status, scale)
