@@ -135,7 +135,10 @@ class Coordinator:
         timeout = self.city_timeout if timeout is None else timeout
         plan_bytes = query.plan.SerializeToString()
         request = node_pb2.AggregateRequest(plan=plan_bytes)
-        asked = [self._pool.submit(self._ask_city, member, request, purpose, timeout)
+        # Minted here, one after another, rather than on the pool threads: there they ran at
+        # the same moment as the other cities' calls and waited on each other for the GIL.
+        asked = [self._pool.submit(self._ask_city, member, request,
+                                   self._token(member, purpose, plan_bytes), timeout)
                  for member in members]
         outcomes, answers = [], []
         for future in asked:
@@ -157,15 +160,16 @@ class Coordinator:
         return answer
 
 
-    def _ask_city(self, member: Member, request: node_pb2.AggregateRequest, purpose: str,
+    def _token(self, member: Member, purpose: str, plan_bytes: bytes) -> str:
+        return mint_token(key=self.identity.signing_key, kid=self.identity.kid,
+                          caller=self.identity.member_id, audience=member.id, purpose=purpose,
+                          plan_bytes=plan_bytes, certificate_x5t=self.identity.certificate_x5t)
+
+    def _ask_city(self, member: Member, request: node_pb2.AggregateRequest, token: str,
                   timeout: float) -> tuple[CityOutcome, list | None]:
         """One city's part, on a pool thread: a blocking call polls on its own thread, where a
         future would start a new polling thread per call (~3 ms of CPU each in grpcio)."""
         started = time.perf_counter()
-        token = mint_token(key=self.identity.signing_key, kid=self.identity.kid,
-                           caller=self.identity.member_id, audience=member.id, purpose=purpose,
-                           plan_bytes=request.plan,
-                           certificate_x5t=self.identity.certificate_x5t)
         try:
             response_bytes, call = self._aggregate_call(member).with_call(
                 request, timeout=timeout, metadata=(("authorization", f"Bearer {token}"),))
