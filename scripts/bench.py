@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from benchlib.breakdown import Breakdown, answer_bytes, coordinator_breakdown, node_breakdown
+from benchlib.floor import cpu_floor
 from benchlib.measure import (
     Central,
     Federation,
@@ -273,8 +274,9 @@ class Bench:
         self.results.breakdown = result
         self.results.security = security_costs(
             result, workdir.region, cities[0], workdir.directory / f"{cities[0]}.policy.toml",
-            runs=runs,
-            counts_people=self.policy != "no-k")
+            runs=runs, counts_people=self.policy != "no-k")
+        self.results.floor = cpu_floor(result, self.results.security, cores=os.cpu_count() or 1,
+                                       counts_people=self.policy != "no-k")
 
     def measure_naive(self, region: Running):
         workdir, cities = region.workdir, region.workdir.cities(5)

@@ -52,6 +52,9 @@ def test_quick_bench_writes_report_json_and_charts(bench_out: Path):
                  "audit record (build + append, no fsync)", "receipt (sign + encode)"):
         assert node_parts[part]["n"] > 0, part
     assert results["security"]["tls_per_call"]["calls"] > 0
+    floor = results["cpu_floor"]
+    assert floor["floor_ms"] > 0 and floor["measured_ms"] > 0 and len(floor["per_city_ms"]) == 3
+    assert "## The CPU floor of the small query" in report
     security = results["verdicts"][-1]
     assert security["target"].startswith("Security") and security["status"] in ("PASS", "MISS")
 

@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from benchlib.floor import __doc__ as FLOOR_METHOD
 from benchlib.measure import Comparison
 from benchlib.queries import COMPARED, SMALL, TINY
 from benchlib.results import BenchResults
@@ -108,6 +109,7 @@ def markdown(results: BenchResults, checked: list[Verdict]) -> str:
     lines += _throughput(results)
     lines += _breakdown(results)
     lines += _security(results)
+    lines += _floor(results)
     lines += _naive(results)
     lines += _noise(results)
     return "\n".join(lines) + "\n"
@@ -241,6 +243,25 @@ def _breakdown(results: BenchResults) -> list[str]:
             f"{b.client_cpu_ms + b.node_cpu_ms:.2f} ms in all: on "
             f"{results.machine['nproc']} cores no question can finish in less than "
             f"{(b.client_cpu_ms + b.node_cpu_ms) / (results.machine['nproc'] or 1):.2f} ms.", ""]
+
+
+def _floor(results: BenchResults) -> list[str]:
+    floor = results.floor
+    if floor is None:
+        return []
+    rows = [(part, _ms(ms), _ms(ms * floor.cities)) for part, ms in floor.per_city.items()]
+    rows += [(f"**the floor** ({floor.cities} cities)", "", _ms(floor.floor_ms)),
+             ("measured: coordinator process + all nodes, questions asked one at a time", "",
+              _ms(floor.measured_ms)),
+             ("cityfed's own work and the cold-cache premium: the difference", "",
+              _ms(floor.own_ms))]
+    return ["## The CPU floor of the small query", "",
+            " ".join(FLOOR_METHOD.split("\n\n")[1].split()), "",
+            *table(("part", "CPU ms per city", f"CPU ms per question ({floor.cities} cities)"),
+                   rows),
+            f"On these {floor.cores} cores, shared by the coordinator and every node, the floor "
+            f"alone keeps a question above {floor.fastest_ms:.2f} ms and the region below "
+            f"{floor.most_per_second:.0f} questions a second, whatever cityfed's own share.", ""]
 
 
 def _naive(results: BenchResults) -> list[str]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from benchlib.breakdown import Breakdown
+from benchlib.floor import CpuFloor
 from benchlib.measure import Comparison, Latency, Throughput
 from benchlib.noise import Noise
 from benchlib.pushdown import NaiveComparison
@@ -37,6 +38,7 @@ class BenchResults:
     naive: list[NaiveComparison] = field(default_factory=list)
     noise: list[Noise] = field(default_factory=list)
     security: SecurityCosts | None = None
+    floor: CpuFloor | None = None
 
     def federated_latency(self, query: str, cities: int) -> Latency | None:
         return next((lat for lat in self.latency if lat.query == query
@@ -59,6 +61,7 @@ class BenchResults:
             "naive": [n.to_json() for n in self.naive],
             "noise": [n.to_json() for n in self.noise],
             "security": self.security.to_json() if self.security else None,
+            "cpu_floor": self.floor.to_json() if self.floor else None,
         }
 
 
