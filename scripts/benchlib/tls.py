@@ -25,6 +25,7 @@ import grpc
 from cityfed.v1 import node_pb2, node_pb2_grpc
 
 from benchlib.measure import processes_cpu_seconds
+from benchlib.stats import Samples
 from federation.identity import Identity, channel_options
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,8 +93,8 @@ def measure_tls(identity: Identity, city: str, region: str, member_dir: Path, ca
                                        options=channel_options(city, region)),
         }
         per_block = max(1, calls // blocks)
-        walls: dict[str, list[float]] = {kind: [] for kind in channels}
-        cpus: dict[str, list[float]] = {kind: [] for kind in channels}
+        walls = {kind: Samples() for kind in channels}  # ms per call, a sample per block
+        cpus = {kind: Samples() for kind in channels}
         stubs = {kind: node_pb2_grpc.NodeServiceStub(c) for kind, c in channels.items()}
         for stub in stubs.values():
             for _ in range(50):  # warm up: connect, handshake
@@ -105,9 +106,9 @@ def measure_tls(identity: Identity, city: str, region: str, member_dir: Path, ca
                 started = time.perf_counter()
                 for _ in range(per_block):
                     stubs[kind].GetNodeInfo(node_pb2.GetNodeInfoRequest(), timeout=10)
-                walls[kind].append((time.perf_counter() - started) * 1000 / per_block)
+                walls[kind].add((time.perf_counter() - started) * 1000 / per_block)
                 cpu = processes_cpu_seconds([server.pid]) + time.process_time() - cpu_before
-                cpus[kind].append(cpu * 1000 / per_block)
+                cpus[kind].add(cpu * 1000 / per_block)
         for channel in channels.values():
             channel.close()
     finally:
@@ -117,14 +118,8 @@ def measure_tls(identity: Identity, city: str, region: str, member_dir: Path, ca
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
-    return TlsCost(per_block * blocks, _median(walls["plaintext"]), _median(walls["tls"]),
-                   _median(cpus["plaintext"]), _median(cpus["tls"]))
-
-
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+    return TlsCost(per_block * blocks, walls["plaintext"].p50, walls["tls"].p50,
+                   cpus["plaintext"].p50, cpus["tls"].p50)
 
 
 if __name__ == "__main__":
