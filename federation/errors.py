@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 import grpc
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2
 
 
 class CityfedError(Exception):
@@ -16,6 +18,10 @@ class CityfedError(Exception):
 
     status: ClassVar[grpc.StatusCode] = grpc.StatusCode.INTERNAL
     reason: ClassVar[str] = "INTERNAL"
+
+    def details(self) -> list[Message]:
+        """google.rpc detail messages sent beside the ErrorInfo; none by default."""
+        return []
 
 
 class InvalidQuery(CityfedError):
@@ -44,6 +50,22 @@ class TooLarge(CityfedError):
 
     status = grpc.StatusCode.RESOURCE_EXHAUSTED
     reason = "TOO_LARGE"
+
+
+class BudgetExhausted(CityfedError):
+    """The caller's privacy budget for this purpose and period cannot pay for the question."""
+
+    status = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "PRIVACY_BUDGET_EXHAUSTED"
+
+    def __init__(self, message: str, *, subject: str) -> None:
+        super().__init__(message)
+        self.subject = subject  # caller/purpose/period
+
+    def details(self) -> list[Message]:
+        violation = error_details_pb2.QuotaFailure.Violation(
+            subject=self.subject, description=str(self))
+        return [error_details_pb2.QuotaFailure(violations=[violation])]
 
 
 class DeadlineExceeded(CityfedError):

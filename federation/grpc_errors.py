@@ -30,10 +30,14 @@ ERROR_DOMAIN = "cityfed.org"
 
 def abort(context: grpc.ServicerContext, error: CityfedError) -> None:
     """Abort the call with the error's status, message and reason. Always raises."""
-    info = any_pb2.Any()
-    info.Pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN))
+    details = []
+    for detail in (error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN),
+                   *error.details()):
+        packed = any_pb2.Any()
+        packed.Pack(detail)
+        details.append(packed)
     status = status_pb2.Status(
-        code=getattr(code_pb2, error.status.name), message=str(error), details=[info]
+        code=getattr(code_pb2, error.status.name), message=str(error), details=details
     )
     context.abort_with_status(rpc_status.to_status(status))
 
