@@ -7,6 +7,7 @@ import csv
 import datetime as dt
 import io
 import json
+import math
 import os
 import signal
 import threading
@@ -19,6 +20,7 @@ from cityfed.v1 import federation_pb2, federation_pb2_grpc
 from rich.console import Console
 from rich.table import Table as RichTable
 
+from federation.accuracy import ColumnAccuracy
 from federation.coordinator import CityOutcome, CityStatus, Coordinator, FederatedAnswer
 from federation.errors import CityfedError, IncompleteAnswer, InvalidArgument
 from federation.finish import Table
@@ -50,6 +52,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     output.add_argument("--json", action="store_true", help="print the answer as JSON")
     output.add_argument("--csv", action="store_true", help="print the rows as CSV")
     query.set_defaults(run=run_query)
+
+    budget = commands.add_parser(
+        "budget", help="what is left of your privacy budget at every city, for a purpose")
+    add_identity_arguments(budget)
+    budget.add_argument("--purpose", required=True, help="the purpose the budget is for")
+    budget.add_argument("--cities", default="", help="comma-separated member ids (default: all)")
+    budget.add_argument("--timeout", type=float, default=10.0, help="seconds each city may take")
+    budget.add_argument("--json", action="store_true", help="print the budgets as JSON")
+    budget.set_defaults(run=run_budget)
 
     region = commands.add_parser("region", help="create regions").add_subparsers(
         dest="region_command", required=True)
@@ -112,6 +123,38 @@ def run_query(args: argparse.Namespace, out: io.TextIOBase, err: io.TextIOBase) 
     return 0
 
 
+def run_budget(args: argparse.Namespace, out: io.TextIOBase, err: io.TextIOBase) -> int:
+    cities = tuple(c.strip() for c in args.cities.split(",") if c.strip())
+    manifest, identity = open_region(args)
+    if manifest.purpose(args.purpose) is None:
+        raise InvalidArgument(f"purpose {args.purpose[:64]!r} is not registered in the manifest")
+    with Coordinator(manifest, identity) as coordinator:
+        found = coordinator.catalogs(args.purpose, cities, timeout=args.timeout)
+    rows = []
+    for city, catalog, why in found:
+        if catalog is None:
+            rows.append({"city": city, "error": why})
+            continue
+        b = catalog.budget
+        rows.append({"city": city, "purpose": b.purpose, "period": b.period,
+                     "epsilon_limit": b.epsilon_limit, "epsilon_spent": b.epsilon_spent,
+                     "epsilon_left": max(0.0, b.epsilon_limit - b.epsilon_spent),
+                     "delta_limit": b.delta_limit, "delta_spent": b.delta_spent,
+                     "epsilon_per_question": b.epsilon_per_question, "resets_at": b.resets_at})
+    if args.json:
+        out.write(json.dumps(rows, indent=2) + "\n")
+    else:
+        print(f"privacy budget of {identity.member_id} for purpose {args.purpose!r}:", file=out)
+        for row in rows:
+            if "error" in row:
+                print(f"  {row['city']:<14} {row['error']}", file=out)
+                continue
+            print(f"  {row['city']:<14} ε {row['epsilon_left']:g} of {row['epsilon_limit']:g} "
+                  f"left in {row['period']} (ε {row['epsilon_per_question']:g} a question; "
+                  f"resets {row['resets_at']})", file=out)
+    return 0 if all("error" not in row for row in rows) else EXIT_INCOMPLETE
+
+
 def _ask_gateway(args: argparse.Namespace, cities: tuple[str, ...], manifest,
                  identity) -> FederatedAnswer:
     request = federation_pb2.FederatedAggregateRequest(
@@ -126,9 +169,12 @@ def _ask_gateway(args: argparse.Namespace, cities: tuple[str, ...], manifest,
         Table(list(response.column_names),
               [tuple(from_value(v) for v in row.values) for row in response.rows]),
         [CityOutcome(o.city, _STATUS_NAMES[federation_pb2.CityStatus.Name(o.status)], o.code,
-                     o.detail, o.groups, o.elapsed_ms, o.suppressed_groups,
-                     Receipt.from_json(o.receipt) if o.receipt else None)
+                     o.detail, o.groups, o.elapsed_ms,
+                     Receipt.from_json(o.receipt) if o.receipt else None, o.private,
+                     o.epsilon_charged, o.epsilon_remaining)
          for o in response.outcomes],
+        [ColumnAccuracy(a.noisy, a.noise_stddev, list(a.half_widths_95))
+         for a in response.accuracy],
     )
 
 
@@ -145,13 +191,38 @@ def answer_to_json(answer: FederatedAnswer) -> dict[str, Any]:
         "columns": answer.table.column_names,
         "rows": [[json_value(v) for v in row] for row in answer.table.rows],
         "complete": answer.complete,
+        "private": answer.private,
+        "accuracy": [
+            {"noisy": a.noisy, "noise_stddev": a.noise_stddev,
+             "half_widths_95": [_json_float(w) for w in a.half_widths]}
+            for a in answer.accuracy
+        ],
         "cities": [
             {"city": o.city, "status": o.status.value, "code": o.code, "detail": o.detail,
-             "groups": o.groups, "suppressed_groups": o.suppressed_groups,
-             "elapsed_ms": round(o.elapsed_ms, 3),
+             "groups": o.groups, "elapsed_ms": round(o.elapsed_ms, 3), "private": o.private,
+             "epsilon_charged": o.epsilon_charged, "epsilon_remaining": o.epsilon_remaining,
+             "noise": _noise_json(o.privacy) if o.privacy is not None else None,
              "receipt": json.loads(o.receipt.to_json()) if o.receipt else None}
             for o in answer.outcomes
         ],
+    }
+
+
+def _json_float(value: float) -> float | str:
+    return value if math.isfinite(value) else "inf"
+
+
+def _noise_json(report) -> dict[str, Any]:
+    return {
+        "delta_charged": report.delta, "max_rows_per_person": report.max_rows_per_person,
+        "threshold": report.threshold,
+        "aggregates": [{"count_scale": a.count_scale, "sum_scale": a.sum_scale,
+                        "bounds": [a.lower_bound, a.upper_bound] if a.lower_bound else None}
+                       for a in report.aggregates],
+        "budget": {"purpose": report.budget.purpose, "period": report.budget.period,
+                   "epsilon_limit": report.budget.epsilon_limit,
+                   "epsilon_spent": report.budget.epsilon_spent,
+                   "resets_at": report.budget.resets_at},
     }
 
 
@@ -175,10 +246,24 @@ def print_table(answer: FederatedAnswer, out: io.TextIOBase) -> None:
     table = RichTable(show_edge=False, header_style="bold")
     for name in answer.table.column_names:
         table.add_column(name, overflow="fold")
-    for row in answer.table.rows:
-        table.add_row(*(_display(v) for v in row))
+    accuracy = answer.accuracy or [ColumnAccuracy() for _ in answer.table.column_names]
+    for number, row in enumerate(answer.table.rows):
+        table.add_row(*(_display(v) + _plus_minus(a, number) for v, a in zip(row, accuracy,
+                                                                             strict=True)))
     console.print(table)
+    if answer.private:
+        print("private answer: values are noisy (± the half-width of a 95% interval for the "
+              "noise; withheld groups are not counted)", file=out)
     print_outcomes(answer.outcomes, out)
+
+
+def _plus_minus(accuracy: ColumnAccuracy, row: int) -> str:
+    if not accuracy.noisy:
+        return ""
+    if row >= len(accuracy.half_widths):
+        return " ±?"
+    width = accuracy.half_widths[row]
+    return " ±∞" if not math.isfinite(width) else f" ±{_display(round(width, 4))}"
 
 
 def print_outcomes(outcomes: list[CityOutcome], out) -> None:
@@ -186,10 +271,9 @@ def print_outcomes(outcomes: list[CityOutcome], out) -> None:
     print(f"{answered} of {len(outcomes)} cities answered", file=out)
     for o in outcomes:
         if o.status is CityStatus.ANSWERED:
-            plural = "s" if o.suppressed_groups != 1 else ""
-            dropped = (f", {o.suppressed_groups} group{plural} under its minimum size withheld"
-                       if o.suppressed_groups else "")
-            print(f"  {o.city:<14} answered   {o.groups} groups{dropped}, {o.elapsed_ms:.1f} ms",
+            spent = (f", ε {o.epsilon_charged:g} charged, ε {o.epsilon_remaining:g} left"
+                     if o.private else ", exact")
+            print(f"  {o.city:<14} answered   {o.groups} groups{spent}, {o.elapsed_ms:.1f} ms",
                   file=out)
         else:
             print(f"  {o.city:<14} {o.status.value.upper():<10} {o.code}: {o.detail}", file=out)

@@ -67,6 +67,13 @@ class SqlFragment:
 
 LeafResolver = Callable[[query_pb2.Expression], str]
 
+# Functions that can fail at run time on some values (overflow, division by zero, a date out
+# of range). In a private answer each is compiled as TRY(...): NULL instead of an error, so
+# whether a question fails can never depend on one person's row.
+MAY_FAIL = frozenset({F.FUNCTION_ADD, F.FUNCTION_SUBTRACT, F.FUNCTION_MULTIPLY,
+                      F.FUNCTION_DIVIDE, F.FUNCTION_INTEGER_DIVIDE, F.FUNCTION_MODULO,
+                      F.FUNCTION_NEGATE, F.FUNCTION_DATE_TRUNC, F.FUNCTION_DATE_DIFF})
+
 
 def decimal_type(text: str) -> str:
     """The DuckDB type DuckDB gives a decimal literal written as `text`, e.g. 0.5 → DECIMAL(2,1)."""
@@ -106,29 +113,34 @@ def compile_literal(value: query_pb2.Value) -> SqlFragment:
     return SqlFragment("?", [python_value])
 
 
-def compile_expression(expression: query_pb2.Expression, leaf: LeafResolver) -> SqlFragment:
+def compile_expression(expression: query_pb2.Expression, leaf: LeafResolver, *,
+                       total: bool = False) -> SqlFragment:
     """Compile an expression that `federation.plan` has checked (arity, date parts, depth);
-    `leaf` turns column and group/aggregate references into SQL."""
+    `leaf` turns column and group/aggregate references into SQL. With `total`, every function
+    that can fail at run time gives NULL instead (see MAY_FAIL)."""
     kind = expression.WhichOneof("kind")
     if kind == "literal":
         return compile_literal(expression.literal)
     if kind == "call":
-        return _compile_call(expression.call, leaf)
+        compiled = _compile_call(expression.call, leaf, total)
+        if total and expression.call.function in MAY_FAIL:
+            return SqlFragment(f"TRY({compiled.text})", compiled.params)
+        return compiled
     if kind is None:
         raise InvalidQuery("an expression is empty")
     return SqlFragment(leaf(expression))
 
 
-def _compile_call(call: query_pb2.Call, leaf: LeafResolver) -> SqlFragment:
+def _compile_call(call: query_pb2.Call, leaf: LeafResolver, total: bool) -> SqlFragment:
     function = call.function
     if function not in ARITY:
         raise InvalidQuery(f"function {function} is not supported")
     if function in (F.FUNCTION_DATE_TRUNC, F.FUNCTION_DATE_DIFF):
         part = date_part_name(call.arguments[0])
-        rest = [compile_expression(a, leaf) for a in call.arguments[1:]]
+        rest = [compile_expression(a, leaf, total=total) for a in call.arguments[1:]]
         name = "date_trunc" if function == F.FUNCTION_DATE_TRUNC else "date_diff"
         return _join(f"{name}('{part}', ", rest, ", ", ")")
-    args = [compile_expression(a, leaf) for a in call.arguments]
+    args = [compile_expression(a, leaf, total=total) for a in call.arguments]
     if function in BINARY_OPERATORS:
         return _join("(", args, f" {BINARY_OPERATORS[function]} ", ")")
     if function in CONJUNCTIONS:

@@ -14,9 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import grpc
-from cityfed.v1 import node_pb2, query_pb2
+from cityfed.v1 import node_pb2, node_pb2_grpc, query_pb2
 from google.protobuf.message import DecodeError
 
+from federation.accuracy import ColumnAccuracy, column_accuracy
 from federation.errors import IncompleteAnswer, InvalidArgument, InvalidQuery
 from federation.finish import Table, finish
 from federation.identity import Identity, channel_options
@@ -56,14 +57,24 @@ class CityOutcome:
     detail: str = ""
     groups: int = 0
     elapsed_ms: float = 0.0
-    suppressed_groups: int = 0
     receipt: Receipt | None = None  # the city's signed receipt for its answer, verified
+    private: bool = False  # the city's partials were differentially private
+    epsilon_charged: float = 0.0  # ε the city charged the asking member for this answer
+    epsilon_remaining: float = 0.0  # ε left in that budget, for this purpose and period
+    # How the city made a private answer (noise scales per aggregate); None when exact.
+    privacy: node_pb2.PrivacyReport | None = None
 
 
 @dataclass(frozen=True)
 class FederatedAnswer:
     table: Table
     outcomes: list[CityOutcome] = field(default_factory=list)
+    # One per column: how far a private answer's values may be from the exact ones.
+    accuracy: list[ColumnAccuracy] = field(default_factory=list)
+
+    @property
+    def private(self) -> bool:
+        return any(o.private for o in self.outcomes)
 
     @property
     def complete(self) -> bool:
@@ -121,6 +132,24 @@ class Coordinator:
             response_deserializer=None)
         return call
 
+    def catalogs(self, purpose: str, cities: tuple[str, ...] = (), timeout: float | None = None,
+                 ) -> list[tuple[str, node_pb2.ListDatasetsResponse | None, str]]:
+        """Every asked city's catalog for a purpose, with the asking member's privacy budget:
+        (city, response, "") or (city, None, why it did not answer)."""
+        timeout = self.city_timeout if timeout is None else timeout
+        request = node_pb2.ListDatasetsRequest(purpose=purpose)
+
+        def one(member: Member):
+            self._aggregate_call(member)  # opens the channel
+            stub = node_pb2_grpc.NodeServiceStub(self._channels[member.id])
+            try:
+                return member.id, stub.ListDatasets(request, timeout=timeout), ""
+            except grpc.RpcError as error:
+                return member.id, None, f"{error.code().name}: {error.details()}"
+
+        members = self.region.select_cities(cities)
+        return list(self._pool.map(one, members))
+
     def ask_sql(self, sql: str, **options) -> FederatedAnswer:
         return self.ask(parse_query(sql), **options)
 
@@ -140,20 +169,23 @@ class Coordinator:
         asked = [self._pool.submit(self._ask_city, member, request,
                                    self._token(member, purpose, plan_bytes), timeout)
                  for member in members]
-        outcomes, answers = [], []
+        outcomes, answers, reports = [], [], []
         for future in asked:
             outcome, groups = future.result()
             outcomes.append(outcome)
             if groups is not None:
                 answers.append(groups)
+                reports.append(outcome.privacy)
         invalid = [o for o in outcomes if o.code == grpc.StatusCode.INVALID_ARGUMENT.name]
         if invalid:
             raise InvalidQuery(f"{invalid[0].city} refused the plan: {invalid[0].detail}")
-        answer = FederatedAnswer(
-            finish(query, merge_partials(query.plan, answers)) if answers else
-            Table([c.name for c in query.columns], []),
-            outcomes,
-        )
+        if answers:
+            merged = merge_partials(query.plan, answers)
+            table = finish(query, merged)
+            accuracy = column_accuracy(query, merged, table, reports)
+        else:
+            table, accuracy = Table([c.name for c in query.columns], []), []
+        answer = FederatedAnswer(table, outcomes, accuracy)
         if require_all and not answer.complete:
             raise IncompleteAnswer("not every city answered: " + "; ".join(
                 f"{o.city} {o.status.value} ({o.detail})" for o in answer.missing))
@@ -182,9 +214,15 @@ class Coordinator:
         except (ReceiptInvalid, DecodeError) as error:
             return CityOutcome(member.id, CityStatus.FAILED, code="DATA_LOSS",
                                detail=f"answer not accepted: {error}", elapsed_ms=elapsed), None
+        if not response.HasField("privacy"):
+            return CityOutcome(member.id, CityStatus.ANSWERED, groups=len(response.groups),
+                               elapsed_ms=elapsed, receipt=receipt), response.groups
+        report = response.privacy
+        left = max(0.0, report.budget.epsilon_limit - report.budget.epsilon_spent)
         return CityOutcome(member.id, CityStatus.ANSWERED, groups=len(response.groups),
-                           elapsed_ms=elapsed, suppressed_groups=response.suppressed_groups,
-                           receipt=receipt), response.groups
+                           elapsed_ms=elapsed, receipt=receipt, private=True,
+                           epsilon_charged=report.epsilon, epsilon_remaining=left,
+                           privacy=report), response.groups
 
     def _check_receipt(self, member: Member, call, plan_bytes: bytes,
                        response_bytes: bytes) -> Receipt | None:

@@ -8,6 +8,7 @@ them, and the catalog publishes them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import Enum
 
 
@@ -30,6 +31,9 @@ class Column:
     nullable: bool = False
     allowed: tuple[str, ...] = ()  # the only values a VARCHAR column may hold, when set
     pattern: str = ""  # a regular expression every non-null VARCHAR value must match fully
+    # For a numeric column: the range every value is clamped to before it enters a private
+    # statistic (docs/policy.md); a city's policy may narrow or widen it.
+    bounds: tuple[Decimal, Decimal] | None = None
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,10 @@ class Dataset:
     name: str
     description: str
     columns: tuple[Column, ...]
+    # The privacy unit: the column naming the person (or card) a row is about.
+    entity: str
+    # How many of one person's rows a private answer uses at most, unless a policy says otherwise.
+    max_rows_per_person: int
 
     def column(self, name: str) -> Column | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -44,6 +52,10 @@ class Dataset:
     @property
     def column_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
+
+
+def _cny(lower: int, upper: int) -> tuple[Decimal, Decimal]:
+    return Decimal(lower), Decimal(upper)
 
 
 RESIDENT_ID = r"[0-9]{17}[0-9X]"  # GB 11643: 17 digits and a check character
@@ -73,6 +85,8 @@ POPULATION = Dataset(
         Column("deceased_on", "DATE", "Date of death; NULL while alive",
                Sensitivity.SENSITIVE, nullable=True),
     ),
+    entity="person_id",
+    max_rows_per_person=1,
 )
 
 SOCIAL_INSURANCE = Dataset(
@@ -87,10 +101,12 @@ SOCIAL_INSURANCE = Dataset(
         Column("enrolled_on", "DATE", "Date of enrolment", Sensitivity.QUASI_IDENTIFIER),
         Column("monthly_amount", "DECIMAL(12,2)",
                "Monthly benefit paid (pension) or contribution (other schemes)",
-               Sensitivity.SENSITIVE, unit="CNY"),
+               Sensitivity.SENSITIVE, unit="CNY", bounds=_cny(0, 10_000)),
         Column("last_paid_on", "DATE", "Date of the last payment; NULL if never paid",
                Sensitivity.SENSITIVE, nullable=True),
     ),
+    entity="person_id",
+    max_rows_per_person=5,  # one row per scheme
 )
 
 TRANSIT_TRIPS = Dataset(
@@ -107,10 +123,13 @@ TRANSIT_TRIPS = Dataset(
         Column("station", "VARCHAR", "Station or stop", Sensitivity.QUASI_IDENTIFIER),
         Column("district_code", "VARCHAR", "District of the station (GB/T 2260)",
                Sensitivity.PUBLIC, pattern=DIVISION_CODE),
-        Column("fare", "DECIMAL(8,2)", "Fare charged", Sensitivity.PUBLIC, unit="CNY"),
+        Column("fare", "DECIMAL(8,2)", "Fare charged", Sensitivity.PUBLIC, unit="CNY",
+               bounds=_cny(0, 20)),
         Column("card_city", "VARCHAR", "City that issued the card (GB/T 2260)",
                Sensitivity.PUBLIC, pattern=CITY_CODE),
     ),
+    entity="card_id",  # person_id is NULL for anonymous cards
+    max_rows_per_person=100,  # about a month of commuting
 )
 
 MEDICAL_VISITS = Dataset(
@@ -128,15 +147,23 @@ MEDICAL_VISITS = Dataset(
         Column("icd10", "VARCHAR", "Principal diagnosis (ICD-10 code)", Sensitivity.SENSITIVE,
                pattern=r"[A-Z][0-9]{2}(\.[0-9A-Z]{1,2})?"),
         Column("total_cost", "DECIMAL(12,2)", "Total cost of the visit", Sensitivity.SENSITIVE,
-               unit="CNY"),
+               unit="CNY", bounds=_cny(0, 20_000)),
         Column("insurance_paid", "DECIMAL(12,2)", "Part of the cost paid by insurance",
-               Sensitivity.SENSITIVE, unit="CNY"),
+               Sensitivity.SENSITIVE, unit="CNY", bounds=_cny(0, 20_000)),
     ),
+    entity="person_id",
+    max_rows_per_person=10,
 )
 
 DATASETS: dict[str, Dataset] = {
     d.name: d for d in (POPULATION, SOCIAL_INSURANCE, TRANSIT_TRIPS, MEDICAL_VISITS)
 }
+
+
+# A hidden column of every stored table: the row's rank among its person's rows, in an order
+# drawn at random when the row is loaded. A private answer reads only rows ranked at most the
+# dataset's max_rows_per_person, which bounds each person's contribution in one pass.
+PERSON_ROW_RANK = "_person_row_rank"
 
 
 def create_table_sql(dataset: Dataset) -> str:

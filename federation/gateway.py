@@ -41,11 +41,15 @@ def answer_to_proto(answer: FederatedAnswer) -> federation_pb2.FederatedAggregat
         outcomes=[
             federation_pb2.CityOutcome(city=o.city, status=_CITY_STATUS[o.status], code=o.code,
                                        detail=o.detail, groups=o.groups, elapsed_ms=o.elapsed_ms,
-                                       suppressed_groups=o.suppressed_groups,
-                                       receipt=o.receipt.to_json() if o.receipt else "")
+                                       receipt=o.receipt.to_json() if o.receipt else "",
+                                       private=o.private, epsilon_charged=o.epsilon_charged,
+                                       epsilon_remaining=o.epsilon_remaining)
             for o in answer.outcomes
         ],
         complete=answer.complete,
+        accuracy=[federation_pb2.ColumnAccuracy(noisy=a.noisy, noise_stddev=a.noise_stddev,
+                                                half_widths_95=a.half_widths)
+                  for a in answer.accuracy],
     )
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from federation.identity import RegionDirectory
 from federation.keys import read_private_key
 from federation.manifest import manifest_from_json, sign_manifest
+from federation.private_files import open_private_log, private_folder
 
 _LISTENING = re.compile(r"^(\w+) listening on (\S+)$")
 
@@ -83,15 +84,20 @@ def init_trusted_region(directory: Path, *, region: str, cities: tuple[str, ...]
 REGION = "jing-jin-ji"
 AUTHORITY = "jjj-health"  # the demo's regional authority: a health and statistics commission
 
-# A realistic policy each demo city applies to everyone: the regional authority may aggregate
-# population and medical visits; neighbouring cities may aggregate transit trips by hour and
-# district; nobody outside the city ever sees a name or an identity number.
+# A realistic policy each demo city applies to everyone: the regional authority may ask
+# differentially private statistics of population and medical visits; neighbouring cities of
+# transit trips by hour and district; nobody outside the city ever sees a name or an identity
+# number. Each caller may spend ε 10 per purpose and day, ε 1 per question.
 DEMO_POLICY = """\
-[k]
-population = 10
-medical_visits = 10
-transit_trips = 10
-social_insurance = 10
+[privacy]
+epsilon_per_question = 1.0
+delta_per_question = 1e-6
+epsilon_per_period = 10.0
+delta_per_period = 1e-4
+period = "day"
+
+[privacy.transit_trips]
+max_rows_per_person = 20
 
 [[rules]]
 dataset = "population"
@@ -108,7 +114,7 @@ columns = ["card_city", "visited_on", "hospital_id", "department", "icd10", "tot
 callers = ["group:authorities"]
 purposes = ["medical-settlement-statistics"]
 level = "aggregate"
-note = "Cross-city medical settlement: the health commission sees groups of 10 or more"
+note = "Cross-city medical settlement: private statistics for the health commission"
 
 [[rules]]
 dataset = "transit_trips"
@@ -153,11 +159,13 @@ def write_region(directory: Path, *, scale=None, seed: int = 7,
                  authorities: tuple[str, ...] = (AUTHORITY,),
                  policy: str = DEMO_POLICY) -> TrustedRegion:
     """A whole region in one folder: trust material and signed manifest, every city's
-    generated store, its policy and its node config."""
+    generated store, its policy and its node config. The folder, the keys, the stores and the
+    ground truth are readable by this user only."""
     from federation.synthetic import CITIES, RegionScale, generate_region
     from federation.synthetic.divisions import member
 
     cities = cities or CITIES
+    private_folder(directory)
     for city in cities:  # a new region: what nodes held of a region replaced here is void
         shutil.rmtree(directory / f"{city}.state", ignore_errors=True)
     trusted = init_trusted_region(directory, region=REGION, cities=cities,
@@ -207,7 +215,7 @@ class LocalRegion:
 def spawn_node_process(config: Path) -> subprocess.Popen:
     """Start `cityfed node serve` for a config, logging to <config>.log beside it;
     `node_address` waits until it listens."""
-    with config.with_suffix(".log").open("w") as log:
+    with open_private_log(config.with_suffix(".log")) as log:
         return subprocess.Popen(
             [sys.executable, "-m", "node", "-v", "node", "serve", "--config", str(config)],
             stdout=subprocess.PIPE, stderr=log, text=True,

@@ -23,6 +23,10 @@ class MergedGroups:
 
     keys: list[tuple[PyValue, ...]]
     aggregates: list[list[PyValue]]
+    # Per group, the positions (in `answers`) of the answers that held it.
+    sources: list[tuple[int, ...]]
+    # Per group and aggregate, the merged count and sum (accuracy needs them for averages).
+    counts_and_sums: list[list[tuple[int, PyValue]]]
 
 
 def merge_partials(
@@ -30,12 +34,15 @@ def merge_partials(
 ) -> MergedGroups:
     functions = [a.function for a in plan.aggregates]
     states: dict[tuple, list[list]] = {}
-    for groups in answers:
+    sources: dict[tuple, list[int]] = {}
+    for position, groups in enumerate(answers):
         for group in groups:
             key = tuple(from_value(v) for v in group.keys)
             state = states.get(key)
             if state is None:
                 state = states[key] = [[0, None, None, None] for _ in functions]
+                sources[key] = []
+            sources[key].append(position)
             for accumulator, partial in zip(state, group.aggregates, strict=True):
                 _accumulate(accumulator, partial)
     keys = list(states)
@@ -43,6 +50,8 @@ def merge_partials(
         keys=keys,
         aggregates=[[_final(f, acc) for f, acc in zip(functions, states[k], strict=True)]
                     for k in keys],
+        sources=[tuple(sources[k]) for k in keys],
+        counts_and_sums=[[(acc[0], acc[1]) for acc in states[k]] for k in keys],
     )
 
 
@@ -69,7 +78,7 @@ def _final(function: int, accumulator: list) -> PyValue:
     if function == A.AGGREGATE_FUNCTION_SUM:
         return total
     if function == A.AGGREGATE_FUNCTION_AVG:
-        if total is None or count == 0:
+        if total is None or count <= 0:  # a private (noisy) count can be 0 or below
             return None
         return total / count if isinstance(total, int | float) else float(total) / count
     if function == A.AGGREGATE_FUNCTION_MIN:

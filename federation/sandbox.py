@@ -22,6 +22,7 @@ def sandboxed_connection(
     or change its own settings. Settings are given at open time, then locked."""
     config = {**LOCKED_SETTINGS, "memory_limit": memory_limit, "threads": threads}
     connection = duckdb.connect(str(database), read_only=read_only, config=config)
+    connection.execute("SET enable_progress_bar = false")  # never draw on a node's terminal
     connection.execute("SET lock_configuration = true")
     return connection
 

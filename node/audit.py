@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 
 LOG_FILE = "audit.log"
 CHECKPOINT_FILE = "checkpoints.log"
-FILE_MODE = 0o640
+FILE_MODE = 0o600
 
 # What a record may hold, filled by the node. Never personal data, never result values: only
 # who asked, under which purpose, which plan (by hash), what was decided and how much left.
@@ -69,10 +69,17 @@ RECORD_FIELDS = (
     "status",             # the gRPC status code name, "OK" when granted
     "reason",             # the stable reason (POLICY_DENIED, ...) and the public message
     "groups_returned",    # result groups sent
-    "groups_suppressed",  # result groups withheld at home (small cells)
+    "groups_suppressed",  # always 0 now; older logs counted groups withheld under k
+    "epsilon",            # privacy budget ε charged for a private answer (0 for exact ones)
+    "delta",              # privacy budget δ charged
     "duration_ms",        # time spent on the call
     "request_sha256",     # hex SHA-256 of the request bytes
     "response_sha256",    # hex SHA-256 of the exact response bytes sent
+    # AdminService loads only (node.auditing.INGEST_FIELDS):
+    "dataset",            # the dataset loaded into
+    "ingest_mode",        # "replace" or "append"
+    "rows_loaded",        # rows the load added
+    "path_sha256",        # hex SHA-256 of the file's path (UTF-8) as the operator gave it
 )
 LOG_FIELDS = ("index", "prev")  # added by the log
 DECISIONS = ("granted", "refused")
@@ -718,7 +725,7 @@ class AuditLog:
         self._broken: str | None = None
         self.recovered: tuple[str, ...] = ()      # what opening repaired, for the operator
 
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o750)
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
         self._fd = os.open(self.directory / LOG_FILE, flags, FILE_MODE)
         try:

@@ -1,15 +1,18 @@
-"""Compile a checked `AggregatePlan` into one parameterised DuckDB query of partial aggregates."""
+"""Compile a checked `AggregatePlan` into one parameterised DuckDB query: exact partial
+aggregates, or the bounded statistics a private answer is noised from."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 from cityfed.v1 import query_pb2
 
 from federation.compile import SqlFragment, compile_expression, quote_identifier
-from federation.datasets import Dataset
+from federation.datasets import PERSON_ROW_RANK, Dataset
 from federation.errors import InvalidQuery
 from federation.plan import check_plan
+from node.policy import DatasetPrivacy
 
 A = query_pb2.AggregateFunction
 
@@ -31,19 +34,12 @@ class CompiledPlan:
     params: list
     key_count: int
     parts: tuple[tuple[str, ...], ...]  # per aggregate, the partial columns it returns
-    counts_people: bool  # the last column counts distinct people per group, for suppression
 
 
-def compile_plan(plan: query_pb2.AggregatePlan, people: str | None = None) -> CompiledPlan:
-    """Compile a plan; with `people` (a column naming a person, e.g. person_id), the query also
-    counts distinct people per group so that small groups can be suppressed."""
+def compile_plan(plan: query_pb2.AggregatePlan) -> CompiledPlan:
+    """Compile a plan for an exact answer: partial aggregates over every row."""
     dataset = check_plan(plan)
-
-    def column(expression: query_pb2.Expression) -> str:
-        if expression.WhichOneof("kind") != "column" or dataset.column(expression.column) is None:
-            raise InvalidQuery("a node plan may refer only to columns of its dataset")
-        return quote_identifier(dataset.column(expression.column).name)
-
+    column = _column_resolver(dataset)
     select: list[SqlFragment] = [compile_expression(key, column) for key in plan.group_by]
     parts = []
     for aggregate in plan.aggregates:
@@ -55,19 +51,129 @@ def compile_plan(plan: query_pb2.AggregatePlan, people: str | None = None) -> Co
         argument = compile_expression(aggregate.argument, column)
         for part in needed:
             select.append(SqlFragment(f"{part}({argument.text})", list(argument.params)))
+    where = compile_expression(plan.filter, column) if plan.HasField("filter") else None
+    sql, params = _select(dataset, plan, select, [where] if where else [])
+    return CompiledPlan(dataset, sql, params, len(plan.group_by), tuple(parts))
 
-    if people is not None:
-        # Distinct hashes, not values: ~30% cheaper, and a collision can only merge two people,
-        # so the count errs low and a group of fewer than k is never released.
-        select.append(SqlFragment(f"count(DISTINCT hash({quote_identifier(people)}))"))
+
+# What a private answer releases per aggregate, beside every group's row count (which is also
+# count(*) and decides which groups are released).
+PRIVATE_PARTS: dict[int, tuple[str, ...]] = {
+    A.AGGREGATE_FUNCTION_COUNT_STAR: (),
+    A.AGGREGATE_FUNCTION_COUNT: ("count",),
+    A.AGGREGATE_FUNCTION_SUM: ("sum",),
+    A.AGGREGATE_FUNCTION_AVG: ("count", "sum"),
+}
+@dataclass(frozen=True)
+class ClampedSum:
+    lower: Decimal
+    upper: Decimal
+    digits: int  # decimal places kept: the sum is an integer number of 10^-digits units
+
+    @property
+    def largest_magnitude_units(self) -> int:
+        return int(max(abs(self.lower), abs(self.upper)).scaleb(self.digits))
+
+
+@dataclass(frozen=True)
+class PrivatePlan:
+    """A plan compiled for a differentially private answer. The query returns, per group: the
+    keys, the bounded row count, then each aggregate's PRIVATE_PARTS columns."""
+
+    dataset: Dataset
+    sql: str
+    params: list
+    key_count: int
+    parts: tuple[tuple[str, ...], ...]  # per aggregate, its PRIVATE_PARTS
+    sums: tuple[ClampedSum | None, ...]  # per aggregate, how its sum was clamped
+    max_rows_per_person: int
+
+
+def compile_private_plan(plan: query_pb2.AggregatePlan, privacy: DatasetPrivacy) -> PrivatePlan:
+    """Compile a plan for a private answer: only each person's first `max_rows_per_person`
+    rows (in the random order drawn at load time) are read; every sum or average argument is
+    clamped to the declared bounds of the numeric columns it uses; every function that can
+    fail at run time gives NULL instead, so no question fails because of one person's row."""
+    dataset = check_plan(plan)
+    column = _column_resolver(dataset)
+    select = [compile_expression(key, column, total=True) for key in plan.group_by]
+    select.append(SqlFragment("count(*)"))
+    parts, sums = [], []
+    for number, aggregate in enumerate(plan.aggregates, start=1):
+        function = aggregate.function
+        if function not in PRIVATE_PARTS:
+            name = A.Name(function).removeprefix("AGGREGATE_FUNCTION_").lower()
+            raise InvalidQuery(
+                f"aggregate {number}: {name}() is refused in a private answer: it would release "
+                "one person's exact value; ask for counts, sums or averages, or for row access")
+        parts.append(PRIVATE_PARTS[function])
+        clamp = None
+        if function != A.AGGREGATE_FUNCTION_COUNT_STAR:
+            argument = compile_expression(aggregate.argument, column, total=True)
+            if "count" in PRIVATE_PARTS[function]:
+                select.append(SqlFragment(f"count({argument.text})", list(argument.params)))
+            if "sum" in PRIVATE_PARTS[function]:
+                clamp = _clamp_for(aggregate.argument, dataset, privacy, number)
+                select.append(SqlFragment(
+                    f"sum(CAST(least(greatest(CAST({argument.text} AS DOUBLE), ?), ?) "
+                    f"AS DECIMAL(18, {clamp.digits})))",
+                    [*argument.params, float(clamp.lower), float(clamp.upper)]))
+        sums.append(clamp)
+    conditions = [SqlFragment(f"{quote_identifier(PERSON_ROW_RANK)} <= ?",
+                              [privacy.max_rows_per_person])]
+    if plan.HasField("filter"):
+        conditions.append(compile_expression(plan.filter, column, total=True))
+    sql, params = _select(dataset, plan, select, conditions)
+    return PrivatePlan(dataset, sql, params, len(plan.group_by), tuple(parts), tuple(sums),
+                       privacy.max_rows_per_person)
+
+
+def _clamp_for(argument: query_pb2.Expression, dataset: Dataset, privacy: DatasetPrivacy,
+               number: int) -> ClampedSum:
+    """The hull of the bounds of the bounded columns an argument uses."""
+    used = {node.column for node in _nodes(argument) if node.WhichOneof("kind") == "column"}
+    bounds = [privacy.bounds[c] for c in sorted(used) if c in privacy.bounds]
+    if not bounds:
+        bounded = ", ".join(privacy.bounds) or "none in this dataset"
+        raise InvalidQuery(
+            f"aggregate {number}: a private sum or avg needs a numeric column with declared "
+            f"bounds (in {dataset.name}: {bounded}); its value is clamped to them")
+    lower = min(b[0] for b in bounds)
+    upper = max(b[1] for b in bounds)
+    digits = max(max(-b[0].as_tuple().exponent, -b[1].as_tuple().exponent, 0) for b in bounds)
+    for c in used:
+        declared = dataset.column(c)
+        if declared is not None and declared.type.startswith("DECIMAL("):
+            digits = max(digits, int(declared.type.rstrip(")").split(",")[1]))
+    return ClampedSum(lower, upper, min(digits, 6))
+
+
+def _nodes(expression: query_pb2.Expression):
+    stack = [expression]
+    while stack:
+        node = stack.pop()
+        yield node
+        if node.WhichOneof("kind") == "call":
+            stack.extend(node.call.arguments)
+
+
+def _column_resolver(dataset: Dataset):
+    def column(expression: query_pb2.Expression) -> str:
+        if expression.WhichOneof("kind") != "column" or dataset.column(expression.column) is None:
+            raise InvalidQuery("a node plan may refer only to columns of its dataset")
+        return quote_identifier(dataset.column(expression.column).name)
+
+    return column
+
+
+def _select(dataset: Dataset, plan: query_pb2.AggregatePlan, select: list[SqlFragment],
+            conditions: list[SqlFragment]) -> tuple[str, list]:
     sql = "SELECT " + ", ".join(f.text for f in select)
     params = [p for f in select for p in f.params]
     sql += f" FROM {quote_identifier(dataset.name)}"
-    if plan.HasField("filter"):
-        condition = compile_expression(plan.filter, column)
-        sql += f" WHERE {condition.text}"
-        params += condition.params
+    if conditions:
+        sql += " WHERE " + " AND ".join(f"({c.text})" for c in conditions)
+        params += [p for c in conditions for p in c.params]
     if plan.group_by:
         sql += " GROUP BY " + ", ".join(str(i + 1) for i in range(len(plan.group_by)))
-    return CompiledPlan(dataset, sql, params, len(plan.group_by), tuple(parts),
-                        people is not None)
+    return sql, params

@@ -9,6 +9,7 @@ changes nothing.
 from __future__ import annotations
 
 import enum
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pa_parquet
 
 from federation.compile import quote_identifier
-from federation.datasets import Column, Dataset
+from federation.datasets import PERSON_ROW_RANK, Column, Dataset
 from federation.errors import FileMissing, IngestError
 
 ROW_NUMBER = "__cityfed_row"
@@ -104,6 +105,34 @@ def first_violation(cursor: duckdb.DuckDBPyConnection,
     return row, column.name, problem
 
 
+def add_rank_column(cursor: duckdb.DuckDBPyConnection, dataset: Dataset) -> None:
+    """Give a stored table the hidden per-person row rank, and rank rows that have none (a
+    file made by another tool, or by an older cityfed)."""
+    cursor.execute(f"ALTER TABLE {quote_identifier(dataset.name)} ADD COLUMN IF NOT EXISTS "
+                   f"{quote_identifier(PERSON_ROW_RANK)} INTEGER")
+    rank_new_rows(cursor, dataset)
+
+
+def rank_new_rows(cursor: duckdb.DuckDBPyConnection, dataset: Dataset) -> None:
+    """Rank every row that has no rank yet among its person's rows, after the ranks the person
+    already has, in an order drawn at random now. A private answer reads a person's rows up
+    to its max_rows_per_person in this order (see node.compile.compile_private_plan)."""
+    table, rank = quote_identifier(dataset.name), quote_identifier(PERSON_ROW_RANK)
+    entity = quote_identifier(dataset.entity)
+    (unranked,) = cursor.execute(f"SELECT count(*) FROM {table} WHERE {rank} IS NULL").fetchone()
+    if not unranked:
+        return
+    cursor.execute(
+        f"UPDATE {table} SET {rank} = fresh.rank FROM ("
+        f"  SELECT new.rowid AS row_id, CAST(coalesce(old.top, 0) + row_number() OVER ("
+        f"    PARTITION BY new.{entity} ORDER BY hash(new.rowid, ?)) AS INTEGER) AS rank"
+        f"  FROM {table} AS new LEFT JOIN ("
+        f"    SELECT {entity}, max({rank}) AS top FROM {table} WHERE {rank} IS NOT NULL"
+        f"    GROUP BY {entity}) AS old ON new.{entity} = old.{entity}"
+        f"  WHERE new.{rank} IS NULL) AS fresh "
+        f"WHERE {table}.rowid = fresh.row_id", [secrets.randbits(63)])
+
+
 def load_into(cursor: duckdb.DuckDBPyConnection, dataset: Dataset, path: Path,
               mode: IngestMode) -> IngestResult:
     table = read_file(path, dataset)
@@ -120,13 +149,16 @@ def load_into(cursor: duckdb.DuckDBPyConnection, dataset: Dataset, path: Path,
         columns = ", ".join(
             f"CAST({quote_identifier(c.name)} AS {c.type})" for c in dataset.columns
         )
+        names = ", ".join(quote_identifier(c.name) for c in dataset.columns)
         cursor.execute("BEGIN TRANSACTION")
         try:
             if mode is IngestMode.REPLACE:
                 cursor.execute(f"DELETE FROM {target}")
             cursor.execute(
-                f"INSERT INTO {target} SELECT {columns} FROM {STAGING} ORDER BY {ROW_NUMBER}"
+                f"INSERT INTO {target} ({names}) SELECT {columns} FROM {STAGING} "
+                f"ORDER BY {ROW_NUMBER}"
             )
+            rank_new_rows(cursor, dataset)
             cursor.execute("COMMIT")
         except BaseException:
             cursor.execute("ROLLBACK")

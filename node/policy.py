@@ -2,17 +2,21 @@
 
 A policy is a list of rules read from the node's TOML policy file. Each rule names a dataset,
 columns, callers and purposes, and grants one level: deny, match (a linkage key only), aggregate
-(in groups of at least k people) or row. Nothing is allowed unless a rule allows it, and an
+(differentially private statistics) or row. Nothing is allowed unless a rule allows it, and an
 explicit deny beats any grant. `decide` reads only the caller (established by TLS and the
 token), the purpose (from the signed token) and which columns the plan uses: nothing in a plan
-can act as a grant. See docs/policy.md.
+can act as a grant. The policy's `[privacy]` table says how private answers are made: ε and δ
+per question and per period, rows per person and clamping bounds per dataset. See
+docs/policy.md.
 """
 
 from __future__ import annotations
 
+import math
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from enum import IntEnum
 from pathlib import Path
 from typing import Any
@@ -23,22 +27,19 @@ from federation.config_files import read_toml
 from federation.datasets import DATASETS
 from federation.errors import ConfigError
 
-DEFAULT_K = 10
-MIN_K = 2
 ANY = "*"
 ROLES = ("city", "authority")
 WHERE, GROUP_BY, AGGREGATE = "WHERE", "GROUP BY", "aggregate"
 _CLAUSE_ORDER = (WHERE, GROUP_BY, AGGREGATE)
 _RULE_KEYS = ("dataset", "columns", "callers", "purposes", "level", "note")
 _MAX_SHOWN = 64  # caller-supplied names are clipped to this many characters in messages
-
-# The column whose DISTINCT count is the number of people in a group, per dataset.
-_ENTITY_COLUMNS = {
-    "population": "person_id",
-    "social_insurance": "person_id",
-    "medical_visits": "person_id",
-    "transit_trips": "card_id",  # person_id is NULL for anonymous cards
-}
+PERIODS = ("day", "week", "month")
+_PRIVACY_KEYS = ("epsilon_per_question", "delta_per_question", "epsilon_per_period",
+                 "delta_per_period", "period")
+_DATASET_PRIVACY_KEYS = ("max_rows_per_person", "bounds")
+MAX_EPSILON_PER_QUESTION = 10.0
+MAX_DELTA = 1e-3
+MAX_BOUND = 10**12  # clamped values are summed as DECIMAL(18, up to 6 places)
 
 
 class Level(IntEnum):
@@ -114,10 +115,41 @@ class _Matcher:
 
 
 @dataclass(frozen=True)
+class DatasetPrivacy:
+    """How one dataset's private answers bound each person's contribution."""
+
+    max_rows_per_person: int
+    bounds: Mapping[str, tuple[Decimal, Decimal]]  # numeric column -> (lower, upper) clamp
+
+
+@dataclass(frozen=True)
+class PrivacySettings:
+    """The owner's differential-privacy parameters (docs/policy.md)."""
+
+    epsilon_per_question: float = 1.0
+    delta_per_question: float = 1e-6
+    epsilon_per_period: float = 10.0  # per caller and purpose
+    delta_per_period: float = 1e-4
+    period: str = "day"  # UTC day, ISO week or calendar month
+    datasets: Mapping[str, DatasetPrivacy] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        defaults = {
+            name: DatasetPrivacy(d.max_rows_per_person, types.MappingProxyType(
+                {c.name: c.bounds for c in d.columns if c.bounds is not None}))
+            for name, d in DATASETS.items()}
+        object.__setattr__(self, "datasets",
+                           types.MappingProxyType({**defaults, **self.datasets}))
+
+    def of(self, dataset: str) -> DatasetPrivacy:
+        return self.datasets[dataset]
+
+
+@dataclass(frozen=True)
 class Policy:
     rules: tuple[Rule, ...]
-    k: Mapping[str, int]  # per-dataset minimum group size; a dataset missing here gets DEFAULT_K
     source: str  # the file the policy came from, for messages
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
     # (dataset, column) -> matchers of the rules that name that column, in file order. Only
     # columns of the standard datasets are indexed, so no rule can grant anything else.
     _index: dict[tuple[str, str], tuple[_Matcher, ...]] = field(
@@ -136,24 +168,12 @@ class Policy:
                 if ANY in rule.columns or column in rule.columns:
                     index.setdefault((dataset.name, column), []).append(matcher)
         object.__setattr__(self, "_index", {key: tuple(m) for key, m in index.items()})
-        object.__setattr__(self, "k", types.MappingProxyType(dict(self.k)))
         object.__setattr__(self, "_views", {})
-
-    def k_for(self, dataset: str) -> int:
-        return self.k.get(dataset, DEFAULT_K)
 
 
 def empty_policy() -> Policy:
     """A policy with no rules: every column of every dataset is denied to everyone."""
-    return Policy(rules=(), k=types.MappingProxyType({}), source="(no policy)")
-
-
-def entity_column(dataset: str) -> str:
-    """The column whose distinct count is the number of people in a group (for k)."""
-    try:
-        return _ENTITY_COLUMNS[dataset]
-    except KeyError:
-        raise ValueError(f"no entity column for dataset {dataset[:_MAX_SHOWN]!r}") from None
+    return Policy(rules=(), source="(no policy)")
 
 
 def column_level(policy: Policy, caller: Caller, purpose: str, dataset: str,
@@ -273,7 +293,9 @@ class Decision:
     purpose: str
     columns: tuple[ColumnDecision, ...]  # in first-use order
     dataset_access: Level  # the caller's best level on any column of the dataset
-    k: int | None  # the minimum group size; None when no group needs suppressing
+    # True when the answer must be differentially private: some column used (or, with none
+    # used, some column of the dataset) is granted less than row.
+    private: bool
 
     @property
     def allowed(self) -> bool:
@@ -325,11 +347,9 @@ def decide(policy: Policy, caller: Caller, purpose: str,
         ColumnDecision(name, clauses, Level.AGGREGATE, *view.levels.get(name, denied))
         for name, clauses in columns_used(plan).items()
     )
-    unsuppressed = all(c.granted is Level.ROW for c in columns) if columns else view.all_row
-    return Decision(
-        dataset=dataset, caller=caller, purpose=purpose, columns=columns,
-        dataset_access=view.best, k=None if unsuppressed else policy.k_for(dataset),
-    )
+    exact = all(c.granted is Level.ROW for c in columns) if columns else view.all_row
+    return Decision(dataset=dataset, caller=caller, purpose=purpose, columns=columns,
+                    dataset_access=view.best, private=not exact)
 
 
 def explain(decision: Decision) -> str:
@@ -352,12 +372,14 @@ def explain(decision: Decision) -> str:
         verdict = "ALLOWED" if decision.dataset_access >= Level.AGGREGATE else "REFUSED"
         lines.append(f"  no column used (count(*) only): needs aggregate on some column; best "
                      f"granted {decision.dataset_access.keyword}  {verdict}")
-    if decision.k is None:
-        lines.append("k: none: every column used is granted row, so no group is dropped")
+    if not decision.private:
+        lines.append("answer: exact: every column used is granted row")
     else:
-        who = _ENTITY_COLUMNS.get(decision.dataset, "rows")
-        lines.append(f"k: {decision.k}: groups of fewer than {decision.k} people (distinct "
-                     f"{who}) are dropped before the answer leaves the node")
+        known = DATASETS.get(decision.dataset)
+        who = known.entity if known else "person"
+        lines.append(f"answer: differentially private: each {who} adds at most a bounded number "
+                     "of rows, values are clamped, noise is added and groups are released by a "
+                     "noisy threshold; min and max are refused")
     if decision.allowed:
         lines.append("verdict: ALLOWED")
     else:
@@ -383,31 +405,99 @@ def _rule_text(column: ColumnDecision) -> str:
 def load_policy(path: Path) -> Policy:
     """Read and check a TOML policy file; every error names the file and the rule or key."""
     table = read_toml(path)
-    unknown = sorted(set(table) - {"k", "rules"})
+    if "k" in table:
+        raise ConfigError(f"{path}: [k] is gone: groups are no longer released by a minimum size "
+                          "but by differential privacy; set [privacy] instead (docs/policy.md)")
+    unknown = sorted(set(table) - {"privacy", "rules"})
     if unknown:
-        raise ConfigError(f"{path}: unknown key {unknown[0]!r}; a policy has 'k' and 'rules'")
-    k = _load_k(table.get("k", {}), path)
+        raise ConfigError(f"{path}: unknown key {unknown[0]!r}; a policy has 'privacy' and "
+                          "'rules'")
+    privacy = _load_privacy(table.get("privacy", {}), path)
     rules = table.get("rules", [])
     if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
         raise ConfigError(f"{path}: 'rules' must be an array of tables ([[rules]])")
     return Policy(
         rules=tuple(_load_rule(entry, number, path)
                     for number, entry in enumerate(rules, start=1)),
-        k=types.MappingProxyType(k), source=str(path))
+        source=str(path), privacy=privacy)
 
 
-def _load_k(table: Any, path: Path) -> dict[str, int]:
+def _load_privacy(table: Any, path: Path) -> PrivacySettings:
     if not isinstance(table, dict):
-        raise ConfigError(f"{path}: 'k' must be a table of dataset = minimum group size")
-    for dataset, value in table.items():
-        if dataset not in DATASETS:
-            raise ConfigError(f"{path}: [k] unknown dataset {dataset!r}; known datasets: "
-                              f"{', '.join(DATASETS)}")
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ConfigError(f"{path}: [k] key {dataset!r} must be an integer")
-        if value < MIN_K:
-            raise ConfigError(f"{path}: [k] key {dataset!r} must be at least {MIN_K}, got {value}")
-    return dict(table)
+        raise ConfigError(f"{path}: 'privacy' must be a table ([privacy])")
+    settings: dict[str, Any] = {}
+    datasets: dict[str, DatasetPrivacy] = {}
+    for key, value in table.items():
+        if key in DATASETS:
+            datasets[key] = _load_dataset_privacy(key, value, path)
+        elif key in _PRIVACY_KEYS:
+            settings[key] = value
+        else:
+            raise ConfigError(f"{path}: [privacy] unknown key {key!r}; known keys: "
+                              f"{', '.join(_PRIVACY_KEYS)}, or a dataset name")
+    for key in _PRIVACY_KEYS[:-1]:
+        if key in settings:
+            value = settings[key]
+            if isinstance(value, bool) or not isinstance(value, int | float) \
+                    or not math.isfinite(value):
+                raise ConfigError(f"{path}: [privacy] key {key!r} must be a number")
+            settings[key] = float(value)
+    privacy = PrivacySettings(**settings, datasets=datasets)
+    where = f"{path}: [privacy]"
+    if not 0 < privacy.epsilon_per_question <= MAX_EPSILON_PER_QUESTION:
+        raise ConfigError(f"{where} key 'epsilon_per_question' must be above 0 and at most "
+                          f"{MAX_EPSILON_PER_QUESTION:g}")
+    if not privacy.epsilon_per_question <= privacy.epsilon_per_period:
+        raise ConfigError(f"{where} key 'epsilon_per_period' must be at least "
+                          "epsilon_per_question")
+    if not 0 < privacy.delta_per_question <= privacy.delta_per_period <= MAX_DELTA:
+        raise ConfigError(f"{where} keys 'delta_per_question' and 'delta_per_period' must be "
+                          f"above 0, per question at most per period, and at most {MAX_DELTA:g}")
+    if privacy.period not in PERIODS:
+        raise ConfigError(f"{where} key 'period' must be one of {', '.join(PERIODS)}")
+    return privacy
+
+
+def _load_dataset_privacy(name: str, table: Any, path: Path) -> DatasetPrivacy:
+    where = f"{path}: [privacy.{name}]"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table")
+    unknown = sorted(set(table) - set(_DATASET_PRIVACY_KEYS))
+    if unknown:
+        raise ConfigError(f"{where} unknown key {unknown[0]!r}; known keys: "
+                          f"{', '.join(_DATASET_PRIVACY_KEYS)}")
+    dataset = DATASETS[name]
+    rows = table.get("max_rows_per_person", dataset.max_rows_per_person)
+    if isinstance(rows, bool) or not isinstance(rows, int) or not 1 <= rows <= 100_000:
+        raise ConfigError(f"{where} key 'max_rows_per_person' must be an integer from 1 to "
+                          "100000")
+    bounds = {c.name: c.bounds for c in dataset.columns if c.bounds is not None}
+    given = table.get("bounds", {})
+    if not isinstance(given, dict):
+        raise ConfigError(f"{where} key 'bounds' must be a table of column = [lower, upper]")
+    for column, pair in given.items():
+        known = dataset.column(column)
+        if known is None or not known.type.startswith("DECIMAL"):
+            numeric = ", ".join(c.name for c in dataset.columns if c.type.startswith("DECIMAL"))
+            raise ConfigError(f"{where} bounds: {column!r} is not a numeric column of {name}; "
+                              f"its numeric columns: {numeric or 'none'}")
+        bounds[column] = _bound_pair(pair, f"{where} bounds.{column}")
+    return DatasetPrivacy(rows, types.MappingProxyType(bounds))
+
+
+def _bound_pair(pair: Any, where: str) -> tuple[Decimal, Decimal]:
+    if not isinstance(pair, list) or len(pair) != 2:
+        raise ConfigError(f"{where} must be [lower, upper]")
+    try:
+        lower, upper = (Decimal(str(v)) for v in pair
+                        if not isinstance(v, bool) and isinstance(v, int | float | str))
+    except (ValueError, InvalidOperation):
+        raise ConfigError(f"{where} must be two numbers [lower, upper]") from None
+    if not (lower.is_finite() and upper.is_finite() and lower < upper
+            and max(abs(lower), abs(upper)) <= MAX_BOUND):
+        raise ConfigError(f"{where} must be two numbers with lower < upper, each at most "
+                          f"{MAX_BOUND:,} in size")
+    return lower, upper
 
 
 def _load_rule(entry: dict[str, Any], number: int, path: Path) -> Rule:

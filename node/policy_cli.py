@@ -16,7 +16,7 @@ from rich.table import Table
 
 from federation.datasets import DATASETS
 from federation.sql import parse_query
-from node.policy import DEFAULT_K, ROLES, Caller, decide, explain, load_policy
+from node.policy import ROLES, Caller, decide, explain, load_policy
 
 EXIT_REFUSED = 4
 
@@ -65,10 +65,15 @@ def run_check(args: argparse.Namespace, out: io.TextIOBase, err: io.TextIOBase) 
                       ", ".join(rule.callers), ", ".join(rule.purposes), rule.level.keyword,
                       rule.note)
     console.print(table)
-    sizes = ", ".join(
-        f"{name} {policy.k_for(name)}{'' if name in policy.k else ' (default)'}"
-        for name in DATASETS)
-    print(f"k: {sizes}", file=out)
-    print(f"{args.file}: valid, {len(policy.rules)} rules; anything no rule allows is denied "
-          f"(default k {DEFAULT_K})", file=out)
+    private = policy.privacy
+    print(f"privacy: ε {private.epsilon_per_question:g} and δ {private.delta_per_question:g} per "
+          f"question; ε {private.epsilon_per_period:g} and δ {private.delta_per_period:g} per "
+          f"caller, purpose and {private.period}", file=out)
+    for name in DATASETS:
+        settings = private.of(name)
+        bounds = ", ".join(f"{c} [{lo}, {hi}]" for c, (lo, hi) in settings.bounds.items())
+        print(f"  {name}: at most {settings.max_rows_per_person} rows per "
+              f"{DATASETS[name].entity}; bounds: {bounds or 'none'}", file=out)
+    print(f"{args.file}: valid, {len(policy.rules)} rules; anything no rule allows is denied",
+          file=out)
     return 0

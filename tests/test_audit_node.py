@@ -14,7 +14,7 @@ import pytest
 
 from federation.coordinator import CityStatus, Coordinator
 from federation.keys import public_key_from_text
-from federation.local_region import AUTHORITY, start_local_region, write_region
+from federation.local_region import AUTHORITY, DEMO_POLICY, start_local_region, write_region
 from federation.receipts import sha256_hex
 from federation.sql import parse_query
 from federation.synthetic import RegionScale
@@ -114,9 +114,12 @@ def test_an_answer_whose_receipt_does_not_match_is_not_used(city, monkeypatch):
 
 
 def test_a_node_killed_under_load_keeps_a_log_that_verifies_and_holds_every_answer(tmp_path):
+    # A budget for hundreds of private answers: the demo policy's runs out after ten.
+    policy = DEMO_POLICY.replace("epsilon_per_period = 10.0", "epsilon_per_period = 10000.0") \
+        .replace("delta_per_period = 1e-4", "delta_per_period = 1e-3")
     trusted = write_region(tmp_path, scale=RegionScale(people_per_city=500, trips_per_city=2_000,
                                                        visits_per_city=500),
-                           cities=("beijing", "tianjin"))
+                           cities=("beijing", "tianjin"), policy=policy)
     answered, stop = [], threading.Event()
     with start_local_region(tmp_path, ("tianjin",)) as running:
         manifest, identity = trusted.directory.open_as(AUTHORITY)
@@ -160,3 +163,63 @@ def test_a_node_killed_under_load_keeps_a_log_that_verifies_and_holds_every_answ
     assert verify_log(audit_dir, manifest, city="tianjin").ok
     assert json.loads((audit_dir / "checkpoints.log").read_text().splitlines()[-1])["size"] >= \
         len(logged)
+
+
+def test_every_admin_call_granted_or_refused_is_recorded_and_the_log_still_verifies(city,
+                                                                                   tmp_path):
+    from cityfed.v1 import admin_pb2, admin_pb2_grpc
+
+    from node.cli import main
+
+    csv = tmp_path / "Zhang San's pension.csv"
+    csv.write_text("person_id,scheme,status,enrolled_on,monthly_amount,last_paid_on\n"
+                   "110101199001010007,pension,active,2010-05-01,4321.50,2026-10-01\n")
+    missing = tmp_path / "Li Si.csv"
+    node = city.nodes[CITY]
+    with grpc.insecure_channel(f"unix:{node.config.admin_socket_path}") as channel:
+        admin = admin_pb2_grpc.AdminServiceStub(channel)
+        loaded = admin.Ingest(admin_pb2.IngestRequest(
+            dataset="social_insurance", path=str(csv), mode=admin_pb2.INGEST_MODE_APPEND))
+        with pytest.raises(grpc.RpcError) as refused:
+            admin.Ingest(admin_pb2.IngestRequest(
+                dataset="social_insurance", path=str(missing),
+                mode=admin_pb2.INGEST_MODE_REPLACE))
+    assert loaded.rows_loaded == 1 and refused.value.code() == grpc.StatusCode.NOT_FOUND
+
+    granted, refusal = records(city)[-2:]
+    method = "/cityfed.v1.AdminService/Ingest"
+    assert {key: granted[key] for key in ("method", "decision", "dataset", "ingest_mode",
+                                          "rows_loaded", "path_sha256", "caller")} == {
+        "method": method, "decision": "granted", "dataset": "social_insurance",
+        "ingest_mode": "append", "rows_loaded": 1,
+        "path_sha256": sha256_hex(str(csv).encode()), "caller": None}
+    assert (refusal["method"], refusal["decision"], refusal["status"], refusal["reason"],
+            refusal["ingest_mode"], refusal["rows_loaded"]) == (
+        method, "refused", "NOT_FOUND", "FILE_NOT_FOUND", "replace", 0)
+    # Neither the file's name nor anything in it is in the log.
+    log = (node.config.state_path / "audit" / "audit.log").read_text()
+    assert not any(text in log for text in ("Zhang", "Li Si", "4321", "110101199001010007"))
+
+    node.audit.close()  # a checkpoint over the admin records, then the verifier over all
+    directory = city.trusted.directory.path
+    assert main(["audit", "verify", str(node.config.state_path / "audit"),
+                 "--manifest", str(directory / "manifest.json"),
+                 "--root-public-key", str(directory / "root" / "root.pub")]) == 0
+
+
+def test_a_refused_stream_is_recorded(city, monkeypatch):
+    """Streams do not pass through the error translator; the guard records their refusals."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from node.guard import METHOD_POLICY
+
+    monkeypatch.delitem(METHOD_POLICY, "/grpc.health.v1.Health/Watch")
+    health = health_pb2_grpc.HealthStub(
+        regionkit.secure_channel(city, city.trusted.endpoint(CITY), CITY))
+    with pytest.raises(grpc.RpcError) as refused:
+        next(health.Watch(health_pb2.HealthCheckRequest(), timeout=5))
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    last = records(city)[-1]
+    assert (last["method"], last["caller"], last["decision"]) == (
+        "/grpc.health.v1.Health/Watch", None, "refused")
+    assert last["reason"].startswith("METHOD_NOT_ALLOWED")

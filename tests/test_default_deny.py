@@ -60,7 +60,7 @@ def rule(dataset="medical_visits", columns=("department",), callers=("hebei-heal
 
 
 def policy_of(*rules: Rule) -> Policy:
-    return Policy(rules=rules, k={}, source="test")
+    return Policy(rules=rules, source="test")
 
 
 def test_an_empty_policy_denies_every_column_of_every_dataset_to_everyone():
@@ -181,7 +181,7 @@ def test_literals_and_merged_references_do_not_change_a_decision():
         decision = decide(policy, caller, "p", count_star("population", group_by="district_code",
                                                           where=where))
         assert decision.allowed and [c.column for c in decision.columns] == ["district_code"]
-        assert decision.k == baseline.k
+        assert decision.private == baseline.private
     # Post-merge references have no place in a node plan; they are not columns and grant nothing.
     odd = count_star("population")
     odd.group_by.append(query_pb2.Expression(group_key=0))

@@ -19,7 +19,6 @@ from federation.datasets import DATASETS
 from federation.errors import ConfigError
 from federation.sql import parse_query
 from node.policy import (
-    DEFAULT_K,
     ROLES,
     Caller,
     Level,
@@ -30,7 +29,6 @@ from node.policy import (
     columns_used,
     decide,
     empty_policy,
-    entity_column,
     explain,
     load_policy,
 )
@@ -41,9 +39,13 @@ F = query_pb2.Function
 
 TIANJIN = """\
 # Tianjin's sharing policy
-[k]
-medical_visits = 20
-population = 10
+[privacy]
+epsilon_per_question = 0.5
+epsilon_per_period = 5
+
+[privacy.medical_visits]
+max_rows_per_person = 4
+bounds = { total_cost = [0, 50000] }
 
 [[rules]]
 dataset = "medical_visits"
@@ -114,8 +116,8 @@ def grant(dataset, columns, level, callers=("*",), purposes=("*",), number=1) ->
                 f"rule {number} (test.toml)")
 
 
-def policy_of(*rules: Rule, k=None) -> Policy:
-    return Policy(rules=rules, k=k or {}, source="test.toml")
+def policy_of(*rules: Rule) -> Policy:
+    return Policy(rules=rules, source="test.toml")
 
 
 # One test per rule of the policy.
@@ -166,26 +168,27 @@ def test_a_match_level_column_is_refused_in_an_aggregate_plan(tianjin, sql):
     assert "only as a linkage key" in decision.refusal("tianjin")
 
 
-def test_row_on_every_used_column_means_no_suppression():
+def test_row_on_every_used_column_means_an_exact_answer():
     policy = policy_of(grant("transit_trips", ["mode", "line"], Level.ROW),
-                       grant("transit_trips", ["fare"], Level.AGGREGATE), k={"transit_trips": 25})
+                       grant("transit_trips", ["fare"], Level.AGGREGATE))
     plain = decide_sql(policy, BEIJING, "p",
                        "SELECT mode, line, count(*) FROM transit_trips GROUP BY mode, line")
-    assert plain.allowed and plain.k is None
+    assert plain.allowed and not plain.private
     with_fare = decide_sql(policy, BEIJING, "p",
                            "SELECT mode, sum(fare) FROM transit_trips GROUP BY mode")
-    assert with_fare.allowed and with_fare.k == 25
+    assert with_fare.allowed and with_fare.private
 
 
-def test_aggregate_uses_the_files_k_or_the_default(tianjin):
-    medical = decide_sql(tianjin, AUTHORITY, "medical-settlement-statistics",
-                         "SELECT department, sum(total_cost) FROM medical_visits "
-                         "GROUP BY department")
-    assert medical.allowed and medical.k == 20
-    transit = decide_sql(tianjin, BEIJING, "transit-planning",
-                         "SELECT district_code, count(*) FROM transit_trips GROUP BY 1")
-    assert transit.allowed and transit.k == DEFAULT_K == 10
-    assert tianjin.k_for("social_insurance") == DEFAULT_K
+def test_privacy_settings_come_from_the_file_or_the_dataset_defaults(tianjin):
+    privacy = tianjin.privacy
+    assert (privacy.epsilon_per_question, privacy.epsilon_per_period) == (0.5, 5.0)
+    assert (privacy.delta_per_question, privacy.period) == (1e-6, "day")
+    medical = privacy.of("medical_visits")
+    assert medical.max_rows_per_person == 4
+    assert medical.bounds["total_cost"] == (0, 50000)
+    assert medical.bounds["insurance_paid"] == DATASETS["medical_visits"].column(
+        "insurance_paid").bounds
+    assert privacy.of("population").max_rows_per_person == 1
 
 
 def test_a_column_less_count_needs_an_aggregate_grant_on_some_column():
@@ -200,9 +203,9 @@ def test_a_column_less_count_needs_an_aggregate_grant_on_some_column():
     one = decide_sql(policy_of(grant("population", ["sex"], Level.AGGREGATE),
                                grant("population", ["district_code"], Level.ROW)),
                      BEIJING, "p", sql)
-    assert one.allowed and one.columns == () and one.k == DEFAULT_K
+    assert one.allowed and one.columns == () and one.private
     every = decide_sql(policy_of(grant("population", ["*"], Level.ROW)), BEIJING, "p", sql)
-    assert every.allowed and every.k is None
+    assert every.allowed and not every.private
 
 
 def test_the_highest_grant_wins():
@@ -278,15 +281,13 @@ def test_a_request_without_a_purpose_gets_nothing(tianjin):
     assert not decision.allowed
 
 
-def test_entity_column_counts_people():
-    assert {name: entity_column(name) for name in DATASETS} == {
+def test_the_privacy_unit_is_a_person_or_a_card():
+    assert {name: DATASETS[name].entity for name in DATASETS} == {
         "population": "person_id", "social_insurance": "person_id",
         "medical_visits": "person_id", "transit_trips": "card_id"}
     for name in DATASETS:
-        column = DATASETS[name].column(entity_column(name))
+        column = DATASETS[name].column(DATASETS[name].entity)
         assert column is not None and not column.nullable
-    with pytest.raises(ValueError):
-        entity_column("nope")
 
 
 def test_columns_used_lists_every_column_in_first_use_order_with_its_clauses():
@@ -322,8 +323,8 @@ def test_the_example_policy_loads(tianjin, tmp_path):
     assert first.label == f"rule 1 ({tmp_path / 'tianjin.toml'})"
     assert first.note == "Regional health commission: settlement statistics"
     assert first.level is Level.AGGREGATE and first.callers == ("group:authorities",)
-    assert tianjin.k_for("medical_visits") == 20 and tianjin.source == str(
-        tmp_path / "tianjin.toml")
+    assert tianjin.privacy.of("medical_visits").max_rows_per_person == 4
+    assert tianjin.source == str(tmp_path / "tianjin.toml")
 
 
 RULE = """[[rules]]
@@ -343,9 +344,18 @@ level = "aggregate"
     (RULE.replace('"aggregate"', '"aggregated"'),
      "rule 1: unknown level 'aggregated'; levels: deny, match, aggregate, row"),
     (RULE.replace('"aggregate"', '"ROW"'), "rule 1: unknown level 'ROW'"),
-    ("[k]\npopulation = 1\n" + RULE, "[k] key 'population' must be at least 2, got 1"),
-    ("[k]\npopulation = true\n", "[k] key 'population' must be an integer"),
-    ("[k]\npeople = 10\n", "[k] unknown dataset 'people'"),
+    ("[k]\npopulation = 10\n" + RULE, "[k] is gone"),
+    ("[privacy]\nepsilon_per_question = 0\n", "'epsilon_per_question' must be above 0"),
+    ("[privacy]\nepsilon_per_question = 2\nepsilon_per_period = 1\n",
+     "'epsilon_per_period' must be at least epsilon_per_question"),
+    ("[privacy]\ndelta_per_question = 0.1\n", "'delta_per_question' and 'delta_per_period'"),
+    ("[privacy]\nperiod = 'year'\n", "'period' must be one of day, week, month"),
+    ("[privacy]\nepsilon = 1\n", "[privacy] unknown key 'epsilon'"),
+    ("[privacy.population]\nmax_rows_per_person = 0\n", "'max_rows_per_person' must be"),
+    ("[privacy.medical_visits]\nbounds = { icd10 = [0, 1] }\n",
+     "'icd10' is not a numeric column of medical_visits"),
+    ("[privacy.medical_visits]\nbounds = { total_cost = [10, 1] }\n", "lower < upper"),
+    ("[privacy.medical_visits]\nbounds = { total_cost = [0, 1e15] }\n", "lower < upper"),
     (RULE + 'colums = ["x"]\n', "rule 1: unknown key 'colums'; known keys: dataset, columns"),
     ("default_level = 'row'\n" + RULE, "unknown key 'default_level'"),
     (RULE.replace('level = "aggregate"\n', ""), "rule 1: missing key 'level'"),
@@ -403,7 +413,7 @@ def test_explain_lists_every_used_column_with_its_rule(tianjin, tmp_path):
     assert f"allowed by rule 2 ({source})" in by_column["tapped_at"]
     assert "WHERE" in by_column["station"] and "GROUP BY" in by_column["tapped_at"]
     assert "aggregate" in by_column["fare"].split("needs")[0]
-    assert lines[5].startswith("k: 10: groups of fewer than 10 people (distinct card_id)")
+    assert lines[5].startswith("answer: differentially private: each card_id adds at most")
     assert lines[6] == ("verdict: REFUSED: transit_trips.station needs aggregate for purpose "
                         "'transit-planning'; this city grants beijing deny (default)")
     assert "Tianjin West" not in text
@@ -418,7 +428,7 @@ def test_explain_names_an_explicit_deny_and_a_match_grant(tianjin):
     assert "only match by rule 4" in text
     allowed = explain(decide_sql(tianjin, BEIJING, "x", "SELECT mode, count(*) FROM "
                                  "transit_trips GROUP BY mode"))
-    assert "k: none" in allowed and allowed.endswith("verdict: ALLOWED")
+    assert "answer: exact" in allowed and allowed.endswith("verdict: ALLOWED")
     counted = explain(decide_sql(tianjin, AUTHORITY, "population-statistics",
                                  "SELECT count(*) FROM population"))
     assert "no column used" in counted and counted.endswith("verdict: ALLOWED")
@@ -448,7 +458,7 @@ def test_cli_explain_exits_0_when_allowed_and_4_when_refused(policy_file):
                     "--purpose", "medical-settlement-statistics",
                     "SELECT department, sum(total_cost) FROM medical_visits GROUP BY 1")
     assert code == 0 and out.rstrip().endswith("verdict: ALLOWED")
-    assert "groups authorities, analysts" in out and "k: 20" in out
+    assert "groups authorities, analysts" in out and "differentially private" in out
     code, out = run("policy", "explain", "--policy", str(policy_file), "--caller", "beijing",
                     "--purpose", "medical-settlement-statistics",
                     "SELECT department, sum(total_cost) FROM medical_visits GROUP BY 1")
@@ -462,11 +472,13 @@ def test_cli_explain_refuses_sql_outside_the_subset(policy_file):
             "--purpose", "p", "SELECT * FROM population")
 
 
-def test_cli_check_lists_the_rules_and_k(policy_file):
+def test_cli_check_lists_the_rules_and_the_privacy_settings(policy_file):
     code, out = run("policy", "check", str(policy_file))
     assert code == 0
     for word in ("group:authorities", "role:city", "pension-fraud-check", "Names never leave",
-                 "medical_visits 20", "social_insurance 10 (default)", "valid, 6 rules"):
+                 "privacy: ε 0.5 and δ 1e-06 per question", "per caller, purpose and day",
+                 "medical_visits: at most 4 rows per person_id; bounds: total_cost [0, 50000]",
+                 "valid, 6 rules"):
         assert word in out
 
 
@@ -570,16 +582,16 @@ def test_decide_allows_a_plan_iff_every_used_column_is_granted_aggregate(data, d
              for c in DATASETS[dataset].column_names]
     if used:
         assert decision.allowed == all(lv >= Level.AGGREGATE for lv in levels.values())
-        assert (decision.k is None) == all(lv is Level.ROW for lv in levels.values())
+        assert (not decision.private) == all(lv is Level.ROW for lv in levels.values())
     else:
         assert decision.allowed == (max(every) >= Level.AGGREGATE)
-        assert (decision.k is None) == all(lv is Level.ROW for lv in every)
+        assert (not decision.private) == all(lv is Level.ROW for lv in every)
     assert [c.column for c in decision.columns] == list(used)
 
     shuffled = list(rule_list)
     random.Random(len(rule_list)).shuffle(shuffled)
     again = decide(policy_of(*shuffled), caller, purpose, plan)
-    assert again.allowed == decision.allowed and again.k == decision.k
+    assert again.allowed == decision.allowed and again.private == decision.private
     assert [c.granted for c in again.columns] == [c.granted for c in decision.columns]
 
     text = explain(decision)
@@ -607,7 +619,7 @@ def test_decide_takes_well_under_100_microseconds(tianjin, record_property):
     callers = [Caller(f"member-{i}", "authority", ("authorities",)) for i in range(calls)]
     cold = float("inf")
     for _ in range(3):  # a new caller each call, on a policy with nothing cached yet
-        fresh = Policy(tianjin.rules, tianjin.k, tianjin.source)
+        fresh = Policy(tianjin.rules, tianjin.source, tianjin.privacy)
         cold = min(cold, timeit.timeit(lambda f=fresh: [decide(f, c, purpose, plan)
                                                         for c in callers], timer=clock, number=1))
     cold = cold / calls * 1e6

@@ -40,7 +40,7 @@ class FederatedAggregateRequest(_message.Message):
     def __init__(self, sql: _Optional[str] = ..., query: _Optional[_Union[_query_pb2.FederatedQuery, _Mapping]] = ..., cities: _Optional[_Iterable[str]] = ..., require_all: _Optional[bool] = ..., city_timeout_ms: _Optional[int] = ..., purpose: _Optional[str] = ...) -> None: ...
 
 class CityOutcome(_message.Message):
-    __slots__ = ("city", "status", "code", "detail", "groups", "elapsed_ms", "suppressed_groups", "receipt")
+    __slots__ = ("city", "status", "code", "detail", "groups", "elapsed_ms", "suppressed_groups", "receipt", "epsilon_charged", "epsilon_remaining", "private")
     CITY_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +49,9 @@ class CityOutcome(_message.Message):
     ELAPSED_MS_FIELD_NUMBER: _ClassVar[int]
     SUPPRESSED_GROUPS_FIELD_NUMBER: _ClassVar[int]
     RECEIPT_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_CHARGED_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_REMAINING_FIELD_NUMBER: _ClassVar[int]
+    PRIVATE_FIELD_NUMBER: _ClassVar[int]
     city: str
     status: CityStatus
     code: str
@@ -57,16 +60,31 @@ class CityOutcome(_message.Message):
     elapsed_ms: float
     suppressed_groups: int
     receipt: str
-    def __init__(self, city: _Optional[str] = ..., status: _Optional[_Union[CityStatus, str]] = ..., code: _Optional[str] = ..., detail: _Optional[str] = ..., groups: _Optional[int] = ..., elapsed_ms: _Optional[float] = ..., suppressed_groups: _Optional[int] = ..., receipt: _Optional[str] = ...) -> None: ...
+    epsilon_charged: float
+    epsilon_remaining: float
+    private: bool
+    def __init__(self, city: _Optional[str] = ..., status: _Optional[_Union[CityStatus, str]] = ..., code: _Optional[str] = ..., detail: _Optional[str] = ..., groups: _Optional[int] = ..., elapsed_ms: _Optional[float] = ..., suppressed_groups: _Optional[int] = ..., receipt: _Optional[str] = ..., epsilon_charged: _Optional[float] = ..., epsilon_remaining: _Optional[float] = ..., private: _Optional[bool] = ...) -> None: ...
+
+class ColumnAccuracy(_message.Message):
+    __slots__ = ("noisy", "noise_stddev", "half_widths_95")
+    NOISY_FIELD_NUMBER: _ClassVar[int]
+    NOISE_STDDEV_FIELD_NUMBER: _ClassVar[int]
+    HALF_WIDTHS_95_FIELD_NUMBER: _ClassVar[int]
+    noisy: bool
+    noise_stddev: float
+    half_widths_95: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, noisy: _Optional[bool] = ..., noise_stddev: _Optional[float] = ..., half_widths_95: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class FederatedAggregateResponse(_message.Message):
-    __slots__ = ("column_names", "rows", "outcomes", "complete")
+    __slots__ = ("column_names", "rows", "outcomes", "complete", "accuracy")
     COLUMN_NAMES_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
     OUTCOMES_FIELD_NUMBER: _ClassVar[int]
     COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    ACCURACY_FIELD_NUMBER: _ClassVar[int]
     column_names: _containers.RepeatedScalarFieldContainer[str]
     rows: _containers.RepeatedCompositeFieldContainer[_query_pb2.Row]
     outcomes: _containers.RepeatedCompositeFieldContainer[CityOutcome]
     complete: bool
-    def __init__(self, column_names: _Optional[_Iterable[str]] = ..., rows: _Optional[_Iterable[_Union[_query_pb2.Row, _Mapping]]] = ..., outcomes: _Optional[_Iterable[_Union[CityOutcome, _Mapping]]] = ..., complete: _Optional[bool] = ...) -> None: ...
+    accuracy: _containers.RepeatedCompositeFieldContainer[ColumnAccuracy]
+    def __init__(self, column_names: _Optional[_Iterable[str]] = ..., rows: _Optional[_Iterable[_Union[_query_pb2.Row, _Mapping]]] = ..., outcomes: _Optional[_Iterable[_Union[CityOutcome, _Mapping]]] = ..., complete: _Optional[bool] = ..., accuracy: _Optional[_Iterable[_Union[ColumnAccuracy, _Mapping]]] = ...) -> None: ...

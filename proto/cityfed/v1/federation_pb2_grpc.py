@@ -53,7 +53,9 @@ class FederationServiceServicer:
     def FederatedAggregate(self, request, context):
         """FederatedAggregate sends an aggregate question to the cities, merges their partial
         aggregates exactly and returns one table with one outcome per city. A city that refuses
-        (for example by its policy) is reported in the outcomes, not as an error.
+        (for example by its policy, or because the asking member's privacy budget is spent) is
+        reported in the outcomes, not as an error. A private answer carries each column's accuracy
+        and each city's ε.
         Returns UNAUTHENTICATED without a client certificate of a manifest member;
         INVALID_ARGUMENT for SQL outside the supported subset, a malformed query, an unknown
         dataset, column, city or purpose; RESOURCE_EXHAUSTED for an oversized request;

@@ -55,13 +55,37 @@ class ListDatasetsRequest(_message.Message):
     def __init__(self, purpose: _Optional[str] = ...) -> None: ...
 
 class ListDatasetsResponse(_message.Message):
-    __slots__ = ("datasets",)
+    __slots__ = ("datasets", "budget")
     DATASETS_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
     datasets: _containers.RepeatedCompositeFieldContainer[Dataset]
-    def __init__(self, datasets: _Optional[_Iterable[_Union[Dataset, _Mapping]]] = ...) -> None: ...
+    budget: PrivacyBudget
+    def __init__(self, datasets: _Optional[_Iterable[_Union[Dataset, _Mapping]]] = ..., budget: _Optional[_Union[PrivacyBudget, _Mapping]] = ...) -> None: ...
+
+class PrivacyBudget(_message.Message):
+    __slots__ = ("purpose", "period", "resets_at", "epsilon_limit", "epsilon_spent", "delta_limit", "delta_spent", "epsilon_per_question", "delta_per_question")
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    RESETS_AT_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_SPENT_FIELD_NUMBER: _ClassVar[int]
+    DELTA_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    DELTA_SPENT_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_PER_QUESTION_FIELD_NUMBER: _ClassVar[int]
+    DELTA_PER_QUESTION_FIELD_NUMBER: _ClassVar[int]
+    purpose: str
+    period: str
+    resets_at: str
+    epsilon_limit: float
+    epsilon_spent: float
+    delta_limit: float
+    delta_spent: float
+    epsilon_per_question: float
+    delta_per_question: float
+    def __init__(self, purpose: _Optional[str] = ..., period: _Optional[str] = ..., resets_at: _Optional[str] = ..., epsilon_limit: _Optional[float] = ..., epsilon_spent: _Optional[float] = ..., delta_limit: _Optional[float] = ..., delta_spent: _Optional[float] = ..., epsilon_per_question: _Optional[float] = ..., delta_per_question: _Optional[float] = ...) -> None: ...
 
 class ColumnSchema(_message.Message):
-    __slots__ = ("name", "type", "description", "unit", "sensitivity", "nullable", "access")
+    __slots__ = ("name", "type", "description", "unit", "sensitivity", "nullable", "access", "lower_bound", "upper_bound")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
@@ -69,6 +93,8 @@ class ColumnSchema(_message.Message):
     SENSITIVITY_FIELD_NUMBER: _ClassVar[int]
     NULLABLE_FIELD_NUMBER: _ClassVar[int]
     ACCESS_FIELD_NUMBER: _ClassVar[int]
+    LOWER_BOUND_FIELD_NUMBER: _ClassVar[int]
+    UPPER_BOUND_FIELD_NUMBER: _ClassVar[int]
     name: str
     type: str
     description: str
@@ -76,21 +102,25 @@ class ColumnSchema(_message.Message):
     sensitivity: Sensitivity
     nullable: bool
     access: AccessLevel
-    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., description: _Optional[str] = ..., unit: _Optional[str] = ..., sensitivity: _Optional[_Union[Sensitivity, str]] = ..., nullable: _Optional[bool] = ..., access: _Optional[_Union[AccessLevel, str]] = ...) -> None: ...
+    lower_bound: str
+    upper_bound: str
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., description: _Optional[str] = ..., unit: _Optional[str] = ..., sensitivity: _Optional[_Union[Sensitivity, str]] = ..., nullable: _Optional[bool] = ..., access: _Optional[_Union[AccessLevel, str]] = ..., lower_bound: _Optional[str] = ..., upper_bound: _Optional[str] = ...) -> None: ...
 
 class Dataset(_message.Message):
-    __slots__ = ("name", "description", "columns", "row_count", "min_group_size")
+    __slots__ = ("name", "description", "columns", "row_count", "min_group_size", "max_rows_per_person")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     ROW_COUNT_FIELD_NUMBER: _ClassVar[int]
     MIN_GROUP_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MAX_ROWS_PER_PERSON_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     columns: _containers.RepeatedCompositeFieldContainer[ColumnSchema]
     row_count: int
     min_group_size: int
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[ColumnSchema, _Mapping]]] = ..., row_count: _Optional[int] = ..., min_group_size: _Optional[int] = ...) -> None: ...
+    max_rows_per_person: int
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[ColumnSchema, _Mapping]]] = ..., row_count: _Optional[int] = ..., min_group_size: _Optional[int] = ..., max_rows_per_person: _Optional[int] = ...) -> None: ...
 
 class AggregateRequest(_message.Message):
     __slots__ = ("plan",)
@@ -99,11 +129,41 @@ class AggregateRequest(_message.Message):
     def __init__(self, plan: _Optional[bytes] = ...) -> None: ...
 
 class AggregateResponse(_message.Message):
-    __slots__ = ("city", "groups", "suppressed_groups")
+    __slots__ = ("city", "groups", "suppressed_groups", "privacy")
     CITY_FIELD_NUMBER: _ClassVar[int]
     GROUPS_FIELD_NUMBER: _ClassVar[int]
     SUPPRESSED_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    PRIVACY_FIELD_NUMBER: _ClassVar[int]
     city: str
     groups: _containers.RepeatedCompositeFieldContainer[_query_pb2.PartialGroup]
     suppressed_groups: int
-    def __init__(self, city: _Optional[str] = ..., groups: _Optional[_Iterable[_Union[_query_pb2.PartialGroup, _Mapping]]] = ..., suppressed_groups: _Optional[int] = ...) -> None: ...
+    privacy: PrivacyReport
+    def __init__(self, city: _Optional[str] = ..., groups: _Optional[_Iterable[_Union[_query_pb2.PartialGroup, _Mapping]]] = ..., suppressed_groups: _Optional[int] = ..., privacy: _Optional[_Union[PrivacyReport, _Mapping]] = ...) -> None: ...
+
+class PrivacyReport(_message.Message):
+    __slots__ = ("epsilon", "delta", "max_rows_per_person", "threshold", "aggregates", "budget")
+    EPSILON_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    MAX_ROWS_PER_PERSON_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATES_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    epsilon: float
+    delta: float
+    max_rows_per_person: int
+    threshold: int
+    aggregates: _containers.RepeatedCompositeFieldContainer[AggregateNoise]
+    budget: PrivacyBudget
+    def __init__(self, epsilon: _Optional[float] = ..., delta: _Optional[float] = ..., max_rows_per_person: _Optional[int] = ..., threshold: _Optional[int] = ..., aggregates: _Optional[_Iterable[_Union[AggregateNoise, _Mapping]]] = ..., budget: _Optional[_Union[PrivacyBudget, _Mapping]] = ...) -> None: ...
+
+class AggregateNoise(_message.Message):
+    __slots__ = ("count_scale", "sum_scale", "lower_bound", "upper_bound")
+    COUNT_SCALE_FIELD_NUMBER: _ClassVar[int]
+    SUM_SCALE_FIELD_NUMBER: _ClassVar[int]
+    LOWER_BOUND_FIELD_NUMBER: _ClassVar[int]
+    UPPER_BOUND_FIELD_NUMBER: _ClassVar[int]
+    count_scale: float
+    sum_scale: float
+    lower_bound: str
+    upper_bound: str
+    def __init__(self, count_scale: _Optional[float] = ..., sum_scale: _Optional[float] = ..., lower_bound: _Optional[str] = ..., upper_bound: _Optional[str] = ...) -> None: ...

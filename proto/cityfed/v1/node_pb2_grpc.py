@@ -81,16 +81,24 @@ class NodeServiceServicer:
         """Aggregate runs an aggregate plan on this city's store and returns partial aggregates.
         The call carries a request token in `authorization: Bearer <jwt>` metadata, bound to this
         city, a registered purpose, the SHA-256 of the exact plan bytes and the caller's TLS
-        certificate. Groups smaller than the policy's k are dropped and counted. The request is
-        recorded in the city's audit log before the answer leaves, and the answer's trailing
-        metadata carries `cityfed-receipt`: the city's signed receipt (docs/audit.md).
+        certificate. When every column the plan uses is granted `row`, the partials are exact.
+        Otherwise (`aggregate` access) the answer is differentially private (docs/policy.md): each
+        person's rows are bounded and values clamped, discrete Laplace noise is added to every
+        count and sum, groups are released only when their noisy count passes a threshold (no
+        count of withheld groups is returned), min and max are refused, and the caller's privacy
+        budget is charged before the query runs; `privacy` says how. The request is recorded in
+        the city's audit log before the answer leaves, and the answer's trailing metadata carries
+        `cityfed-receipt`: the city's signed receipt (docs/audit.md).
         Returns UNAUTHENTICATED for a missing or invalid token or certificate; PERMISSION_DENIED
         when the policy refuses a column at the level the plan needs (the message names the
         dataset, column and level); INVALID_ARGUMENT for a malformed plan, an unknown dataset or
-        column or a type mismatch; RESOURCE_EXHAUSTED for an oversized request or a result with
-        too many groups; DEADLINE_EXCEEDED when the store did not finish before the caller's
-        deadline; CANCELLED when the caller cancelled; UNAVAILABLE while the store cannot be read
-        or the audit record cannot be written (no data leaves unrecorded).
+        column, a type mismatch, min or max on a private answer, a private sum or avg over no
+        bounded numeric column, or a run-time error (a fixed message naming the operation, never
+        a value); RESOURCE_EXHAUSTED for an oversized request, a result with too many groups, or
+        a spent privacy budget (with a google.rpc.QuotaFailure detail naming caller/purpose/period);
+        DEADLINE_EXCEEDED when the store did not finish before the caller's deadline; CANCELLED
+        when the caller cancelled; UNAVAILABLE while the store cannot be read or the audit record
+        cannot be written (no data leaves unrecorded).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

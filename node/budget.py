@@ -1,0 +1,145 @@
+"""Each caller's privacy budget at this node: ε and δ per caller × purpose × period.
+
+A private answer is charged here before it is computed, in one SQLite transaction that checks
+and spends together, so concurrent questions cannot overspend and a charge, once made, is
+never given back: not when the query fails, not when the node is killed before answering.
+WAL mode: a committed charge survives `kill -9`; `sync=True` also survives power loss.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from cityfed.v1 import node_pb2
+
+from federation.errors import BudgetExhausted
+from node.policy import PrivacySettings
+
+_EPSILON_SLACK = 1e-9  # float sums of ε: 10 × 0.1 must fit a budget of 1.0
+
+
+@dataclass(frozen=True)
+class BudgetLimits:
+    epsilon: float
+    delta: float
+    period: str  # day, week or month (UTC)
+
+
+@dataclass(frozen=True)
+class BudgetState:
+    """A caller's budget for one purpose in the current period."""
+
+    caller: str
+    purpose: str
+    period: str  # the period's key, e.g. "2026-12-01", "2026-W49" or "2026-12"
+    resets_at: dt.datetime
+    epsilon_limit: float
+    epsilon_spent: float
+    delta_limit: float
+    delta_spent: float
+
+    @property
+    def epsilon_left(self) -> float:
+        return max(0.0, self.epsilon_limit - self.epsilon_spent)
+
+    @property
+    def delta_left(self) -> float:
+        return max(0.0, self.delta_limit - self.delta_spent)
+
+
+def period_of(kind: str, now: dt.datetime) -> tuple[str, dt.datetime]:
+    """The key of the period holding `now` (UTC) and when the next one starts."""
+    day = now.astimezone(dt.UTC).date()
+    if kind == "day":
+        start_next = day + dt.timedelta(days=1)
+        key = day.isoformat()
+    elif kind == "week":
+        year, week, weekday = day.isocalendar()
+        start_next = day + dt.timedelta(days=8 - weekday)
+        key = f"{year}-W{week:02d}"
+    elif kind == "month":
+        start_next = (day.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
+        key = f"{day.year}-{day.month:02d}"
+    else:
+        raise ValueError(f"unknown budget period {kind!r}")
+    return key, dt.datetime.combine(start_next, dt.time(), tzinfo=dt.UTC)
+
+
+class PrivacyBudget:
+    def __init__(self, path: Path, *, sync: bool = False, clock=None) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self._lock = threading.Lock()
+        self._connection = sqlite3.connect(str(path), check_same_thread=False,
+                                           isolation_level=None)
+        self._connection.execute("PRAGMA journal_mode=WAL")
+        self._connection.execute(f"PRAGMA synchronous={'FULL' if sync else 'NORMAL'}")
+        self._connection.execute(
+            "CREATE TABLE IF NOT EXISTS spent (caller TEXT NOT NULL, purpose TEXT NOT NULL, "
+            "period TEXT NOT NULL, epsilon REAL NOT NULL, delta REAL NOT NULL, "
+            "questions INTEGER NOT NULL, PRIMARY KEY (caller, purpose, period))")
+
+    def close(self) -> None:
+        with self._lock:
+            self._connection.close()
+
+    def state(self, caller: str, purpose: str, limits: BudgetLimits) -> BudgetState:
+        key, resets_at = period_of(limits.period, self._clock())
+        with self._lock:
+            row = self._connection.execute(
+                "SELECT epsilon, delta FROM spent WHERE caller = ? AND purpose = ? AND period = ?",
+                (caller, purpose, key)).fetchone()
+        epsilon, delta = row or (0.0, 0.0)
+        return BudgetState(caller, purpose, key, resets_at, limits.epsilon, epsilon,
+                           limits.delta, delta)
+
+    def charge(self, caller: str, purpose: str, epsilon: float, delta: float,
+               limits: BudgetLimits) -> BudgetState:
+        """Spend (ε, δ) from the caller's budget for this purpose and period, or raise
+        BudgetExhausted and spend nothing. Returns the budget after the charge."""
+        key, resets_at = period_of(limits.period, self._clock())
+        with self._lock:
+            connection = self._connection
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                row = connection.execute(
+                    "SELECT epsilon, delta FROM spent WHERE caller = ? AND purpose = ? "
+                    "AND period = ?", (caller, purpose, key)).fetchone()
+                spent_epsilon, spent_delta = row or (0.0, 0.0)
+                if (spent_epsilon + epsilon > limits.epsilon + _EPSILON_SLACK
+                        or spent_delta + delta > limits.delta * (1 + _EPSILON_SLACK)):
+                    raise BudgetExhausted(
+                        f"the privacy budget of {caller} for purpose {purpose[:64]!r} is spent "
+                        f"for {key}: ε {spent_epsilon:g} of {limits.epsilon:g} used, this "
+                        f"question needs {epsilon:g}; it resets at "
+                        f"{resets_at.isoformat().replace('+00:00', 'Z')}",
+                        subject=f"{caller}/{purpose[:64]}/{key}")
+                connection.execute(
+                    "INSERT INTO spent VALUES (?, ?, ?, ?, ?, 1) "
+                    "ON CONFLICT (caller, purpose, period) DO UPDATE SET "
+                    "epsilon = epsilon + excluded.epsilon, delta = delta + excluded.delta, "
+                    "questions = questions + 1", (caller, purpose, key, epsilon, delta))
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+        return BudgetState(caller, purpose, key, resets_at, limits.epsilon,
+                           spent_epsilon + epsilon, limits.delta, spent_delta + delta)
+
+
+def budget_limits(settings: PrivacySettings) -> BudgetLimits:
+    return BudgetLimits(settings.epsilon_per_period, settings.delta_per_period, settings.period)
+
+
+def budget_message(state: BudgetState, settings: PrivacySettings) -> node_pb2.PrivacyBudget:
+    return node_pb2.PrivacyBudget(
+        purpose=state.purpose, period=state.period,
+        resets_at=state.resets_at.isoformat().replace("+00:00", "Z"),
+        epsilon_limit=state.epsilon_limit, epsilon_spent=state.epsilon_spent,
+        delta_limit=state.delta_limit, delta_spent=state.delta_spent,
+        epsilon_per_question=settings.epsilon_per_question,
+        delta_per_question=settings.delta_per_question)
