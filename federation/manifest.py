@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from federation.canonical import canonical_json, strict_loads
 from federation.errors import CityfedError, ConfigError
 from federation.keys import (
-    PUBLIC_MODE,
+    SECRET_MODE,
     b64url_decode,
     b64url_encode,
     key_id,
@@ -466,7 +466,7 @@ class ManifestStore:
                 if isinstance(source, bytes):
                     raise
                 raise _naming(source, error) from None
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_file_atomically(self.path, data, PUBLIC_MODE)
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            write_file_atomically(self.path, data, SECRET_MODE)  # a node's state, its user's alone
             self._held = manifest
         return manifest

@@ -9,7 +9,7 @@ Layout of the region folder:
     members/<id>/tls.key, tls.pem the member's TLS key (0600) and certificate
     manifest.json                 the signed manifest
 
-Folders holding private keys are created 0700.
+Folders holding private keys are 0700 (tightened when they exist with a looser mode).
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from federation.pki import (
     write_certificate,
     write_tls_key,
 )
+from federation.private_files import private_folder
 
 DEFAULT_PURPOSES = (
     Purpose("population-statistics",
@@ -116,7 +117,8 @@ def init_region(directory: Path, *, region: str, cities: list[tuple[str, str]],
         raise ConfigError(f"{result.root_key}: the region already has a root key; "
                           "replacing it (--force) makes every node's pinned key useless")
 
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_folder(root)
+    private_folder(directory / "members")
     root_key = generate_signing_key()
     write_private_key(result.root_key, root_key)
     write_public_key(result.root_public_key, root_key.public_key())
@@ -129,7 +131,7 @@ def init_region(directory: Path, *, region: str, cities: list[tuple[str, str]],
     members = []
     for index, (files, (role, group), name) in enumerate(zip(result.members, roles, names,
                                                              strict=True)):
-        files.signing_key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_folder(files.signing_key.parent)
         signing_key = generate_signing_key()
         write_private_key(files.signing_key, signing_key)
         tls_key, tls_cert = issue_member_certificate(ca_key, ca_cert, files.id, region,
@@ -191,6 +193,6 @@ def rotate_member_key(directory: Path, member_id: str, now: datetime,
     # The manifest first: should writing the key then fail, the old key still works.
     write_file_atomically(manifest_path, sign_manifest(rotated, root_key), PUBLIC_MODE)
     key_path = _member_files(directory, member_id).signing_key
-    key_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_folder(key_path.parent)
     write_private_key(key_path, new_key)
     return key_path

@@ -16,7 +16,7 @@ from federation.errors import CityfedError, FileMissing
 from node import audit_cli, policy_cli
 from node.config import load_config
 from node.ingest import IngestMode
-from node.server import start_node
+from node.server import keep_private, start_node
 from node.store import Store
 
 _MODES = {IngestMode.REPLACE: admin_pb2.INGEST_MODE_REPLACE,
@@ -99,6 +99,7 @@ def run_ingest(args: argparse.Namespace, out, err) -> int:
             return 0
     if not path.exists():
         raise FileMissing(f"{path}: no such file")
+    keep_private(config)
     store = Store(config.database, memory_limit=config.memory_limit, threads=config.threads)
     try:
         result = store.ingest(args.dataset, path, mode)

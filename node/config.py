@@ -53,6 +53,13 @@ class NodeConfig:
     def state_path(self) -> Path:
         return self.state_dir or self.database.with_suffix(".state")
 
+    @property
+    def private_paths(self) -> tuple[Path, ...]:
+        """What only the node's user may read: its state (held manifest, token ids, audit log,
+        privacy budget), the database and DuckDB's write-ahead log and spill folder."""
+        return (self.state_path, self.database, Path(f"{self.database}.wal"),
+                Path(f"{self.database}.tmp"))
+
 
 def load_config(path: Path) -> NodeConfig:
     table = read_toml(path)

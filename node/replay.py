@@ -3,6 +3,7 @@ a restart. SQLite in WAL mode: a commit survives the process being killed."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -13,7 +14,9 @@ PURGE_EVERY = 1_000
 
 class ReplayCache:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Created private before SQLite opens it: its -wal and -shm files take the same mode.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600))
         self._lock = threading.Lock()
         self._connection = sqlite3.connect(str(path), check_same_thread=False,
                                            isolation_level=None)

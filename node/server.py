@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from federation.errors import InvalidArgument, PolicyDenied
 from federation.grpc_errors import ErrorTranslator
 from federation.health import add_health_and_reflection
 from federation.plan import check_plan, parse_plan
+from federation.private_files import owner_only, owner_only_from_now_on, tighten
 from node.audit import AuditLog
 from node.auditing import AuditRecorder
 from node.compile import compile_plan
@@ -153,7 +153,9 @@ def server_options(config: NodeConfig) -> list[tuple[str, int]]:
 
 def start_node(config: NodeConfig) -> RunningNode:
     """Load the trust material, open the store, and start the public server (mutual TLS only)
-    and the local admin server."""
+    and the local admin server. From here on the process creates files its user alone may read
+    (umask 077): DuckDB and SQLite keep creating them while the node runs."""
+    keep_private(config)
     trust = load_node_trust(config)
     audit = AuditLog(config.state_path / "audit", city=config.city, signing_key=trust.signing_key,
                      kid=trust.kid, checkpoint_every=config.audit_checkpoint_every,
@@ -185,7 +187,7 @@ def start_node(config: NodeConfig) -> RunningNode:
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(store), admin_server)
     socket_path = config.admin_socket_path
     socket_path.unlink(missing_ok=True)
-    with _owner_only_files():  # the socket file is created when the port is bound
+    with owner_only():  # the socket file is created when the port is bound
         admin_server.add_insecure_port(f"unix:{socket_path}")
     os.chmod(socket_path, 0o600)
     admin_server.start()
@@ -194,16 +196,11 @@ def start_node(config: NodeConfig) -> RunningNode:
     return RunningNode(config, server, admin_server, store, trust, audit, port, health_servicer)
 
 
-_umask_lock = threading.Lock()
-
-
-class _owner_only_files:
-    """Create files readable and writable by this user only, for as long as the block runs."""
-
-    def __enter__(self):
-        _umask_lock.acquire()
-        self.previous = os.umask(0o177)
-
-    def __exit__(self, *exc):
-        os.umask(self.previous)
-        _umask_lock.release()
+def keep_private(config: NodeConfig) -> None:
+    """The node's files are its user's alone: new ones by the process umask, those a looser
+    umask or a copy left readable by others are tightened now."""
+    owner_only_from_now_on()
+    for path in config.private_paths:
+        for change in tighten(path):
+            log.warning("%s: only the node's user may read it now (mode %04o, was %04o)",
+                        change.path, change.now, change.was)

@@ -22,6 +22,8 @@ from pathlib import Path
 import duckdb
 
 from federation.datasets import DATASETS, create_table_sql
+from federation.keys import write_file_atomically
+from federation.private_files import PRIVATE_FILE, owner_only, private_folder
 from federation.synthetic.divisions import CITIES, ELSEWHERE, MEMBER_CITIES, City
 from federation.synthetic.draws import FINE_BUCKETS, Statement, create_macros, gauss, u
 from federation.synthetic.icd10 import DIAGNOSES, PAEDIATRIC, Diagnosis
@@ -84,10 +86,10 @@ def generate_region(
     """Writes directory/<city>.duckdb for each city (the four standard tables created with
     federation.datasets.create_table_sql) and directory/ground_truth.json; returns the path of
     the ground-truth file. Overwrites existing files. Same seed + scale → byte-identical table
-    contents (row order included)."""
+    contents (row order included). The folder is made 0700, the files 0600: they hold the
+    (synthetic) residents' records."""
     _check(scale, cities)
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = private_folder(directory)
     with tempfile.TemporaryDirectory(prefix="cityfed-synthetic-") as spill:
         con = duckdb.connect(config={"threads": _cpus(), "temp_directory": spill})
         try:
@@ -102,7 +104,8 @@ def generate_region(
         finally:
             con.close()
     path = directory / "ground_truth.json"
-    path.write_text(json.dumps(truth, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    write_file_atomically(path, (json.dumps(truth, ensure_ascii=False, indent=2) + "\n")
+                          .encode("utf-8"), PRIVATE_FILE)
     return path
 
 
@@ -519,6 +522,14 @@ def _write_city(con: duckdb.DuckDBPyConnection, path: Path, x: int,
                 scale: RegionScale) -> dict[str, int]:
     for stale in (path, path.with_name(path.name + ".wal")):
         stale.unlink(missing_ok=True)
+    with owner_only():  # the file and its write-ahead log, created as DuckDB writes them
+        counts = _fill_city(con, path, x, scale)
+    os.chmod(path, PRIVATE_FILE)
+    return counts
+
+
+def _fill_city(con: duckdb.DuckDBPyConnection, path: Path, x: int,
+               scale: RegionScale) -> dict[str, int]:
     quoted = str(path).replace("'", "''")
     con.execute(f"ATTACH '{quoted}' AS city_db")
     try:
