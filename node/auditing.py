@@ -18,6 +18,8 @@ from node.audit import AuditLog
 
 # Successful calls of these services are routine and not recorded; refusals always are.
 UNRECORDED_WHEN_GRANTED = ("/grpc.health.v1.", "/grpc.reflection.")
+# What an AdminService load adds to its record, when the servicer established it.
+INGEST_FIELDS = ("dataset", "ingest_mode", "rows_loaded", "path_sha256")
 
 
 class AuditRecorder:
@@ -60,14 +62,16 @@ class AuditRecorder:
             "groups_suppressed": facts.get("groups_suppressed", 0),
             "duration_ms": round((time.perf_counter() - started) * 1000, 3),
             "response_sha256": sha256_hex(response_bytes) if response_bytes is not None else None,
+            **{name: facts[name] for name in INGEST_FIELDS if name in facts},
         }
 
 
 def _reason(error: CityfedError | None) -> str:
     """The stable reason, and the message when it is ours alone: a message about a malformed
-    request can quote the caller's own literals, which may be personal data."""
+    request can quote the caller's own literals, which may be personal data, and one about a
+    file to load names the file and can quote its rows."""
     if error is None:
         return ""
-    if error.status == grpc.StatusCode.INVALID_ARGUMENT:
+    if error.status in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND):
         return error.reason
     return f"{error.reason}: {error}"[:300]
