@@ -68,6 +68,21 @@ class BudgetExhausted(CityfedError):
         return [error_details_pb2.QuotaFailure(violations=[violation])]
 
 
+class Overloaded(CityfedError):
+    """The server is answering as many calls as it takes at once; retry shortly."""
+
+    status = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "OVERLOADED"
+
+
+class TooManyCalls(CityfedError):
+    """This caller already has as many calls in progress as one caller may have, so that no
+    caller can starve the others; retry when one of them has finished."""
+
+    status = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "TOO_MANY_CALLS"
+
+
 class DeadlineExceeded(CityfedError):
     status = grpc.StatusCode.DEADLINE_EXCEEDED
     reason = "DEADLINE_EXCEEDED"

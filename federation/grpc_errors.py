@@ -59,6 +59,23 @@ class CallObserver(Protocol):
         leaves. Raising a CityfedError replaces the answer with that error."""
 
 
+def refuse_stream(observer: CallObserver | None, method: str, context: grpc.ServicerContext,
+                  error: CityfedError, facts: dict, started: float) -> None:
+    """Streams do not pass through the ErrorTranslator: whoever refuses one has the observer
+    record the refusal, then answers it. Always raises."""
+    log.info("%s refused: %s: %s", method, error.reason, error)
+    if observer is not None:
+        try:
+            observer.finish(method, context, None, error, facts, started)
+        except CityfedError as failure:
+            log.error("%s: %s", method, failure)
+            error = failure
+        except Exception:
+            log.exception("%s: the observer failed", method)
+            error = CityfedError("internal error")
+    abort(context, error)
+
+
 class ErrorTranslator(grpc.ServerInterceptor):
     """Wraps every unary handler so that exceptions leave as proper statuses."""
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextvars
 import enum
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -15,7 +16,7 @@ import grpc
 
 from federation import call_facts
 from federation.errors import CityfedError
-from federation.grpc_errors import abort
+from federation.grpc_errors import CallObserver, refuse_stream
 from federation.manifest import Manifest, ManifestMember
 from federation.pki import certificate_fingerprint, x5t_s256
 from federation.tokens import Unauthenticated
@@ -97,9 +98,12 @@ def current_caller():
 
 
 class Guard(grpc.ServerInterceptor):
-    def __init__(self, method_policy: dict[str, Requirement], authenticate: Authenticate):
+    def __init__(self, method_policy: dict[str, Requirement], authenticate: Authenticate,
+                 observer: CallObserver | None = None):
+        """`observer` records the refusals of streams, which this guard answers itself."""
         self._method_policy = method_policy
         self._authenticate = authenticate
+        self._observer = observer
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
@@ -110,23 +114,28 @@ class Guard(grpc.ServerInterceptor):
         if requirement is None:
             def refuse(request, context):
                 raise MethodNotAllowed(f"{method} is not open to callers")
-            return _wrap(handler, refuse)
+            return _wrap(handler, refuse, method, self._observer)
         return _wrap(handler, lambda request, context: self._authenticate(
-            method, requirement, request, context))
+            method, requirement, request, context), method, self._observer)
 
 
-def _wrap(handler: grpc.RpcMethodHandler, authenticate) -> grpc.RpcMethodHandler:
+def _wrap(handler: grpc.RpcMethodHandler, authenticate, method: str,
+          observer: CallObserver | None) -> grpc.RpcMethodHandler:
     """The same handler, run only after `authenticate` succeeded, with the caller set. A refusal
     of a unary call is raised for the error translator (which records and answers it); a
-    refusal of a stream is answered here."""
+    refusal of a stream is recorded by the observer and answered here."""
 
     def check(request_or_iterator, context, answer_refusal: bool):
+        if not answer_refusal:
+            return _current.set(authenticate(request_or_iterator, context))
+        started = time.perf_counter()
+        facts_token = call_facts.begin()
         try:
             return _current.set(authenticate(request_or_iterator, context))
         except CityfedError as error:
-            if not answer_refusal:
-                raise
-            abort(context, error)
+            refuse_stream(observer, method, context, error, call_facts.current(), started)
+        finally:
+            call_facts.end(facts_token)
 
     def guarded(behaviour, answer_refusal: bool):
         def run(request_or_iterator, context):

@@ -32,8 +32,12 @@ class NodeConfig:
     admin_socket: Path | None = None
     memory_limit: str = "2GB"
     threads: int = 2
-    max_workers: int = 16
+    # Threads answering calls; calls beyond them wait for one.
+    max_workers: int = 32
+    # Calls answered at once, all callers together, and by any one caller (the member its TLS
+    # certificate names); unset: a quarter of max_concurrent_rpcs, at most half the workers.
     max_concurrent_rpcs: int = 64
+    max_concurrent_per_caller: int | None = None
     max_request_bytes: int = 1024 * 1024
     max_response_bytes: int = 64 * 1024 * 1024
     max_result_groups: int = 100_000
@@ -54,6 +58,12 @@ class NodeConfig:
         return self.state_dir or self.database.with_suffix(".state")
 
     @property
+    def per_caller_limit(self) -> int:
+        if self.max_concurrent_per_caller is not None:
+            return self.max_concurrent_per_caller
+        return max(1, min(self.max_concurrent_rpcs // 4, self.max_workers // 2))
+
+    @property
     def private_paths(self) -> tuple[Path, ...]:
         """What only the node's user may read: its state (held manifest, token ids, audit log,
         privacy budget), the database and DuckDB's write-ahead log and spill folder."""
@@ -61,11 +71,25 @@ class NodeConfig:
                 Path(f"{self.database}.tmp"))
 
 
+def limits_problem(config: NodeConfig) -> str | None:
+    """What is wrong with the concurrency limits, if anything."""
+    if config.threads < 1 or config.max_workers < 1 or config.max_concurrent_rpcs < 1:
+        return "threads, max_workers and max_concurrent_rpcs must be ≥ 1"
+    per_caller = config.per_caller_limit
+    if not 1 <= per_caller <= config.max_concurrent_rpcs:
+        return "max_concurrent_per_caller must be between 1 and max_concurrent_rpcs"
+    if per_caller >= config.max_workers:
+        return ("max_concurrent_per_caller must be below max_workers: one caller must never "
+                "hold every thread")
+    return None
+
+
 def load_config(path: Path) -> NodeConfig:
     table = read_toml(path)
     config = build(NodeConfig, table.get("node", table), path, "[node] ")
-    if config.threads < 1 or config.max_workers < 1 or config.max_concurrent_rpcs < 1:
-        raise ConfigError(f"{path}: threads, max_workers and max_concurrent_rpcs must be ≥ 1")
+    problem = limits_problem(config)
+    if problem:
+        raise ConfigError(f"{path}: [node] {problem}")
     if not NAME.fullmatch(config.city):
         raise ConfigError(f"{path}: [node] key 'city' must be a member id like 'tianjin'")
     return config

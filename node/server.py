@@ -15,16 +15,17 @@ from grpc_health.v1 import health
 import node
 from federation import call_facts
 from federation.datasets import DATASETS, Sensitivity
-from federation.errors import InvalidArgument, PolicyDenied
+from federation.errors import ConfigError, InvalidArgument, PolicyDenied
 from federation.grpc_errors import ErrorTranslator
 from federation.health import add_health_and_reflection
+from federation.limits import CallLimits, grpc_concurrency_limit, grpc_receive_limit, member_of
 from federation.plan import check_plan, parse_plan
 from federation.private_files import owner_only, owner_only_from_now_on, tighten
 from federation.receipts import sha256_hex
 from node.audit import AuditLog
 from node.auditing import AuditRecorder
 from node.compile import compile_plan
-from node.config import NodeConfig
+from node.config import NodeConfig, limits_problem
 from node.guard import current_caller, node_guard
 from node.ingest import IngestMode
 from node.partials import suppress_small_groups, to_partial_groups
@@ -156,7 +157,8 @@ class RunningNode:
 
 def server_options(config: NodeConfig) -> list[tuple[str, int]]:
     return [
-        ("grpc.max_receive_message_length", config.max_request_bytes),
+        # gRPC's own bound, above max_request_bytes: CallLimits refuses and records first.
+        ("grpc.max_receive_message_length", grpc_receive_limit(config.max_request_bytes)),
         ("grpc.max_send_message_length", config.max_response_bytes),
         ("grpc.so_reuseport", 0),
     ]
@@ -166,6 +168,9 @@ def start_node(config: NodeConfig) -> RunningNode:
     """Load the trust material, open the store, and start the public server (mutual TLS only)
     and the local admin server. From here on the process creates files its user alone may read
     (umask 077): DuckDB and SQLite keep creating them while the node runs."""
+    problem = limits_problem(config)
+    if problem:
+        raise ConfigError(f"{config.city}: {problem}")
     keep_private(config)
     trust = load_node_trust(config)
     audit = AuditLog(config.state_path / "audit", city=config.city, signing_key=trust.signing_key,
@@ -179,10 +184,18 @@ def start_node(config: NodeConfig) -> RunningNode:
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.max_workers,
                                    thread_name_prefix=f"{config.city}-rpc"),
+        # The translator records every outcome; the limits refuse before the guard checks a
+        # token; the guard before the servicer runs.
         interceptors=[ErrorTranslator(observer=recorder),
-                      node_guard(trust.state, config.city, trust.replay.remember)],
+                      CallLimits(max_request_bytes=config.max_request_bytes,
+                                 max_calls=config.max_concurrent_rpcs,
+                                 max_calls_per_caller=config.per_caller_limit,
+                                 identify=member_of(trust.state), server=config.city,
+                                 observer=recorder),
+                      node_guard(trust.state, config.city, trust.replay.remember,
+                                 observer=recorder)],
         options=server_options(config),
-        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
+        maximum_concurrent_rpcs=grpc_concurrency_limit(config.max_concurrent_rpcs),
     )
     node_pb2_grpc.add_NodeServiceServicer_to_server(NodeServicer(config, store, trust), server)
     health_servicer = add_health_and_reflection(server, [NODE_SERVICE])

@@ -57,3 +57,14 @@ def test_a_bad_config_names_the_file_and_the_key(tmp_path, text, says):
 def test_a_missing_config_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="no such file"):
         load_config(tmp_path / "absent.toml")
+
+
+def test_the_per_caller_limit_defaults_to_a_quarter_and_stays_below_the_workers(tmp_path):
+    config = load_config(write(tmp_path, '[node]\ncity = "tianjin"\ndatabase = "t.duckdb"\n'))
+    assert config.per_caller_limit == config.max_concurrent_rpcs // 4 < config.max_workers
+    small = load_config(write(tmp_path, '[node]\ncity = "tianjin"\ndatabase = "t.duckdb"\n'
+                                        'max_workers = 4\nmax_concurrent_rpcs = 64\n'))
+    assert small.per_caller_limit == 2  # at most half the threads
+    with pytest.raises(ConfigError, match="one caller must never hold every thread"):
+        load_config(write(tmp_path, '[node]\ncity = "tianjin"\ndatabase = "t.duckdb"\n'
+                                    'max_workers = 8\nmax_concurrent_per_caller = 8\n'))
