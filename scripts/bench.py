@@ -1,8 +1,11 @@
 """cityfed benchmark: federated against central, sweeps, small-query latency, throughput, a time
 breakdown and the naive pull-the-rows alternative; writes REPORT.md, results.json and charts.
 
-    .venv/bin/python scripts/bench.py              # full run (make bench)
+    .venv/bin/python scripts/bench.py              # full run (make bench), exact answers
     .venv/bin/python scripts/bench.py --quick      # tiny sizes, under two minutes
+    .venv/bin/python scripts/bench.py --policy demo   # the deployed policy: private answers
+    .venv/bin/python scripts/bench.py --only private-10m   # issue 9's figures only, into
+                                                   # bench-results/private/ (~5 minutes cached)
     .venv/bin/python scripts/bench.py --out DIR    # write somewhere other than bench-results/
 
 The machine is shared and noisy, so every figure that is compared is measured alternately with
@@ -16,7 +19,7 @@ import os
 import sys
 import time
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from benchlib.breakdown import Breakdown, answer_bytes, coordinator_breakdown, node_breakdown
@@ -31,19 +34,22 @@ from benchlib.measure import (
     throughput,
 )
 from benchlib.noise import measure_noise
+from benchlib.private import private_floor
 from benchlib.pushdown import NaiveCoordinator, compare_naive
-from benchlib.queries import BY_HOUR, COMPARED, LATENCY_QUERIES, SMALL
+from benchlib.queries import BY_HOUR, LATENCY_QUERIES, SMALL, compared
 from benchlib.report import write_outputs
 from benchlib.results import BenchResults, machine_info
 from benchlib.rpc import NodeClients
 from benchlib.security import security_costs
 from benchlib.workdir import (
     POLICIES,
+    PRIVATE_POLICIES,
     DataSpec,
     NodeSettings,
     Workdir,
     fresh_endpoints,
     prepare,
+    refill_budgets,
     write_policy,
 )
 from rich.console import Console
@@ -53,6 +59,7 @@ from federation.coordinator import Coordinator
 from federation.identity import Identity
 from federation.local_region import AUTHORITY, LocalRegion, start_local_region
 from federation.manifest import Manifest
+from node.policy import DatasetPrivacy, PrivacySettings, load_policy
 
 ROOT = Path(__file__).resolve().parent.parent
 console = Console(highlight=False)
@@ -74,6 +81,10 @@ class BenchConfig:
     throughput_repeats: int
     breakdown_runs: int
     people_per_city: int
+    private_floor_runs: int = 10  # per city and question, under a private policy
+    # Under a private policy, also run the row sweep's questions with the row grant (exact
+    # answers) after the private ones, nodes restarted: the federation without privacy.
+    exact_context: bool = False
 
     def rounds_for(self, rows: int) -> int:
         return next(r for limit, r in self.rounds if rows <= limit)
@@ -89,7 +100,20 @@ QUICK = BenchConfig(
     mode="quick", row_sweep=(5_000, 20_000), city_sweep=(2, 3, 5, 8), city_sweep_rows=5_000,
     latency_rows=5_000, rounds=((10**12, 4),), warmup=1, latency_runs=100, latency_warmup=10,
     clients=16, throughput_queries=200, throughput_repeats=1, breakdown_runs=30,
-    people_per_city=2_000)
+    people_per_city=2_000, private_floor_runs=3)
+# Issue 9's figures alone: the deployed (private) policy at 5 cities × 10M rows against central
+# and against pulling the raw rows, the private path's floor, and the same questions exact.
+PRIVATE_10M = BenchConfig(
+    mode="private-10m", row_sweep=(10_000_000,), city_sweep=(), city_sweep_rows=0,
+    latency_rows=0, rounds=((10**12, 10),), warmup=2, latency_runs=0, latency_warmup=0,
+    clients=0, throughput_queries=0, throughput_repeats=0, breakdown_runs=0,
+    people_per_city=20_000, private_floor_runs=10, exact_context=True)
+# The same at tiny size (with --quick): the smoke test of the private path.
+PRIVATE_QUICK = replace(PRIVATE_10M, mode="private-quick", row_sweep=(20_000,),
+                        rounds=((10**12, 3),), warmup=1, people_per_city=2_000,
+                        private_floor_runs=2)
+# --only NAME: (config, config with --quick, policy, output folder under --out)
+ONLY = {"private-10m": (PRIVATE_10M, PRIVATE_QUICK, "demo", "private")}
 
 
 @dataclass(frozen=True)
@@ -104,10 +128,12 @@ class ScaleTasks:
 
 
 def plan_scales(config: BenchConfig) -> list[ScaleTasks]:
-    scales = sorted({*config.row_sweep, config.city_sweep_rows, config.latency_rows})
+    city_rows = config.city_sweep_rows if config.city_sweep else None
+    latency_rows = config.latency_rows or None
+    scales = sorted({*config.row_sweep, *(r for r in (city_rows, latency_rows) if r)})
     tasks = []
     for rows in scales:
-        sweep_cities, small = rows == config.city_sweep_rows, rows == config.latency_rows
+        sweep_cities, small = rows == city_rows, rows == latency_rows
         centrals = {5, *(config.city_sweep if sweep_cities else ()), *((8,) if small else ())}
         spec = DataSpec(rows, max(centrals), people_per_city=config.people_per_city)
         tasks.append(ScaleTasks(spec, rows in config.row_sweep, sweep_cities, small,
@@ -117,10 +143,16 @@ def plan_scales(config: BenchConfig) -> list[ScaleTasks]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    config = QUICK if args.quick else FULL
+    config, policy, out = QUICK if args.quick else FULL, args.policy, args.out
+    work = args.work or out / "tmp"
+    if args.only:
+        config, quick, policy, folder = ONLY[args.only]
+        config = quick if args.quick else config
+        out = args.out / folder
+        work = args.work or args.out / "tmp"  # the full run's data cache
     nodes = NodeSettings(threads=args.node_threads, memory_limit=args.node_memory)
-    out = args.out.resolve()
-    bench = Bench(config, nodes, (args.work or out / "tmp").resolve(), args.policy)
+    out = out.resolve()
+    bench = Bench(config, nodes, work.resolve(), policy)
     bench.results.note = args.note
     results = bench.run()
     checked = write_outputs(results, out)
@@ -138,10 +170,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--node-threads", type=int, default=1,
                         help="DuckDB threads per node (default 1: up to 8 nodes share the cores)")
     parser.add_argument("--node-memory", default="2GB", help="DuckDB memory_limit per node")
-    parser.add_argument("--policy", choices=sorted(POLICIES), default="no-k",
-                        help="the cities' policy: no-k (the default: the grant at row level, so "
-                             "nothing is counted or withheld and answers must equal central's) "
-                             "or demo (k = 10 as deployed: every group-by also counts people)")
+    parser.add_argument("--policy", choices=sorted(POLICIES), default="exact",
+                        help="the cities' policy: exact (the default: the grant at row level, "
+                             "so answers are exact and must equal central's; no-k is an old "
+                             "name for it) or demo (the deployed policy: the aggregate level, "
+                             "differentially private answers, with a budget per period large "
+                             "enough for the bench)")
+    parser.add_argument("--only", choices=sorted(ONLY),
+                        help="private-10m: only issue 9's figures (the demo policy at 5 cities "
+                             "× 10M rows against central and against pulling the raw rows, the "
+                             "private path's floor, the same questions exact), written to "
+                             "OUT/private/; with --quick the same at 5 × 20,000 rows")
     parser.add_argument("--note", default="", help="a line about this run for the report")
     return parser.parse_args(argv)
 
@@ -155,11 +194,19 @@ class Bench:
         self.nodes = nodes
         self.work = work
         self.policy = policy
+        self.private = policy in PRIVATE_POLICIES
+        self.privacy: PrivacySettings | None = None  # the policy's, once written
         self.results = BenchResults(config.mode, self._settings(), machine_info(ROOT))
+
+    @property
+    def trips_privacy(self) -> DatasetPrivacy | None:
+        """How private answers bound each card's contribution to transit_trips."""
+        return self.privacy.of("transit_trips") if self.private and self.privacy else None
 
     def _settings(self) -> dict:
         return {**asdict(self.config), "node_threads": self.nodes.threads,
                 "node_memory": self.nodes.memory_limit, "policy": self.policy,
+                "private": self.private, "policy_text": POLICIES[self.policy],
                 "node_threads_reason": f"up to 8 nodes share {os.cpu_count()} cores; more "
                                        "threads per node would only oversubscribe them",
                 "rounds": ", ".join(f"≤{limit:,} rows: {r}" for limit, r in self.config.rounds)}
@@ -180,13 +227,16 @@ class Bench:
 
     def run_scale(self, workdir: Workdir, tasks: ScaleTasks) -> None:
         rows = tasks.spec.rows_per_city
-        console.rule(f"{tasks.spec.cities} cities × {rows:,} rows per city")
+        console.rule(f"{tasks.spec.cities} cities × {rows:,} rows per city, policy "
+                     f"{self.policy}")
         fresh_endpoints(workdir)
-        write_policy(workdir, self.policy)
+        policy_file = write_policy(workdir, self.policy)
+        if self.private:
+            self.privacy = load_policy(policy_file).privacy
         manifest, identity = workdir.region.open_as(AUTHORITY)
         with (start_local_region(workdir.directory, workdir.city_ids) as local,
               Coordinator(manifest, identity) as coordinator):
-            region = Running(workdir, local, manifest, identity, coordinator)
+            region = Running(workdir, local, manifest, identity, coordinator, self.private)
 
             def section(name: str):
                 return measure_noise(f"{name}, {rows:,} rows per city", region.pids(),
@@ -211,23 +261,76 @@ class Bench:
             if tasks.sweep_rows:
                 with section("naive pull-the-rows"):
                     self.results.naive.append(self.measure_naive(region))
+            if tasks.sweep_rows and self.private:
+                with section("private path's floor, in process"):
+                    self.measure_private_floor(workdir)
+        if tasks.sweep_rows and self.private and self.config.exact_context:
+            self.run_exact_context(workdir)
+
+    def run_exact_context(self, workdir: Workdir) -> None:
+        """The same questions with the row grant (exact answers), nodes restarted: what the
+        federation costs without privacy, in the same run."""
+        rows = workdir.spec.rows_per_city
+        console.rule(f"the same questions exact (row grant), {rows:,} rows per city")
+        fresh_endpoints(workdir)
+        write_policy(workdir, "exact")
+        manifest, identity = workdir.region.open_as(AUTHORITY)
+        private, self.private = self.private, False
+        try:
+            with (start_local_region(workdir.directory, workdir.city_ids) as local,
+                  Coordinator(manifest, identity) as coordinator):
+                region = Running(workdir, local, manifest, identity, coordinator, False)
+                with measure_noise(f"exact (row grant) vs central, {rows:,} rows per city",
+                                   region.pids(), self.results.noise.append):
+                    self.results.exact_rows_sweep += self.compare_cities(
+                        region, 5, queries=compared(private=True))
+                with measure_noise(f"exact (row grant) vs pulling the rows, {rows:,} rows "
+                                   "per city", region.pids(), self.results.noise.append):
+                    self.results.exact_naive.append(self.measure_naive(region))
+        finally:
+            self.private = private
+            write_policy(workdir, self.policy)
+
+    def measure_private_floor(self, workdir: Workdir) -> None:
+        cities = workdir.cities(5)
+        rows = workdir.spec.rows_per_city
+        runs = self.config.private_floor_runs
+        for query in compared(private=True):
+            console.log(f"private path's floor: {query.name}, {runs} runs per city, in process")
+            found = private_floor([workdir.snapshot_path(c) for c in cities], query,
+                                  self.privacy, rows_per_city=rows, threads=self.nodes.threads,
+                                  memory_limit=self.nodes.memory_limit, runs=runs,
+                                  warmup=1, cores=os.cpu_count() or 1)
+            console.log(f"  bounded DuckDB floor {found.bounded_floor_ms:.1f} ms (exact plan "
+                        f"{found.exact_floor_ms:.1f} ms), all private steps "
+                        f"{found.floor_ms:.1f} ms")
+            self.results.private_floor.append(found)
 
     def central(self, workdir: Workdir, n: int) -> Central:
         """The central union of n cities, with the threads and memory of n nodes together."""
         return Central(workdir.central_path(n), n * self.nodes.threads,
                        _times(self.nodes.memory_limit, n))
 
-    def compare_cities(self, region: Running, n: int):
+    def compare_cities(self, region: Running, n: int, queries=None):
         rows = region.workdir.spec.rows_per_city
         rounds = self.config.rounds_for(rows)
-        console.log(f"federated vs central: {n} cities × {rows:,} rows, {rounds} rounds")
+        console.log(f"federated vs central: {n} cities × {rows:,} rows, {rounds} rounds"
+                    + (", private answers" if self.private else ""))
+        region.refill_budgets()
         with self.central(region.workdir, n) as central:
-            found = compare(region.federation(n), central, COMPARED, cities=n,
-                            rows_per_city=rows, rounds=rounds, warmup=self.config.warmup)
+            found = compare(region.federation(n), central, queries or compared(self.private),
+                            cities=n, rows_per_city=rows, rounds=rounds,
+                            warmup=self.config.warmup, privacy=self.trips_privacy)
         for c in found:
-            console.log(f"  {c.query:9} federated p50 {c.federated.p50:9.2f} ms, central p50 "
-                        f"{c.central.p50:9.2f} ms, ratio {c.ratio:.2f}×"
-                        + ("" if c.results_match else "  [red]ANSWERS DIFFER[/red]"))
+            if c.accuracy is not None:
+                error = c.accuracy.vs_central.summary()
+                noise = c.accuracy.vs_bounded.summary()
+                verdict = (f"  relative error median {error['median_relative_error']:.2%} "
+                           f"(noise alone {noise['median_relative_error']:.2%})")
+            else:
+                verdict = "" if c.results_match else "  [red]ANSWERS DIFFER[/red]"
+            console.log(f"  {c.query:10} federated p50 {c.federated.p50:9.2f} ms, central p50 "
+                        f"{c.central.p50:9.2f} ms, ratio {c.ratio:.2f}×" + verdict)
         return found
 
     def measure_latency(self, region: Running) -> None:
@@ -239,6 +342,7 @@ class Bench:
                     runners["central"] = stack.enter_context(self.central(region.workdir, n))
                 for query in LATENCY_QUERIES:
                     for path, runner in runners.items():
+                        region.refill_budgets()
                         samples = latency(runner, query.sql, runs=self.config.latency_runs,
                                           warmup=self.config.latency_warmup)
                         self.results.latency.append(Latency(query.name, path, n, rows, samples))
@@ -250,6 +354,7 @@ class Bench:
         for _ in range(self.config.throughput_repeats):
             for query in LATENCY_QUERIES:
                 for shared in (True, False):
+                    region.refill_budgets()
                     found = throughput(region.new_coordinator, cities, query,
                                        clients=self.config.clients,
                                        queries=self.config.throughput_queries, shared=shared,
@@ -263,6 +368,7 @@ class Bench:
         console.log(f"time breakdown of the small query, {runs} runs")
         workdir, cities = region.workdir, region.workdir.cities(5)
         result = Breakdown(len(cities), workdir.spec.rows_per_city)
+        region.refill_budgets()
         coordinator_breakdown(region.federation(5), SMALL.sql, runs=runs, warmup=warmup,
                               node_pids=region.pids(cities), result=result)
         with NodeClients(region.manifest, region.identity, cities) as clients:
@@ -270,13 +376,13 @@ class Bench:
             result.transport_floor_pooled = clients.transport_floor(runs, pooled=True)
         node_breakdown([workdir.snapshot_path(c) for c in cities], SMALL.sql,
                        threads=self.nodes.threads, memory_limit=self.nodes.memory_limit,
-                       runs=runs, warmup=warmup // 5 + 1, result=result)
+                       runs=runs, warmup=warmup // 5 + 1, result=result,
+                       privacy=self.privacy if self.private else None)
         self.results.breakdown = result
         self.results.security = security_costs(
             result, workdir.region, cities[0], workdir.directory / f"{cities[0]}.policy.toml",
-            runs=runs, counts_people=self.policy != "no-k")
-        self.results.floor = cpu_floor(result, self.results.security, cores=os.cpu_count() or 1,
-                                       counts_people=self.policy != "no-k")
+            runs=runs)
+        self.results.floor = cpu_floor(result, self.results.security, cores=os.cpu_count() or 1)
 
     def measure_naive(self, region: Running):
         workdir, cities = region.workdir, region.workdir.cities(5)
@@ -284,13 +390,16 @@ class Bench:
         rounds = max(3, self.config.rounds_for(rows) // 2)
         console.log(f"naive pull-the-rows vs federated: {BY_HOUR.name}, {rounds} rounds")
         snapshots = [workdir.snapshot_path(c) for c in cities]
+        privacy = self.privacy if self.private else None
         partials = answer_bytes(snapshots, BY_HOUR.sql, threads=self.nodes.threads,
-                                memory_limit=self.nodes.memory_limit)
+                                memory_limit=self.nodes.memory_limit, privacy=privacy)
+        region.refill_budgets()
         with NaiveCoordinator(snapshots, city_threads=self.nodes.threads,
                               threads=len(cities) * self.nodes.threads,
                               memory_limit=_times(self.nodes.memory_limit, len(cities))) as naive:
             found = compare_naive(region.federation(5), naive, BY_HOUR, cities=len(cities),
-                                  rows_per_city=rows, rounds=rounds, answer_bytes=partials)
+                                  rows_per_city=rows, rounds=rounds, answer_bytes=partials,
+                                  private=self.private)
         console.log(f"  naive p50 {found.naive.p50:.1f} ms vs federated "
                     f"{found.federated.p50:.1f} ms: pushdown gain {found.gain:.1f}×")
         return found
@@ -305,6 +414,12 @@ class Running:
     manifest: Manifest
     identity: Identity
     coordinator: Coordinator
+    private: bool = False
+
+    def refill_budgets(self) -> None:
+        """Under a private policy, every series of questions starts with the full budget."""
+        if self.private:
+            refill_budgets(self.workdir)
 
     def federation(self, n: int) -> Federation:
         return Federation(self.coordinator, self.workdir.cities(n))
@@ -331,8 +446,8 @@ def print_verdicts(checked, out: Path) -> None:
         colour = {"PASS": "green", "MISS": "red"}.get(v.status, "yellow")
         table.add_row(v.target, v.goal, v.measured, f"[{colour}]{v.status}[/{colour}]", v.scale)
     console.print(table)
-    console.print(f"wrote {out / 'REPORT.md'}, results.json, latency_vs_rows.png, "
-                  "latency_vs_cities.png")
+    console.print(f"wrote {out / 'REPORT.md'} and results.json, and charts where a sweep has "
+                  "several points")
 
 
 if __name__ == "__main__":

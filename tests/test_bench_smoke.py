@@ -1,5 +1,6 @@
-"""`scripts/bench.py --quick` runs end to end and writes a well-formed report; no timing is
-asserted (the machine is shared and noisy)."""
+"""`scripts/bench.py --quick` runs end to end and writes a well-formed report, and so does the
+private path's run (`--quick --only private-10m`); no timing is asserted (the machine is shared
+and noisy)."""
 
 from __future__ import annotations
 
@@ -41,8 +42,8 @@ def test_quick_bench_writes_report_json_and_charts(bench_out: Path):
     assert {c["cities"] for c in results["city_sweep"]} == {2, 3, 5, 8}
     assert len({c["rows_per_city"] for c in results["rows_sweep"]}) >= 2
     for comparison in results["rows_sweep"] + results["city_sweep"] + results["naive"]:
-        # Tiny cities have groups of fewer than k people, which the nodes withhold.
-        assert comparison["results_match"] or comparison["withheld_groups"] > 0, comparison
+        # The default policy grants rows: every answer is exact and equals central's.
+        assert comparison["results_match"] and not comparison["private"], comparison
         assert comparison["federated"]["n"] > 0
     assert results["naive"]
     assert all(t["errors"] == [] for t in results["throughput"])
@@ -68,3 +69,41 @@ def test_quick_bench_leaves_no_node_running(bench_out: Path):
     leftover = subprocess.run(["pgrep", "-f", f"node serve --config {bench_out}"],
                               capture_output=True, text=True)
     assert leftover.stdout.strip() == ""
+
+
+@pytest.fixture(scope="module")
+def private_out(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("bench-private")
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench.py"), "--quick", "--only", "private-10m",
+         "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    return out / "private"
+
+
+@pytest.mark.timeout(240)
+def test_private_bench_reports_noisy_answers_their_error_and_floor(private_out: Path):
+    report = (private_out / "REPORT.md").read_text(encoding="utf-8")
+    for heading in ("## Targets", "## Accuracy of the private answers",
+                    "## The private path's floor", "## Pushdown vs pulling raw rows",
+                    "## The same questions exact (row grant), same run"):
+        assert heading in report
+    results = json.loads((private_out / "results.json").read_text())
+    assert results["settings"]["policy"] == "demo" and results["settings"]["private"]
+    # min and max are refused in a private answer: the global question is asked without them.
+    assert {c["query"] for c in results["rows_sweep"]} == {"by_hour", "filtered", "global_sum"}
+    for comparison in results["rows_sweep"]:
+        assert comparison["private"] and comparison["federated"]["n"] > 0, comparison
+        accuracy = comparison["accuracy"]
+        assert accuracy["vs_central"]["groups_expected"] > 0
+    # A global aggregate is always released: its cells are compared in every answer.
+    global_sum = next(c for c in results["rows_sweep"] if c["query"] == "global_sum")
+    assert global_sum["accuracy"]["vs_bounded_exact"]["cells"] > 0
+    assert results["naive"] and results["naive"][0]["private"]
+    assert len(results["private_floor"]) == 3
+    assert all(f["floor_ms"] > 0 for f in results["private_floor"])
+    for comparison in results["exact_rows_sweep"] + results["exact_naive"]:
+        assert comparison["results_match"] and not comparison["private"], comparison
+    assert [v["status"] for v in results["verdicts"]] and all(
+        v["status"] in ("PASS", "MISS") for v in results["verdicts"])

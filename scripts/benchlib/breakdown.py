@@ -5,11 +5,15 @@ functions it calls (`parse_query`, `check_query`, `mint_token`, `merge_partials`
 `verify_receipt` where it exists) are wrapped with timers. What remains of the end-to-end time
 is the fan-out: the gRPC calls over mutual TLS and the nodes' work. The node's data path is
 timed in this process on snapshot copies of the city files, doing what
-`NodeServicer.Aggregate` does, step by step.
+`NodeServicer.Aggregate` does, step by step: for an exact answer (a row grant) compile, run,
+convert; for a private one (the `aggregate` level) compile the bounded plan, charge the privacy
+budget (a SQLite transaction), run, noise and release the groups with OpenDP. A private
+breakdown also runs the exact plan beside the bounded one, to show what bounding costs or saves.
 """
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 from collections import defaultdict
@@ -27,17 +31,25 @@ from benchlib.stats import Samples, timed
 from federation.plan import check_plan, parse_plan
 from federation.sandbox import sandboxed_connection
 from federation.sql import parse_query
-from node.compile import compile_plan
-from node.partials import to_partial_groups
-from node.policy import entity_column
+from node.budget import BudgetLimits, PrivacyBudget
+from node.compile import compile_plan, compile_private_plan
+from node.policy import PrivacySettings
+from node.release import charge_of, exact_groups, release
 
 # Functions the coordinator module calls per question, timed where the module has them.
 COORDINATOR_FUNCTIONS = ("parse_query", "check_query", "mint_token", "verify_receipt",
-                         "merge_partials", "finish")
-NODE_STEPS = ("decode + check + compile plan", "DuckDB execute + fetch, with k people count",
-              "DuckDB execute + fetch, without people count", "rows → PartialGroups",
-              "serialize response")
-WITH_PEOPLE, WITHOUT_PEOPLE = NODE_STEPS[1], NODE_STEPS[2]
+                         "merge_partials", "finish", "column_accuracy")
+
+# The steps of one request at a node, exact and private; the name of the DuckDB step in each.
+COMPILE, DUCKDB, SERIALIZE = ("decode + check + compile plan", "DuckDB execute + fetch",
+                              "serialize response")
+EXACT_STEPS = (COMPILE, DUCKDB, "rows → PartialGroups", SERIALIZE)
+BUDGET = "privacy budget charge (SQLite transaction)"
+BOUNDED = "DuckDB execute + fetch, bounded plan (≤ max rows per person, clamped)"
+NOISE = "noise + group release (OpenDP)"
+PRIVATE_STEPS = ("decode + check + compile private plan", BUDGET, BOUNDED, NOISE, SERIALIZE)
+# Run beside a private request's steps for comparison, not part of it.
+EXACT_REFERENCE = "for comparison: DuckDB execute + fetch of the exact plan (every row)"
 
 
 @dataclass
@@ -53,20 +65,27 @@ class Breakdown:
     client_cpu_ms: float = 0.0  # per question, this process
     node_cpu_ms: float = 0.0  # per question, all node processes together
     parallel_stages: list[str] = field(default_factory=list)  # run a city each, on pool threads
+    private: bool = False  # the node steps are a private answer's
 
     @property
     def node_p50_per_city(self) -> float:
-        """The node's data path per request (the DuckDB run counted once, with people)."""
-        return sum(s.p50 for name, s in self.node.items() if name != WITHOUT_PEOPLE)
+        """The node's data path per request (the exact reference run of a private breakdown
+        left out)."""
+        return sum(s.p50 for name, s in self.node.items() if name != EXACT_REFERENCE)
 
     @property
-    def people_count_ms(self) -> float:
-        """What counting people per group for the k threshold adds to the DuckDB run."""
-        return self.node[WITH_PEOPLE].p50 - self.node[WITHOUT_PEOPLE].p50
+    def duckdb_ms(self) -> float:
+        """The DuckDB run of the city's part of the question, as this policy makes it."""
+        return self.node[BOUNDED if self.private else DUCKDB].p50
+
+    @property
+    def bounding_ms(self) -> float:
+        """What the bounded plan costs over the exact one (negative: it saves)."""
+        return self.node[BOUNDED].p50 - self.node[EXACT_REFERENCE].p50
 
     def to_json(self) -> dict[str, Any]:
         return {"cities": self.cities, "rows_per_city": self.rows_per_city,
-                "end_to_end": self.end_to_end.summary(),
+                "private": self.private, "end_to_end": self.end_to_end.summary(),
                 "coordinator": {k: v.summary() for k, v in self.coordinator.items()},
                 "coordinator_parallel_stages": self.parallel_stages,
                 "fan_out": self.fan_out.summary(),
@@ -144,38 +163,77 @@ def coordinator_breakdown(federation: Federation, sql: str, *, runs: int, warmup
 
 
 def node_breakdown(snapshots: list[Path], sql: str, *, threads: int, memory_limit: str,
-                   runs: int, warmup: int, result: Breakdown) -> None:
-    """Each city's share of the work, run here on a snapshot copy of its file."""
+                   runs: int, warmup: int, result: Breakdown,
+                   privacy: PrivacySettings | None = None) -> None:
+    """Each city's share of the work, run here on a snapshot copy of its file: an exact answer,
+    or with `privacy` (the policy's settings) a private one."""
     plan_bytes = parse_query(sql).plan.SerializeToString()
-    result.node = {name: Samples() for name in NODE_STEPS}
-    for snapshot in snapshots:
-        connection = sandboxed_connection(snapshot, read_only=True, threads=threads,
-                                          memory_limit=memory_limit)
+    result.private = privacy is not None
+    names = (*PRIVATE_STEPS, EXACT_REFERENCE) if privacy else EXACT_STEPS
+    result.node = {name: Samples() for name in names}
+    with _scratch_budget() as budget:
+        for snapshot in snapshots:
+            connection = sandboxed_connection(snapshot, read_only=True, threads=threads,
+                                              memory_limit=memory_limit)
+            try:
+                for index in range(warmup + runs):
+                    steps = (_private_steps(connection, plan_bytes, privacy, budget) if privacy
+                             else _exact_steps(connection, plan_bytes))
+                    if index >= warmup:
+                        for name, ms in zip(names, steps, strict=True):
+                            result.node[name].add(ms)
+            finally:
+                connection.close()
+
+
+@contextmanager
+def _scratch_budget() -> Iterator[PrivacyBudget]:
+    """A budget ledger like a node's (SQLite, WAL, in a fresh folder)."""
+    with tempfile.TemporaryDirectory(prefix="cityfed-bench-budget-") as directory:
+        budget = PrivacyBudget(Path(directory) / "budget.sqlite")
         try:
-            for index in range(warmup + runs):
-                steps = _node_steps(connection, plan_bytes)
-                if index >= warmup:
-                    for name, ms in zip(NODE_STEPS, steps, strict=True):
-                        result.node[name].add(ms)
+            yield budget
         finally:
-            connection.close()
+            budget.close()
 
 
-def _compile(plan_bytes: bytes, people: bool):
+def _compile(plan_bytes: bytes):
     plan = parse_plan(plan_bytes)
     check_plan(plan)
-    return compile_plan(plan, people=entity_column(plan.dataset) if people else None)
+    return compile_plan(plan)
 
 
-def _node_steps(connection, plan_bytes: bytes) -> tuple[float, ...]:
-    compiled, compile_ms = timed(_compile, plan_bytes, True)
-    _, with_people_ms = timed(_run_on_cursor, connection, compiled)
-    plain = _compile(plan_bytes, False)
-    rows, without_people_ms = timed(_run_on_cursor, connection, plain)
-    groups, partials_ms = timed(to_partial_groups, rows, plain)
+def _compile_private(plan_bytes: bytes, privacy: PrivacySettings):
+    plan = parse_plan(plan_bytes)
+    check_plan(plan)
+    return compile_private_plan(plan, privacy.of(plan.dataset))
+
+
+def _exact_steps(connection, plan_bytes: bytes) -> tuple[float, ...]:
+    compiled, compile_ms = timed(_compile, plan_bytes)
+    rows, duckdb_ms = timed(_run_on_cursor, connection, compiled)
+    groups, partials_ms = timed(exact_groups, rows, compiled)
     _, serialize_ms = timed(lambda: node_pb2.AggregateResponse(
         city="x", groups=groups).SerializeToString())
-    return compile_ms, with_people_ms, without_people_ms, partials_ms, serialize_ms
+    return compile_ms, duckdb_ms, partials_ms, serialize_ms
+
+
+def _private_steps(connection, plan_bytes: bytes, privacy: PrivacySettings,
+                   budget: PrivacyBudget) -> tuple[float, ...]:
+    """What NodeServicer.Aggregate does for a private answer, step by step; then the exact plan
+    on the same connection, for comparison."""
+    private, compile_ms = timed(_compile_private, plan_bytes, privacy)
+    epsilon, delta = charge_of(private, privacy.epsilon_per_question,
+                               privacy.delta_per_question)
+    unlimited = BudgetLimits(float("inf"), 1.0, privacy.period)
+    _, budget_ms = timed(budget.charge, "bench-caller", "transit-planning", epsilon, delta,
+                         unlimited)
+    rows, bounded_ms = timed(_run_on_cursor, connection, private)
+    released, noise_ms = timed(release, rows, private, epsilon=epsilon, delta=delta)
+    _, serialize_ms = timed(lambda: node_pb2.AggregateResponse(
+        city="x", groups=released.groups, privacy=released.report).SerializeToString())
+    _, exact_ms = timed(_run_on_cursor, connection, _compile(plan_bytes))
+    return compile_ms, budget_ms, bounded_ms, noise_ms, serialize_ms, exact_ms
 
 
 def _run_on_cursor(connection, compiled) -> list[tuple]:
@@ -187,7 +245,8 @@ def _run_on_cursor(connection, compiled) -> list[tuple]:
         cursor.close()
 
 
-def answer_bytes(snapshots: list[Path], sql: str, *, threads: int, memory_limit: str) -> int:
+def answer_bytes(snapshots: list[Path], sql: str, *, threads: int, memory_limit: str,
+                 privacy: PrivacySettings | None = None) -> int:
     """The bytes of the AggregateResponse messages all cities send back for one question."""
     plan_bytes = parse_query(sql).plan.SerializeToString()
     total = 0
@@ -195,9 +254,21 @@ def answer_bytes(snapshots: list[Path], sql: str, *, threads: int, memory_limit:
         connection = sandboxed_connection(snapshot, read_only=True, threads=threads,
                                           memory_limit=memory_limit)
         try:
-            compiled = _compile(plan_bytes, False)
-            groups = to_partial_groups(_run_on_cursor(connection, compiled), compiled)
-            total += node_pb2.AggregateResponse(city=snapshot.stem, groups=groups).ByteSize()
+            if privacy is None:
+                compiled = _compile(plan_bytes)
+                response = node_pb2.AggregateResponse(
+                    city=snapshot.stem, groups=exact_groups(_run_on_cursor(connection, compiled),
+                                                            compiled))
+            else:
+                private = _compile_private(plan_bytes, privacy)
+                epsilon, delta = charge_of(private, privacy.epsilon_per_question,
+                                           privacy.delta_per_question)
+                released = release(_run_on_cursor(connection, private), private,
+                                   epsilon=epsilon, delta=delta)
+                response = node_pb2.AggregateResponse(city=snapshot.stem,
+                                                      groups=released.groups,
+                                                      privacy=released.report)
+            total += response.ByteSize()
         finally:
             connection.close()
     return total

@@ -1,7 +1,8 @@
 """The CPU a small federated question cannot do without, beside the CPU it used.
 
 Each city's call needs at least: one gRPC call over mutual TLS (client and server, measured on
-a bare server by `benchlib.tls`), the DuckDB run of the city's part (from the node breakdown),
+a bare server by `benchlib.tls`), the DuckDB run of the city's part (from the node breakdown;
+for a private answer the bounded plan's run, the budget charge and the noise),
 and the four Ed25519 operations the trust design asks for (the coordinator signs the request
 token and verifies the receipt, the node verifies the token and signs the receipt; timed here,
 bare). Each is timed in a tight loop, with its code and data hot in the caches; inside a node
@@ -23,7 +24,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from benchlib.breakdown import WITH_PEOPLE, WITHOUT_PEOPLE, Breakdown
+from benchlib.breakdown import BUDGET, NOISE, Breakdown
 from benchlib.security import SecurityCosts
 
 SIGNED_BYTES = 300  # about a request token's signing input, or a receipt's
@@ -62,10 +63,10 @@ class CpuFloor:
                 "most_per_second": round(self.most_per_second, 1)}
 
 
-def cpu_floor(breakdown: Breakdown, security: SecurityCosts, *, cores: int, counts_people: bool,
+def cpu_floor(breakdown: Breakdown, security: SecurityCosts, *, cores: int,
               runs: int = 300) -> CpuFloor:
     sign_ms, verify_ms = _ed25519_ms(runs)
-    duckdb = breakdown.node[WITH_PEOPLE if counts_people else WITHOUT_PEOPLE].p50
+    duckdb = breakdown.duckdb_ms
     floor = CpuFloor(breakdown.cities, cores, measured_ms=breakdown.client_cpu_ms
                      + breakdown.node_cpu_ms)
     floor.per_city = {
@@ -74,6 +75,9 @@ def cpu_floor(breakdown: Breakdown, security: SecurityCosts, *, cores: int, coun
         "Ed25519: sign the token, verify it, sign the receipt, verify it": 2 * (sign_ms
                                                                                 + verify_ms),
     }
+    if breakdown.private:  # a private answer cannot leave without its charge and its noise
+        floor.per_city[f"privacy: {BUDGET}"] = breakdown.node[BUDGET].p50
+        floor.per_city[f"privacy: {NOISE}"] = breakdown.node[NOISE].p50
     return floor
 
 

@@ -12,9 +12,11 @@ from typing import Any, Protocol
 
 import duckdb
 
-from benchlib.queries import PURPOSE, Query, same_rows
+from benchlib.queries import PURPOSE, NoisyError, Query, same_rows
 from benchlib.stats import Samples, ratio, timed
-from federation.coordinator import Coordinator
+from federation.coordinator import Coordinator, FederatedAnswer
+from federation.datasets import PERSON_ROW_RANK, TRANSIT_TRIPS
+from node.policy import DatasetPrivacy
 
 
 class Runner(Protocol):
@@ -27,13 +29,18 @@ class Federation:
     def __init__(self, coordinator: Coordinator, cities: tuple[str, ...]) -> None:
         self.coordinator = coordinator
         self.cities = cities
-        self.withheld = 0  # groups the cities withheld (fewer than k people) in the last answer
+        self.last: FederatedAnswer | None = None
 
     def run(self, sql: str) -> list[tuple]:
-        answer = self.coordinator.ask_sql(sql, purpose=PURPOSE, cities=self.cities,
-                                          require_all=True)
-        self.withheld = sum(getattr(o, "suppressed_groups", 0) for o in answer.outcomes)
-        return answer.table.rows
+        self.last = self.coordinator.ask_sql(sql, purpose=PURPOSE, cities=self.cities,
+                                             require_all=True)
+        return self.last.table.rows
+
+    def last_widths(self) -> list[list[float] | None]:
+        """Per column of the last answer, its ± per row (None for an exact column)."""
+        if self.last is None:
+            return []
+        return [a.half_widths if a.noisy else None for a in self.last.accuracy]
 
 
 class Central:
@@ -41,21 +48,65 @@ class Central:
     threads as the nodes it stands for have together."""
 
     def __init__(self, path: Path, threads: int, memory_limit: str) -> None:
+        self.path = path
         self.threads = threads
+        self._bounded: duckdb.DuckDBPyConnection | None = None
         self.connection = duckdb.connect(str(path), read_only=True,
                                          config={"threads": threads, "memory_limit": memory_limit})
 
     def run(self, sql: str) -> list[tuple]:
         return self.connection.execute(sql).fetchall()
 
+    def run_bounded(self, sql: str, privacy: DatasetPrivacy) -> list[tuple]:
+        """The exact answer over only what a private answer reads: each card's first
+        `max_rows_per_person` rows in its city's rank, values clamped to the declared bounds.
+        This is what the cities' noise is added to."""
+        if self._bounded is None:
+            self._bounded = duckdb.connect(":memory:", config={"threads": self.threads})
+            self._bounded.execute(f"ATTACH '{self.path}' AS central (READ_ONLY)")
+            clamped = ", ".join(
+                f'least(greatest("{column}", {lower}), {upper}) AS "{column}"'
+                for column, (lower, upper) in privacy.bounds.items()
+                if TRANSIT_TRIPS.column(column) is not None)
+            self._bounded.execute(
+                "CREATE VIEW transit_trips AS SELECT * "
+                + (f"REPLACE ({clamped}) " if clamped else "")
+                + f'FROM central.transit_trips WHERE "{PERSON_ROW_RANK}" <= '
+                f"{int(privacy.max_rows_per_person)}")
+        return self._bounded.execute(sql).fetchall()
+
     def close(self) -> None:
         self.connection.close()
+        if self._bounded is not None:
+            self._bounded.close()
 
     def __enter__(self) -> Central:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+@dataclass
+class Accuracy:
+    """A private question's answers against central's: against the exact answer over every row
+    (noise and contribution bounding together) and against the exact answer over the rows the
+    private answer reads (the noise alone, which the stated ± intervals cover)."""
+
+    max_rows_per_person: int
+    vs_central: NoisyError = field(default_factory=NoisyError)
+    vs_bounded: NoisyError = field(default_factory=NoisyError)
+    exact: list[tuple] = field(default_factory=list)
+    bounded: list[tuple] = field(default_factory=list)
+
+    def add(self, rows: list[tuple], widths: list[list[float] | None], keys: int) -> None:
+        self.vs_central.add(rows, widths, self.exact, keys)
+        self.vs_bounded.add(rows, widths, self.bounded, keys)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"max_rows_per_person": self.max_rows_per_person,
+                "vs_central": self.vs_central.summary(),
+                "vs_bounded_exact": self.vs_bounded.summary()}
 
 
 @dataclass
@@ -68,35 +119,50 @@ class Comparison:
     federated: Samples = field(default_factory=Samples)
     central: Samples = field(default_factory=Samples)
     results_match: bool = False
-    withheld_groups: int = 0  # groups the cities withheld under k, which central still shows
+    accuracy: Accuracy | None = None  # private answers: noisy, so compared by their error
 
     @property
     def ratio(self) -> float:
         return ratio(self.federated.p50, self.central.p50)
 
+    @property
+    def private(self) -> bool:
+        return self.accuracy is not None
+
     def to_json(self) -> dict[str, Any]:
         return {"query": self.query, "cities": self.cities, "rows_per_city": self.rows_per_city,
-                "ratio_p50": round(self.ratio, 4), "results_match": self.results_match,
-                "withheld_groups": self.withheld_groups,
+                "ratio_p50": round(self.ratio, 4), "private": self.private,
+                "results_match": self.results_match,
+                "accuracy": self.accuracy.to_json() if self.accuracy else None,
                 "federated": self.federated.summary(), "central": self.central.summary()}
 
 
-def compare(federated: Federation, central: Runner, queries: Sequence[Query], *, cities: int,
-            rows_per_city: int, rounds: int, warmup: int) -> list[Comparison]:
+def compare(federated: Federation, central: Central, queries: Sequence[Query], *, cities: int,
+            rows_per_city: int, rounds: int, warmup: int,
+            privacy: DatasetPrivacy | None = None) -> list[Comparison]:
     """Run every query federated and central, alternating (and swapping which goes first every
-    round) so that noise on the shared machine falls on both alike."""
+    round) so that noise on the shared machine falls on both alike. Exact answers must equal
+    central's; private ones (`privacy`: how the dataset's contributions are bounded) are noisy,
+    so every answer's error is recorded instead, after the clock stops."""
     results = {q.name: Comparison(q.name, cities, rows_per_city) for q in queries}
     for query in queries:
+        result = results[query.name]
         for _ in range(max(1, warmup)):
             got, want = federated.run(query.sql), central.run(query.sql)
-        results[query.name].results_match = same_rows(got, want)
-        results[query.name].withheld_groups = federated.withheld
+        if privacy is None:
+            result.results_match = same_rows(got, want)
+        else:
+            result.accuracy = Accuracy(privacy.max_rows_per_person, exact=want,
+                                       bounded=central.run_bounded(query.sql, privacy))
     for round_number in range(rounds):
         for query in queries:
-            sides = [(federated, results[query.name].federated),
-                     (central, results[query.name].central)]
+            result = results[query.name]
+            sides = [(federated, result.federated), (central, result.central)]
             for runner, samples in sides[::1 if round_number % 2 == 0 else -1]:
-                samples.add(timed(runner.run, query.sql)[1])
+                rows, ms = timed(runner.run, query.sql)
+                samples.add(ms)
+                if runner is federated and result.accuracy is not None:
+                    result.accuracy.add(rows, federated.last_widths(), query.keys)
     return list(results.values())
 
 

@@ -17,7 +17,7 @@ import duckdb
 import pyarrow as pa
 
 from benchlib.measure import Federation
-from benchlib.queries import Query, needed_columns, same_rows
+from benchlib.queries import NoisyError, Query, needed_columns, same_rows
 from benchlib.stats import Samples, ratio, timed
 from federation.compile import quote_identifier
 
@@ -36,17 +36,22 @@ class NaiveComparison:
     raw_bytes: int = 0
     answer_bytes: int = 0
     results_match: bool = False
-    withheld_groups: int = 0
+    error: NoisyError | None = None  # a private federated answer against the naive exact one
 
     @property
     def gain(self) -> float:
         return ratio(self.naive.p50, self.federated.p50)
 
+    @property
+    def private(self) -> bool:
+        return self.error is not None
+
     def to_json(self) -> dict[str, Any]:
         return {"query": self.query, "cities": self.cities, "rows_per_city": self.rows_per_city,
                 "columns": self.columns, "pushdown_gain_p50": round(self.gain, 3),
                 "raw_bytes": self.raw_bytes, "answer_bytes": self.answer_bytes,
-                "results_match": self.results_match, "withheld_groups": self.withheld_groups,
+                "private": self.private, "results_match": self.results_match,
+                "error_vs_naive": self.error.summary() if self.error else None,
                 **{name: getattr(self, name).summary()
                    for name in ("federated", "naive", "fetch", "transfer", "aggregate")}}
 
@@ -101,15 +106,20 @@ def _through_ipc(tables: list[pa.Table]) -> tuple[list[pa.Table], int]:
 
 
 def compare_naive(federated: Federation, naive: NaiveCoordinator, query: Query, *, cities: int,
-                  rows_per_city: int, rounds: int, answer_bytes: int) -> NaiveComparison:
-    """Federated and naive, alternating, after one warm-up run of each."""
+                  rows_per_city: int, rounds: int, answer_bytes: int,
+                  private: bool = False) -> NaiveComparison:
+    """Federated and naive, alternating, after one warm-up run of each. A private federated
+    answer is noisy: its error against the naive (exact) answer is recorded instead."""
     columns = needed_columns(query.sql)
     result = NaiveComparison(query.name, cities, rows_per_city, columns,
                              answer_bytes=answer_bytes)
-    want = federated.run(query.sql)
-    got, _, result.raw_bytes = naive.run_stages(query.sql, columns)
-    result.results_match = same_rows(got, want)
-    result.withheld_groups = federated.withheld
+    got = federated.run(query.sql)
+    want, _, result.raw_bytes = naive.run_stages(query.sql, columns)
+    if private:
+        result.error = NoisyError()
+        result.error.add(got, [], want, query.keys)  # its ± covers noise, not bounding
+    else:
+        result.results_match = same_rows(got, want)
     for round_number in range(rounds):
         steps = [lambda: result.federated.add(timed(federated.run, query.sql)[1]),
                  lambda: _record_naive(naive, query.sql, columns, result)]

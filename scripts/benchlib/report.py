@@ -11,12 +11,16 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from benchlib.breakdown import BOUNDED, EXACT_REFERENCE, PRIVATE_STEPS
 from benchlib.floor import __doc__ as FLOOR_METHOD
 from benchlib.measure import Comparison
-from benchlib.queries import COMPARED, SMALL, TINY
+from benchlib.private import __doc__ as PRIVATE_FLOOR_METHOD
+from benchlib.queries import SMALL, TINY, compared
 from benchlib.results import BenchResults
 from benchlib.security import __doc__ as SECURITY_METHOD
 from benchlib.verdicts import Verdict, verdicts
+
+ROWS_CHART, CITIES_CHART = "latency_vs_rows.png", "latency_vs_cities.png"
 
 
 def write_outputs(results: BenchResults, out: Path) -> list[Verdict]:
@@ -25,10 +29,16 @@ def write_outputs(results: BenchResults, out: Path) -> list[Verdict]:
     (out / "results.json").write_text(json.dumps(
         {**results.to_json(), "verdicts": [v.__dict__ for v in checked]}, indent=1,
         ensure_ascii=False, default=str) + "\n")
-    chart(results.rows_sweep, "rows_per_city", "rows per city (5 cities)", 1.10,
-          out / "latency_vs_rows.png", naive=results.naive, log_x=True)
-    chart(results.city_sweep, "cities", "cities", 1.30, out / "latency_vs_cities.png")
-    (out / "REPORT.md").write_text(markdown(results, checked), encoding="utf-8")
+    charts = set()  # a chart of one point says nothing: drawn only for a sweep
+    if len({c.rows_per_city for c in results.rows_sweep}) > 1:
+        chart(results.rows_sweep, "rows_per_city", "rows per city (5 cities)",
+              1.5 if results.private else 1.10, out / ROWS_CHART, naive=results.naive,
+              log_x=True)
+        charts.add(ROWS_CHART)
+    if len({c.cities for c in results.city_sweep}) > 1:
+        chart(results.city_sweep, "cities", "cities", 1.30, out / CITIES_CHART)
+        charts.add(CITIES_CHART)
+    (out / "REPORT.md").write_text(markdown(results, checked, charts), encoding="utf-8")
     return checked
 
 
@@ -39,15 +49,16 @@ def chart(comparisons: Sequence[Comparison], axis: str, label: str, limit: float
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 8), sharex=True,
                                          gridspec_kw={"height_ratios": [3, 2]})
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for colour, query in zip(colours, COMPARED, strict=False):
-        points = sorted((c for c in comparisons if c.query == query.name),
+    for colour, query in zip(colours, dict.fromkeys(c.query for c in comparisons),
+                             strict=False):
+        points = sorted((c for c in comparisons if c.query == query),
                         key=lambda c: getattr(c, axis))
         xs = [getattr(c, axis) for c in points]
         top.plot(xs, [c.federated.p50 for c in points], "o-", color=colour,
-                 label=f"{query.name} federated")
+                 label=f"{query} federated")
         top.plot(xs, [c.central.p50 for c in points], "s--", color=colour,
-                 label=f"{query.name} central")
-        bottom.plot(xs, [c.ratio for c in points], "o-", color=colour, label=query.name)
+                 label=f"{query} central")
+        bottom.plot(xs, [c.ratio for c in points], "o-", color=colour, label=query)
     naive_points = sorted(naive, key=lambda n: getattr(n, axis))
     if naive_points:
         top.plot([getattr(n, axis) for n in naive_points], [n.naive.p50 for n in naive_points],
@@ -80,20 +91,31 @@ def table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
 
 
 def same_answer(result) -> str:
-    if result.results_match:
-        return "yes"
-    if result.withheld_groups:
-        return f"no: {result.withheld_groups} groups withheld under k"
-    return "**NO**"
+    """An exact answer must equal the reference; a private one says how far it was."""
+    accuracy = getattr(result, "accuracy", None)
+    if accuracy is not None:
+        error = accuracy.vs_central.summary()
+        noise = accuracy.vs_bounded.summary()
+        return (f"private: error median {_pct(error['median_relative_error'])} "
+                f"(noise alone {_pct(noise['median_relative_error'])})")
+    error = getattr(result, "error", None)
+    if error is not None:
+        summary = error.summary()
+        return f"private: error median {_pct(summary['median_relative_error'])}"
+    return "yes" if result.results_match else "**NO**"
+
+
+def _pct(value: float) -> str:
+    return f"{value:.2%}" if value == value else "—"
 
 
 def _ms(value: float) -> str:
     return f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
 
 
-def markdown(results: BenchResults, checked: list[Verdict]) -> str:
+def markdown(results: BenchResults, checked: list[Verdict], charts: set[str]) -> str:
     lines = [f"# cityfed benchmark ({results.mode} run)", ""]
-    if results.quick:
+    if results.quick or results.mode == "private-quick":
         lines += ["> Quick run: sizes and repetitions are far below the targets'; the verdicts "
                   "below are computed at the sizes shown and are indicative only.", ""]
     lines += _machine(results)
@@ -102,15 +124,23 @@ def markdown(results: BenchResults, checked: list[Verdict]) -> str:
                    ((v.target, v.goal, v.measured, f"**{v.status}**", v.scale) for v in checked))
     lines += _method(results)
     lines += _comparisons("Federated vs central by rows per city (5 cities)", results.rows_sweep)
-    lines += ["![latency vs rows](latency_vs_rows.png)", ""]
-    lines += _comparisons("Federated vs central by number of cities", results.city_sweep)
-    lines += ["![latency vs cities](latency_vs_cities.png)", ""]
-    lines += _latency(results)
-    lines += _throughput(results)
+    if ROWS_CHART in charts:
+        lines += [f"![latency vs rows]({ROWS_CHART})", ""]
+    lines += _private_accuracy(results)
+    lines += _private_floor(results)
+    if results.city_sweep:
+        lines += _comparisons("Federated vs central by number of cities", results.city_sweep)
+    if CITIES_CHART in charts:
+        lines += [f"![latency vs cities]({CITIES_CHART})", ""]
+    if results.latency:
+        lines += _latency(results)
+    if results.throughput:
+        lines += _throughput(results)
     lines += _breakdown(results)
     lines += _security(results)
     lines += _floor(results)
-    lines += _naive(results)
+    lines += _naive("Pushdown vs pulling raw rows", results.naive)
+    lines += _exact_context(results)
     lines += _noise(results)
     return "\n".join(lines) + "\n"
 
@@ -127,11 +157,20 @@ def _machine(results: BenchResults) -> list[str]:
                                    f"{m.get('load_average_at_end', '?')}")])]
 
 
+_EXACT_TEXT = ("Each node applies a bench policy granting the same transit_trips columns at "
+               "row level: answers are exact over every row and must equal central's.")
 POLICY_TEXT = {
-    "demo": "Each node applies the demo policy (transit_trips: aggregates only, groups of "
-            "fewer than k = 10 people withheld), so the nodes count people per group.",
-    "no-k": "Each node applies a bench policy granting the same transit_trips columns at row "
-            "level: no k threshold, nothing counted or withheld (run with `--policy no-k`).",
+    "demo": "Each node applies the deployed demo policy (`federation.local_region.DEMO_POLICY`: "
+            "transit_trips at the `aggregate` level, so every answer is differentially private: "
+            "each card's rows beyond its first `max_rows_per_person` left out, sums clamped to "
+            "the declared bounds, OpenDP discrete Laplace noise, groups released by a noisy "
+            "threshold, ε charged per question) with one change: the budget per period is "
+            "ε 10^9 and δ 10^-3 instead of ε 10 and δ 10^-4, since the bench asks thousands of "
+            "questions as one caller in one day (ε and δ per question, rows per person and "
+            "bounds as deployed). Between series of questions the bench empties the nodes' "
+            "budget ledgers, as a new period would.",
+    "exact": _EXACT_TEXT + " (`--policy exact`)",
+    "no-k": _EXACT_TEXT + " (`--policy no-k`, the old name of `--policy exact`)",
 }
 
 
@@ -147,7 +186,7 @@ def _method(results: BenchResults) -> list[str]:
              "(ATTACH each city read-only, INSERT; built before the nodes start), opened "
              "read-only by the bench process itself with threads = the nodes' total "
              "(cities × node threads), and run with plain `execute().fetchall()` (no policy, no "
-             "k: a group withheld at a node would show as a differing answer).",
+             "privacy: every row, exact).",
              f"- Federated and central runs alternate (the first of the pair swaps every round) "
              f"after {s['warmup']} warm-up run(s) of each; rounds per size: "
              f"{s['rounds']}. Federated time is `Coordinator.ask_sql` end to end (parse, "
@@ -156,7 +195,11 @@ def _method(results: BenchResults) -> list[str]:
              "cities (tangshan, cangzhou, chengde) are byte copies of beijing, tianjin and "
              "shijiazhuang's stores. Cached by scale under the work directory.",
              "- Questions:", ""]
-    lines += [f"  - `{q.name}`: `{q.sql}`" for q in (*COMPARED, SMALL)]
+    lines += [f"  - `{q.name}`: `{q.sql}`" for q in (*compared(results.private), SMALL)]
+    if results.private:
+        lines += ["", "  `min` and `max` are refused in a private answer (each would release one "
+                      "person's exact value), so the private runs ask `global_sum`, the global "
+                      "question without them, in place of `global`."]
     lines += ["", *table(("data set", "cities", "rows per city", "prepared in", "cached"),
                          ((d["key"], d["cities"], f"{d['rows_per_city']:,}",
                            f"{d['seconds']:.0f} s", "yes" if d["reused"] else "no")
@@ -209,6 +252,9 @@ def _breakdown(results: BenchResults) -> list[str]:
     b = results.breakdown
     if b is None:
         return []
+    private_note = (" Under this private policy the node steps are a private answer's; the "
+                    "exact plan's DuckDB run is timed beside them for comparison and left out "
+                    "of the sum." if b.private else "")
     stage_rows = [(f"coordinator: `{name}`" + (" (sum over cities, run in parallel)"
                                                 if name in b.parallel_stages else ""),
                    _ms(b.coordinator[name].p50), _ms(b.coordinator[name].p99))
@@ -230,7 +276,7 @@ def _breakdown(results: BenchResults) -> list[str]:
             "Coordinator stages are timed on the real `Coordinator.ask_sql` path by wrapping "
             "the functions it calls; the fan-out is what remains. The node steps are what "
             "`NodeServicer.Aggregate` does, run in the bench process on a snapshot copy of each "
-            "city's file (one city at a time, so no CPU contention).", "",
+            "city's file (one city at a time, so no CPU contention)." + private_note, "",
             "A function called once per city (`mint_token`, `verify_receipt`) counts with the sum "
             "of its calls.",
             "",
@@ -264,13 +310,15 @@ def _floor(results: BenchResults) -> list[str]:
             f"{floor.most_per_second:.0f} questions a second, whatever cityfed's own share.", ""]
 
 
-def _naive(results: BenchResults) -> list[str]:
+def _naive(title: str, naive) -> list[str]:
+    if not naive:
+        return []
     rows = [(n.query, n.cities, f"{n.rows_per_city:,}", ", ".join(n.columns),
              _ms(n.federated.p50), _ms(n.naive.p50), _ms(n.fetch.p50), _ms(n.transfer.p50),
              _ms(n.aggregate.p50), f"{n.raw_bytes / 1e6:,.1f} MB", f"{n.answer_bytes:,} B",
              f"{n.gain:.1f}×", same_answer(n))
-            for n in sorted(results.naive, key=lambda n: n.rows_per_city)]
-    return ["## Pushdown vs pulling raw rows", "",
+            for n in sorted(naive, key=lambda n: n.rows_per_city)]
+    return [f"## {title}", "",
             "Naive path (measured in process, nodes have no raw-row RPC by design): fetch the "
             "needed columns from each city's snapshot to Arrow, write them to IPC bytes and read "
             "them back (a floor for the transfer, no network), aggregate the concatenation in "
@@ -318,3 +366,85 @@ def _security(results: BenchResults) -> list[str]:
     method = " ".join(SECURITY_METHOD.split("\n\n")[1].split())
     return ["## Security overhead", "", method, "",
             *table(("part", "p50 ms", "p99 ms"), rows)]
+
+
+def _private_accuracy(results: BenchResults) -> list[str]:
+    private = [c for c in {id(c): c for c in results.rows_sweep + results.city_sweep}.values()
+               if c.accuracy is not None]
+    if not private:
+        return []
+    rows = []
+    for c in sorted(private, key=lambda c: (c.rows_per_city, c.cities, c.query)):
+        central, noise = c.accuracy.vs_central.summary(), c.accuracy.vs_bounded.summary()
+        within = noise["within_stated_interval"]
+        rows.append((c.query, c.cities, f"{c.rows_per_city:,}", noise["cells"],
+                     _pct(central["median_relative_error"]), _pct(central["max_relative_error"]),
+                     _pct(noise["median_relative_error"]), _pct(noise["p95_relative_error"]),
+                     _pct(noise["max_relative_error"]),
+                     f"{noise['groups_missing']} of {noise['groups_expected']}",
+                     "—" if within is None else f"{within:.1%}"))
+    r = private[0].accuracy.max_rows_per_person
+    return ["## Accuracy of the private answers", "",
+            "Every timed private answer is compared, after the clock stops, with two exact "
+            "answers from the central file: over every row (what central returns: the error "
+            "is noise plus contribution bounding), and over only what a private answer reads, "
+            f"each card's first {r} rows in its city's random order with fares clamped to the "
+            "declared bounds (the noise alone, which the ± half-widths the answer states are "
+            "meant to cover at 95%). Relative error = "
+            "|private − exact| / |exact| per cell (a group's count, sum or average). A group "
+            "the cities did not release (its noisy count below the threshold) is counted as "
+            "not released, not as an error; one that only some cities released sums fewer "
+            "cities than the reference, which shows as error.", "",
+            *table(("query", "cities", "rows/city", "cells", "error vs central: median",
+                    "max", "noise alone: median", "p95", "max",
+                    "groups not released", "within stated ±"), rows)]
+
+
+def _private_floor(results: BenchResults) -> list[str]:
+    if not results.private_floor:
+        return []
+    central = {(c.query, c.rows_per_city): c for c in results.rows_sweep}
+    rows = []
+    for f in results.private_floor:
+        c = central.get((f.query, f.rows_per_city))
+        steps = f.steps_sum_ms
+        rows.append((f.query, f"{f.rows_per_city:,}", _ms(steps[BOUNDED]),
+                     _ms(steps[EXACT_REFERENCE]),
+                     _ms(sum(v for k, v in steps.items() if k not in (BOUNDED, EXACT_REFERENCE))),
+                     _ms(f.bounded_floor_ms), _ms(f.floor_ms),
+                     _ms(c.central.p50) if c else "—",
+                     f"{f.floor_ms / c.central.p50:.2f}×" if c else "—",
+                     _ms(c.federated.p50) if c else "—"))
+    step_rows = []
+    for f in results.private_floor:
+        for name, ms in f.steps_sum_ms.items():
+            per_city = [s[name].p50 for s in f.cities.values()]
+            step_rows.append((f.query, f"{f.rows_per_city:,}", name, _ms(ms / len(per_city)),
+                              _ms(min(per_city)), _ms(max(per_city)), _ms(ms)))
+    cores = results.private_floor[0].cores
+    return ["## The private path's floor", "",
+            " ".join(PRIVATE_FLOOR_METHOD.split("\n\n")[1].split()), "",
+            f"Floor = max(slowest city, sum over cities / {cores} cores). The bounded DuckDB "
+            "floor counts the bounded query alone; the private floor adds every other step of a "
+            "private answer at the node (compile, budget charge, noise and release, serialize; "
+            f"all {len(PRIVATE_STEPS)} steps). Central and federated p50 are from the "
+            "alternating comparison above, same run.", "",
+            *table(("query", "rows/city", "bounded DuckDB, sum over cities ms",
+                    "exact plan DuckDB, sum ms", "other private steps, sum ms",
+                    "bounded DuckDB floor ms", "private floor ms", "central p50 ms",
+                    "floor / central", "federated p50 ms"), rows),
+            *table(("query", "rows/city", "step", "mean of city p50s ms", "min city",
+                    "max city", "sum over cities ms"), step_rows)]
+
+
+def _exact_context(results: BenchResults) -> list[str]:
+    if not results.exact_rows_sweep and not results.exact_naive:
+        return []
+    lines = ["## The same questions exact (row grant), same run", "",
+             "After the private runs, the nodes were restarted with the row grant (`--policy "
+             "exact`): the same questions answered exactly over every row, against the same "
+             "central file, alternating as above. This is the federation's cost without "
+             "privacy, for comparison.", ""]
+    lines += _comparisons("Exact (row grant) vs central", results.exact_rows_sweep)[2:]
+    lines += _naive("Exact (row grant) vs pulling raw rows", results.exact_naive)
+    return lines

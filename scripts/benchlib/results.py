@@ -15,6 +15,7 @@ from benchlib.breakdown import Breakdown
 from benchlib.floor import CpuFloor
 from benchlib.measure import Comparison, Latency, Throughput
 from benchlib.noise import Noise
+from benchlib.private import PrivateFloor
 from benchlib.pushdown import NaiveComparison
 from benchlib.security import SecurityCosts
 
@@ -39,6 +40,10 @@ class BenchResults:
     noise: list[Noise] = field(default_factory=list)
     security: SecurityCosts | None = None
     floor: CpuFloor | None = None
+    private_floor: list[PrivateFloor] = field(default_factory=list)
+    # Under a private policy, the same questions with the row grant, in the same run.
+    exact_rows_sweep: list[Comparison] = field(default_factory=list)
+    exact_naive: list[NaiveComparison] = field(default_factory=list)
 
     def federated_latency(self, query: str, cities: int) -> Latency | None:
         return next((lat for lat in self.latency if lat.query == query
@@ -47,6 +52,11 @@ class BenchResults:
     @property
     def quick(self) -> bool:
         return self.mode == "quick"
+
+    @property
+    def private(self) -> bool:
+        """The nodes applied a policy under which the answers are differentially private."""
+        return bool(self.settings.get("private"))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -62,6 +72,9 @@ class BenchResults:
             "noise": [n.to_json() for n in self.noise],
             "security": self.security.to_json() if self.security else None,
             "cpu_floor": self.floor.to_json() if self.floor else None,
+            "private_floor": [f.to_json() for f in self.private_floor],
+            "exact_rows_sweep": [c.to_json() for c in self.exact_rows_sweep],
+            "exact_naive": [n.to_json() for n in self.exact_naive],
         }
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from cityfed.v1 import node_pb2, query_pb2
 
-from benchlib.breakdown import Breakdown
+from benchlib.breakdown import BUDGET, NOISE, Breakdown
 from benchlib.queries import PURPOSE, SMALL
 from benchlib.stats import Samples, timed
 from benchlib.tls import TlsCost, measure_tls
@@ -91,7 +91,7 @@ class SecurityCosts:
 
 
 def security_costs(breakdown: Breakdown, region: RegionDirectory, city: str, policy_path: Path,
-                   *, runs: int, counts_people: bool) -> SecurityCosts:
+                   *, runs: int) -> SecurityCosts:
     manifest, identity = region.open_as(AUTHORITY)
     _, city_identity = region.open_as(city)
     result = SecurityCosts(breakdown.cities)
@@ -103,11 +103,14 @@ def security_costs(breakdown: Breakdown, region: RegionDirectory, city: str, pol
     result.node["token verification"] = _verify_tokens(manifest, identity, city, plan_bytes, runs)
     result.node["replay cache (SQLite commit)"] = _remember_tokens(runs)
     result.node["policy decision"] = _decide(manifest, identity, policy_path, plan, runs)
-    if counts_people:
-        result.node["k: counting people per group"] = Samples(
-            [max(0.0, breakdown.people_count_ms)])
+    if breakdown.private:
+        result.node[f"privacy: {BUDGET}"] = breakdown.node[BUDGET]
+        result.node[f"privacy: {NOISE}"] = breakdown.node[NOISE]
+        result.node["privacy: bounded DuckDB run over the exact one (0 when it saves)"] = \
+            Samples([max(0.0, breakdown.bounding_ms)])
     else:
-        result.notes["k: counting people per group"] = "not applied: the policy sets no k"
+        result.notes["privacy: budget, noise, bounding"] = ("not applied: the policy grants "
+                                                            "rows, answers are exact")
     result.node["audit record (build + append, no fsync)"] = _audit(city_identity, plan_bytes,
                                                                      runs)
     result.node["receipt (sign + encode)"] = _receipts(city_identity, plan_bytes, runs)
@@ -164,7 +167,7 @@ def _audit(city: Identity, plan_bytes: bytes, runs: int) -> Samples:
     response_bytes = _small_response(city.member_id)
     facts = {"caller": AUTHORITY, "peer_fingerprint": "0" * 64, "purpose": PURPOSE,
              "jti": secrets.token_urlsafe(16), "plan_bytes": plan_bytes, "groups_returned": 4,
-             "groups_suppressed": 0}
+             "epsilon": 1.0, "delta": 1e-6}
     samples = Samples()
     with tempfile.TemporaryDirectory(prefix="cityfed-bench-audit-") as directory:
         log = AuditLog(Path(directory) / "audit", city=city.member_id,

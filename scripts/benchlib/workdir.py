@@ -3,10 +3,14 @@
 A scale's directory is a region folder as `federation.local_region.write_region` makes it (trust
 material and signed manifest, per city a store, the demo policy and a node config), holding the
 five synthetic member cities (`federation.synthetic`) and up to three extra cities whose stores
-are byte copies of member cities (the generator knows only five). Beside them: "central" DuckDB
-files holding the union of the first n cities' transit_trips, and snapshot copies of the city
-files that the bench process opens read-only while the nodes hold the originals. Before each
-start the node configs get the benchmark's thread and memory settings and fresh loopback ports.
+are byte copies of member cities (the generator knows only five). Every city file is opened once
+as a node opens it (`node.store.Store`), which gives each row its hidden per-person rank for
+private answers. Beside them: "central" DuckDB files holding the union of the first n cities'
+transit_trips (with the cities' ranks, so that the bounded exact answer a private one is noised
+from can be computed centrally), and snapshot copies of the city files that the bench process
+opens read-only while the nodes hold the originals. Before each start the node configs get the
+benchmark's thread and memory settings and fresh loopback ports, and the nodes' state (held
+manifest, seen tokens, privacy budgets) is forgotten.
 """
 
 from __future__ import annotations
@@ -14,13 +18,14 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sqlite3
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import duckdb
 
-from federation.datasets import TRANSIT_TRIPS, create_table_sql
+from federation.datasets import PERSON_ROW_RANK, TRANSIT_TRIPS, create_table_sql
 from federation.identity import RegionDirectory
 from federation.local_region import (
     AUTHORITY,
@@ -102,6 +107,8 @@ def prepare(spec: DataSpec, root: Path, nodes: NodeSettings, central_sizes: tupl
     workdir = Workdir(spec, directory, tuple(ready["city_ids"]), reused=reused,
                       names=ready["names"])
     _write_node_configs(workdir, nodes)
+    for city in workdir.city_ids:
+        _rank(workdir, city, log)
     for n in central_sizes:
         _build_central(workdir, n, log)
     for city in workdir.cities(snapshots):
@@ -175,11 +182,40 @@ def _set_key(text: str, key: str, value: str) -> str:
     return text.replace("[node]\n", f"[node]\n{line}\n", 1)
 
 
+def _has_rank(database: Path) -> bool:
+    connection = duckdb.connect(str(database), read_only=True)
+    try:
+        return bool(connection.execute(
+            "SELECT count(*) FROM duckdb_columns() WHERE table_name = 'transit_trips' "
+            "AND column_name = ?", [PERSON_ROW_RANK]).fetchone()[0])
+    finally:
+        connection.close()
+
+
+def _rank(workdir: Workdir, city: str, log) -> None:
+    """Open a city's file as its node would at its first start, which ranks each person's rows
+    (an older cache has no ranks); a node started on it later finds nothing left to do. The
+    central unions and snapshots made before are stale then, and go."""
+    database = workdir.database_path(city)
+    if _has_rank(database):
+        return
+    from node.store import Store
+
+    log(f"ranking {city}'s rows per person, as a node does at its first start")
+    Store(database, threads=2).close()
+    for stale in [*workdir.directory.glob("central-*.duckdb"), workdir.snapshot_path(city)]:
+        stale.unlink(missing_ok=True)
+
+
+_COLUMNS = ", ".join(f'"{c}"' for c in (*TRANSIT_TRIPS.column_names, PERSON_ROW_RANK))
+
+
 def _build_central(workdir: Workdir, n: int, log) -> None:
     """One DuckDB file with the union of the first n cities' transit_trips (the only dataset the
-    benchmark reads). Must run while no node holds the city files."""
+    benchmark reads), with each row's rank in its city. Must run while no node holds the city
+    files."""
     path = workdir.central_path(n)
-    if path.exists():
+    if path.exists() and _has_rank(path):
         return
     log(f"building {path.name}: union of {n} cities' transit_trips")
     partial = path.with_suffix(".partial")
@@ -187,19 +223,22 @@ def _build_central(workdir: Workdir, n: int, log) -> None:
     connection = duckdb.connect(str(partial))
     try:
         connection.execute(create_table_sql(TRANSIT_TRIPS))
+        connection.execute(f'ALTER TABLE transit_trips ADD COLUMN "{PERSON_ROW_RANK}" INTEGER')
         for city in workdir.cities(n):
             connection.execute(f"ATTACH '{workdir.database_path(city)}' AS src (READ_ONLY)")
-            connection.execute("INSERT INTO transit_trips SELECT * FROM src.transit_trips")
+            connection.execute(f"INSERT INTO transit_trips ({_COLUMNS}) "
+                               f"SELECT {_COLUMNS} FROM src.transit_trips")
             connection.execute("DETACH src")
         connection.execute("CHECKPOINT")
     finally:
         connection.close()
+    path.unlink(missing_ok=True)
     partial.rename(path)
 
 
 def _snapshot(workdir: Workdir, city: str) -> None:
     path = workdir.snapshot_path(city)
-    if path.exists():
+    if path.exists() and _has_rank(path):
         return
     path.parent.mkdir(exist_ok=True)
     partial = path.with_suffix(".partial")
@@ -215,22 +254,62 @@ def row_count(database: Path) -> int:
         connection.close()
 
 
-# The demo policy grants transit_trips to the authority as aggregates over groups of at least
-# k = 10 people, which makes every node count people per group. This one grants every column at
-# row level (a question that names no column, count(*), is unsuppressed only then), so no group
-# is counted or withheld: the federation's cost without k.
-NO_K_POLICY = f"""\
+# The demo policy grants transit_trips to the authority at the `aggregate` level, so every answer
+# is differentially private. This one grants every column at row level (a question that names no
+# column, count(*), is answered exactly only then): exact answers over every row, which must
+# equal central's. "no-k" is its name from before the k threshold was replaced.
+EXACT_POLICY = f"""\
 [[rules]]
 dataset = "transit_trips"
 columns = [{", ".join(f'"{c}"' for c in TRANSIT_TRIPS.column_names)}]
 callers = ["group:authorities"]
 purposes = ["transit-planning"]
 level = "row"
-note = "benchmark only: no k threshold, to tell its cost apart"
+note = "benchmark only: exact answers, to tell the cost of privacy apart"
 """
-POLICIES = {"demo": DEMO_POLICY, "no-k": NO_K_POLICY}
+
+# What the bench's "demo" policy changes in the deployed one: only the budget per period. The
+# bench asks thousands of questions as one caller for one purpose on one day, so it may spend
+# ε 10^9 a day, and δ 10^-3 (the most any policy may set: a thousand questions with a GROUP BY
+# at δ 10^-6 each); ε and δ per question, rows per person and bounds stay as deployed.
+BENCH_BUDGET = {"epsilon_per_period": "1e9", "delta_per_period": "1e-3"}
 
 
-def write_policy(workdir: Workdir, policy: str) -> None:
+def _bench_demo_policy() -> str:
+    text = DEMO_POLICY
+    for key, value in BENCH_BUDGET.items():
+        text, found = re.subn(rf"^{key}\s*=.*$", f"{key} = {value}", text, count=1,
+                              flags=re.MULTILINE)
+        if not found:
+            raise RuntimeError(f"DEMO_POLICY sets no {key}: the bench policy needs updating")
+    return text
+
+
+BENCH_DEMO_POLICY = _bench_demo_policy()
+POLICIES = {"demo": BENCH_DEMO_POLICY, "exact": EXACT_POLICY, "no-k": EXACT_POLICY}
+PRIVATE_POLICIES = frozenset({"demo"})  # those under which the bench's answers are noisy
+
+
+def write_policy(workdir: Workdir, policy: str) -> Path:
+    """Every city applies `policy`; returns one city's policy file."""
     for city in workdir.city_ids:
         (workdir.directory / f"{city}.policy.toml").write_text(POLICIES[policy])
+    return workdir.directory / f"{workdir.city_ids[0]}.policy.toml"
+
+
+def refill_budgets(workdir: Workdir) -> None:
+    """Empty every node's privacy-budget ledger, as the start of a new period would: between
+    the bench's series of questions, so that each series starts with the full budget per
+    period. The nodes keep running; SQLite lets this process write beside them."""
+    for city in workdir.city_ids:
+        path = workdir.database_path(city).with_suffix(".state") / "budget.sqlite"
+        if not path.exists():
+            continue
+        connection = sqlite3.connect(str(path), timeout=30)
+        try:
+            with connection:
+                connection.execute("DELETE FROM spent")
+        except sqlite3.OperationalError:  # no table yet: nothing was charged
+            pass
+        finally:
+            connection.close()
