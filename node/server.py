@@ -24,12 +24,13 @@ from federation.private_files import owner_only, owner_only_from_now_on, tighten
 from federation.receipts import sha256_hex
 from node.audit import AuditLog
 from node.auditing import AuditRecorder
-from node.compile import compile_plan
+from node.budget import PrivacyBudget, budget_limits, budget_message
+from node.compile import compile_plan, compile_private_plan
 from node.config import NodeConfig, limits_problem
 from node.guard import current_caller, node_guard
 from node.ingest import IngestMode
-from node.partials import suppress_small_groups, to_partial_groups
-from node.policy import Level, catalog_levels, decide, entity_column
+from node.policy import Level, catalog_levels, decide
+from node.release import charge_of, exact_groups, release
 from node.store import Store
 from node.trust import NodeTrust, load_node_trust
 
@@ -43,10 +44,12 @@ _INGEST_MODES = {admin_pb2.INGEST_MODE_REPLACE: IngestMode.REPLACE,
 
 
 class NodeServicer(node_pb2_grpc.NodeServiceServicer):
-    def __init__(self, config: NodeConfig, store: Store, trust: NodeTrust) -> None:
+    def __init__(self, config: NodeConfig, store: Store, trust: NodeTrust,
+                 budget: PrivacyBudget) -> None:
         self.config = config
         self.store = store
         self.trust = trust
+        self.budget = budget
 
     def GetNodeInfo(self, request, context):
         return node_pb2.GetNodeInfoResponse(
@@ -62,25 +65,26 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
             raise InvalidArgument(f"purpose {purpose[:64]!r} is not registered in the manifest")
         counts = self.store.row_counts()
         policy = self.trust.policy
-        datasets = []
+        response = node_pb2.ListDatasetsResponse()
         for dataset in DATASETS.values():
             levels = catalog_levels(policy, caller, purpose, dataset.name)
-            aggregate_only = any(level == Level.AGGREGATE for level in levels.values())
-            datasets.append(node_pb2.Dataset(
-                name=dataset.name,
-                description=dataset.description,
+            private = policy.privacy.of(dataset.name)
+            some_aggregate = any(level == Level.AGGREGATE for level in levels.values())
+            entry = response.datasets.add(
+                name=dataset.name, description=dataset.description,
                 row_count=counts[dataset.name],
-                min_group_size=policy.k_for(dataset.name) if aggregate_only else 0,
-                columns=[
-                    node_pb2.ColumnSchema(
-                        name=c.name, type=c.type, description=c.description, unit=c.unit,
-                        sensitivity=_SENSITIVITY[c.sensitivity], nullable=c.nullable,
-                        access=_ACCESS[levels[c.name]],
-                    )
-                    for c in dataset.columns
-                ],
-            ))
-        return node_pb2.ListDatasetsResponse(datasets=datasets)
+                max_rows_per_person=private.max_rows_per_person if some_aggregate else 0)
+            for c in dataset.columns:
+                lower, upper = private.bounds.get(c.name, ("", ""))
+                entry.columns.add(
+                    name=c.name, type=c.type, description=c.description, unit=c.unit,
+                    sensitivity=_SENSITIVITY[c.sensitivity], nullable=c.nullable,
+                    access=_ACCESS[levels[c.name]], lower_bound=str(lower),
+                    upper_bound=str(upper))
+        if purpose is not None:
+            state = self.budget.state(caller.id, purpose, budget_limits(policy.privacy))
+            response.budget.CopyFrom(budget_message(state, policy.privacy))
+        return response
 
     def Aggregate(self, request, context):
         authenticated = current_caller()
@@ -88,20 +92,33 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         facts["plan_bytes"] = request.plan
         plan = parse_plan(request.plan)
         check_plan(plan)
-        decision = decide(self.trust.policy, authenticated.caller, authenticated.purpose, plan)
+        policy = self.trust.policy
+        decision = decide(policy, authenticated.caller, authenticated.purpose, plan)
         if not decision.allowed:
             raise PolicyDenied(decision.refusal(self.config.city))
-        people = entity_column(plan.dataset) if decision.k is not None else None
-        compiled = compile_plan(plan, people=people)
         remaining = context.time_remaining()
         timeout = min(self.config.max_query_seconds, remaining or self.config.max_query_seconds)
-        rows = self.store.aggregate(compiled, timeout=timeout, on_cancel=context.add_callback)
-        rows, suppressed = suppress_small_groups(rows, compiled, decision.k)
-        facts["groups_returned"], facts["groups_suppressed"] = len(rows), suppressed
-        return node_pb2.AggregateResponse(
-            city=self.config.city, groups=to_partial_groups(rows, compiled),
-            suppressed_groups=suppressed,
-        )
+        if not decision.private:
+            compiled = compile_plan(plan)
+            rows = self.store.aggregate(compiled, timeout=timeout,
+                                        on_cancel=context.add_callback)
+            facts["groups_returned"] = len(rows)
+            return node_pb2.AggregateResponse(city=self.config.city,
+                                              groups=exact_groups(rows, compiled))
+
+        settings = policy.privacy
+        private = compile_private_plan(plan, settings.of(plan.dataset))
+        epsilon, delta = charge_of(private, settings.epsilon_per_question,
+                                   settings.delta_per_question)
+        state = self.budget.charge(authenticated.caller.id, authenticated.purpose, epsilon,
+                                   delta, budget_limits(settings))
+        facts["epsilon"], facts["delta"] = epsilon, delta
+        rows = self.store.aggregate(private, timeout=timeout, on_cancel=context.add_callback)
+        released = release(rows, private, epsilon=epsilon, delta=delta)
+        released.report.budget.CopyFrom(budget_message(state, settings))
+        facts["groups_returned"] = len(released.groups)
+        return node_pb2.AggregateResponse(city=self.config.city, groups=released.groups,
+                                          privacy=released.report)
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
@@ -139,6 +156,7 @@ class RunningNode:
     audit: AuditLog
     port: int
     health: health.HealthServicer
+    budget: PrivacyBudget | None = None
 
     @property
     def address(self) -> str:
@@ -153,6 +171,8 @@ class RunningNode:
         self.store.close()
         self.audit.close()
         self.trust.close()
+        if self.budget is not None:
+            self.budget.close()
 
 
 def server_options(config: NodeConfig) -> list[tuple[str, int]]:
@@ -197,7 +217,9 @@ def start_node(config: NodeConfig) -> RunningNode:
         options=server_options(config),
         maximum_concurrent_rpcs=grpc_concurrency_limit(config.max_concurrent_rpcs),
     )
-    node_pb2_grpc.add_NodeServiceServicer_to_server(NodeServicer(config, store, trust), server)
+    budget = PrivacyBudget(config.state_path / "budget.sqlite", sync=config.audit_fsync)
+    node_pb2_grpc.add_NodeServiceServicer_to_server(NodeServicer(config, store, trust, budget),
+                                                    server)
     health_servicer = add_health_and_reflection(server, [NODE_SERVICE])
     port = server.add_secure_port(config.listen, trust.server_credentials)
     if port == 0:
@@ -217,7 +239,8 @@ def start_node(config: NodeConfig) -> RunningNode:
     admin_server.start()
     server.start()
     log.info("%s serving on port %d, admin socket %s", config.city, port, socket_path)
-    return RunningNode(config, server, admin_server, store, trust, audit, port, health_servicer)
+    return RunningNode(config, server, admin_server, store, trust, audit, port, health_servicer,
+                       budget)
 
 
 def keep_private(config: NodeConfig) -> None:
