@@ -1,7 +1,9 @@
 """`make demo`: a generated five-city region on loopback, a tour of federated questions, a
-refused one, and a city going down, all in under a minute; every process it starts is stopped
-at the end. Every call goes over mutual TLS with a signed request token, and every city answers
-only what its own policy allows.
+refused one, a privacy budget being spent until the cities refuse, and a city going down, all in
+under a minute; every process it starts is stopped at the end. Every call goes over mutual TLS
+with a signed request token, and every city answers only what its own policy allows: the
+regional authority gets differentially private statistics (noisy, with ± intervals, each answer
+charged to its privacy budget), never exact counts of small groups.
 
 Usage: python scripts/demo.py [--dir DIR] [--people N] [--trips N] [--visits N]
 """
@@ -16,19 +18,24 @@ from decimal import Decimal
 from pathlib import Path
 
 import grpc
-from cityfed.v1 import federation_pb2, federation_pb2_grpc
+from cityfed.v1 import federation_pb2, federation_pb2_grpc, node_pb2, node_pb2_grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from rich.console import Console
 from rich.table import Table
 
-from federation.coordinator import Coordinator
+from federation.coordinator import CityStatus, Coordinator
 from federation.gateway import start_gateway
 from federation.identity import channel_options
 from federation.local_region import AUTHORITY, start_local_region, write_region
+from federation.privacy import half_width
 from federation.receipts import Receipt, verify_receipt_signature
+from federation.sql import parse_query
 from federation.synthetic import RegionScale
 from federation.synthetic.divisions import MEMBER_CITIES
 from federation.synthetic.icd10 import chapter_of
 from federation.synthetic.networks import HOSPITALS
+from federation.tokens import mint_token
 from federation.values import from_value
 from node.audit import read_records
 from node.cli import main as cityfed
@@ -40,6 +47,9 @@ AGE_BANDS = """SELECT date_diff('year', birth_date, DATE '2026-11-26') // 10 * 1
        count(*) AS residents
 FROM population WHERE deceased_on IS NULL
 GROUP BY age_band ORDER BY age_band"""
+# The question asked until the transit-planning budget is spent: trips and fares by mode.
+BY_MODE = "SELECT mode, count(*) AS trips, sum(fare) AS fares FROM transit_trips GROUP BY mode"
+TRANSIT = "transit-planning"
 
 
 def quoted(values) -> str:
@@ -112,10 +122,21 @@ def medical_by_chapter(coordinator: Coordinator) -> None:
             totals.items(), key=lambda item: -item[1][1]):
         table.add_row(numeral, codes, title, str(visits), f"{cost:,}", f"{insured:,}")
     console.print(table)
-    withheld = sum(o.suppressed_groups for o in answer.outcomes)
-    console.print(f"{len(answer.outcomes)} of {len(answer.outcomes)} cities answered; sums are "
-                  f"exact decimals merged from every city's partial sums; {withheld} diagnosis "
-                  "groups of fewer than 10 people were withheld at home")
+    charged = ", ".join(f"{o.city} ε {o.epsilon_charged:g} ({o.epsilon_remaining:g} left)"
+                        for o in answer.outcomes)
+    console.print(f"{len(answer.outcomes)} of {len(answer.outcomes)} cities answered, each "
+                  f"charging: {charged}. Each city released only the diagnoses whose noisy "
+                  "count passed its threshold (how many it held back is not said), so the "
+                  "chapter totals are sums of noisy per-city, per-diagnosis values.")
+    report = next(o.privacy for o in answer.outcomes if o.privacy is not None)
+    count, cost = report.aggregates[0], report.aggregates[1]
+    visits_width, cost_width = half_width([count.count_scale]), half_width([cost.sum_scale])
+    console.print(
+        f"Noise in each city's value for one diagnosis: visits ±{visits_width:,.0f}, cost and "
+        f"insurance ±{cost_width:,.0f} CNY (95%). A person adds at "
+        f"most {report.max_rows_per_person} visits, each clamped to {cost.lower_bound}–"
+        f"{cost.upper_bound} CNY, and ε {report.epsilon:g} is split over three statistics: "
+        "costs are hidden far better than counts, which is why a sum can even come out negative.")
 
 
 def refused_question(region: Path) -> None:
@@ -142,10 +163,73 @@ def same_answer_over_grpc(gateway_port: int, sql: str, coordinator: Coordinator)
     direct = coordinator.ask_sql(sql, purpose="population-statistics")
     RECEIPTS.extend(o.receipt for o in direct.outcomes if o.receipt)
     over_grpc = [tuple(from_value(v) for v in row.values) for row in response.rows]
-    agrees = over_grpc == direct.table.rows and response.complete
+    same_groups = [r[0] for r in over_grpc] == [r[0] for r in direct.table.rows]
+    widths = list(response.accuracy[1].half_widths_95) if len(response.accuracy) > 1 else []
     console.print(f"gateway on 127.0.0.1:{gateway_port}: {len(response.rows)} rows, "
                   f"complete={response.complete}, "
-                  f"{'identical to' if agrees else 'DIFFERENT from'} the CLI's answer")
+                  f"{'the same age bands as' if same_groups else 'other age bands than'} a "
+                  "direct answer asked beside it. Each answer is noised afresh, so their counts "
+                  "differ; the gateway's carries its ± too (e.g. "
+                  + ", ".join(f"{row[0]}: {row[1]} ±{width:g}"
+                              for row, width in list(zip(over_grpc, widths, strict=False))[:3])
+                  + ", …)")
+
+
+def budget_spent(region: Path, coordinator: Coordinator, cities: tuple[str, ...]) -> None:
+    heading("Asked again, the same question is charged again: the budget is spent")
+    console.print(f"[dim]Each city lets {AUTHORITY} spend ε 10 a day on {TRANSIT}, ε 1 per "
+                  "question (\\[privacy] in its policy). Asking again gives a new noisy answer "
+                  "and charges again; averaging many answers would cost many ε.[/]")
+    ask("Trips on transport cards used outside their issuing city, by hour (again)",
+        commuting_sql(), region, TRANSIT, "--require-all")
+
+    heading(f"Until the {TRANSIT} budget runs out")
+    console.print(f"[dim]$ cityfed query \"{BY_MODE}\" --as {AUTHORITY} --purpose {TRANSIT}"
+                  "   (asked again and again)[/]")
+    for number in range(1, 20):
+        answer = coordinator.ask_sql(BY_MODE, purpose=TRANSIT)
+        RECEIPTS.extend(o.receipt for o in answer.outcomes if o.receipt)
+        refused = [o for o in answer.outcomes if o.status is not CityStatus.ANSWERED]
+        if refused:
+            console.print(f"  question {number}: {len(refused)} of {len(answer.outcomes)} "
+                          "cities refused:")
+            for o in refused:
+                console.print(f"    {o.city:<13} {o.status.value.upper()} {o.code}: {o.detail}")
+            break
+        left = min(o.epsilon_remaining for o in answer.outcomes)
+        console.print(f"  question {number}: {len(answer.table.rows)} modes, ε "
+                      f"{answer.outcomes[0].epsilon_charged:g} charged by each city, ε {left:g} "
+                      "left")
+    quota_failure(coordinator, cities[0])
+
+
+def quota_failure(coordinator: Coordinator, city: str) -> None:
+    """The refusal as the node sends it: RESOURCE_EXHAUSTED with a google.rpc.QuotaFailure."""
+    identity, manifest = coordinator.identity, coordinator.manifest
+    member = manifest.member(city)
+    plan_bytes = parse_query(BY_MODE).plan.SerializeToString()
+    token = mint_token(key=identity.signing_key, kid=identity.kid, caller=identity.member_id,
+                       audience=city, purpose=TRANSIT, plan_bytes=plan_bytes,
+                       certificate_x5t=identity.certificate_x5t)
+    with grpc.secure_channel(member.endpoint, identity.channel_credentials(),
+                             options=channel_options(city, manifest.region)) as channel:
+        stub = node_pb2_grpc.NodeServiceStub(channel)
+        try:
+            stub.Aggregate(node_pb2.AggregateRequest(plan=plan_bytes), timeout=10,
+                           metadata=(("authorization", f"Bearer {token}"),))
+        except grpc.RpcError as error:
+            status = rpc_status.from_call(error)
+            console.print(f"[dim]The same call straight to {city}'s NodeService:[/] "
+                          f"{error.code().name}")
+            for detail in status.details if status else ():
+                quota = error_details_pb2.QuotaFailure()
+                if detail.Unpack(quota):
+                    for violation in quota.violations:
+                        console.print(f"  google.rpc.QuotaFailure: subject "
+                                      f"{violation.subject!r}")
+                        console.print(f"    {violation.description}")
+            return
+    console.print(f"[red]{city} answered: its budget was not spent[/]")
 
 
 def verify_logs_and_receipts(region: Path, cities: tuple[str, ...], manifest) -> None:
@@ -170,8 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=Path("region/demo"))
     parser.add_argument("--people", type=int, default=20_000)
-    parser.add_argument("--trips", type=int, default=100_000)
-    parser.add_argument("--visits", type=int, default=20_000)
+    # Private answers release a group only when its noisy count passes a threshold of a few
+    # hundred rows per city: enough trips and visits that the tour's groups show.
+    parser.add_argument("--trips", type=int, default=500_000)
+    parser.add_argument("--visits", type=int, default=300_000)
     args = parser.parse_args(argv)
     started = time.perf_counter()
 
@@ -195,10 +281,15 @@ def main(argv: list[str] | None = None) -> int:
                 ask("Residents by age band, across the cluster", AGE_BANDS, args.dir,
                     "population-statistics", "--require-all")
                 ask("Trips on transport cards used outside their issuing city, by hour",
-                    commuting_sql(), args.dir, "transit-planning", "--require-all")
+                    commuting_sql(), args.dir, TRANSIT, "--require-all")
+                console.print("[dim]Each city released only the hours whose noisy trip count "
+                              "passed its threshold (a few hundred trips, set by ε, δ and the 20 "
+                              "trips a card may add): a row sums the cities that released it, "
+                              "and quiet hours in small cities stay home.[/]")
                 medical_by_chapter(coordinator)
                 refused_question(args.dir)
                 same_answer_over_grpc(gateway.port, AGE_BANDS, coordinator)
+                budget_spent(args.dir, coordinator, cities)
 
             heading("Langfang's node goes down: the answer says so, it does not hide it")
             running.kill("langfang")
