@@ -34,7 +34,7 @@ from benchlib.measure import (
     throughput,
 )
 from benchlib.noise import measure_noise
-from benchlib.private import private_floor
+from benchlib.private import layout_trial, private_floor
 from benchlib.pushdown import NaiveCoordinator, compare_naive
 from benchlib.queries import BY_HOUR, LATENCY_QUERIES, SMALL, compared
 from benchlib.report import write_outputs
@@ -305,6 +305,15 @@ class Bench:
                         f"{found.exact_floor_ms:.1f} ms), all private steps "
                         f"{found.floor_ms:.1f} ms")
             self.results.private_floor.append(found)
+        console.log(f"the bounded query on {cities[0]}, stored in rank order and with a DECIMAL "
+                    f"clamp, {runs} runs")
+        trial = layout_trial(workdir.snapshot_path(cities[0]), compared(private=True),
+                             self.privacy, rows_per_city=rows, threads=self.nodes.threads,
+                             runs=runs)
+        for query, by_layout in trial.bounded.items():
+            console.log(f"  {query:10} " + ", ".join(f"{s.p50:.1f}" for s in by_layout.values())
+                        + " ms")
+        self.results.layout_trials.append(trial)
 
     def central(self, workdir: Workdir, n: int) -> Central:
         """The central union of n cities, with the threads and memory of n nodes together."""

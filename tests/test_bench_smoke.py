@@ -86,7 +86,8 @@ def private_out(tmp_path_factory) -> Path:
 def test_private_bench_reports_noisy_answers_their_error_and_floor(private_out: Path):
     report = (private_out / "REPORT.md").read_text(encoding="utf-8")
     for heading in ("## Targets", "## Accuracy of the private answers",
-                    "## The private path's floor", "## Pushdown vs pulling raw rows",
+                    "## The private path's floor", "## What the bounded query could cost",
+                    "## Pushdown vs pulling raw rows",
                     "## The same questions exact (row grant), same run"):
         assert heading in report
     results = json.loads((private_out / "results.json").read_text())
@@ -103,6 +104,9 @@ def test_private_bench_reports_noisy_answers_their_error_and_floor(private_out: 
     assert results["naive"] and results["naive"][0]["private"]
     assert len(results["private_floor"]) == 3
     assert all(f["floor_ms"] > 0 for f in results["private_floor"])
+    # The rank-ordered copy and the DECIMAL clamp must not change what the bounded plan returns.
+    (trial,) = results["layout_trials"]
+    assert len(trial["same_answer"]) == 3 and all(trial["same_answer"].values()), trial
     for comparison in results["exact_rows_sweep"] + results["exact_naive"]:
         assert comparison["results_match"] and not comparison["private"], comparison
     assert [v["status"] for v in results["verdicts"]] and all(

@@ -9,13 +9,20 @@ the partials and release the groups with OpenDP, serialize. The exact plan over 
 beside it for comparison. The cities' nodes share this machine's cores, so their work together
 cannot finish before the sum of their CPU over the cores, nor before the slowest city alone:
 that is the private path's floor here, before any coordinator, gRPC or TLS cost.
+
+Then, on one city, what the bounded query could cost with two changes the node does not make
+today (`LayoutTrial`): the rows stored in order of their per-person rank, and the clamp of a
+sum's argument computed in DECIMAL instead of through DOUBLE.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import duckdb
 
 from benchlib.breakdown import (
     BOUNDED,
@@ -25,7 +32,10 @@ from benchlib.breakdown import (
     node_breakdown,
 )
 from benchlib.queries import Query
-from benchlib.stats import Samples
+from benchlib.stats import Samples, timed
+from federation.datasets import PERSON_ROW_RANK
+from federation.sql import parse_query
+from node.compile import compile_plan, compile_private_plan
 from node.policy import PrivacySettings
 
 
@@ -95,3 +105,97 @@ def private_floor(snapshots: list[Path], query: Query, privacy: PrivacySettings,
                        runs=runs, warmup=warmup, result=city, privacy=privacy)
         result.cities[snapshot.stem] = city.node
     return result
+
+
+# --- what the bounded query could cost: one city's file, two changes tried in process --------
+
+LAYOUTS = ("as stored: rows in load order (the node's file)",
+           "rows stored in rank order (a copy)",
+           "rank order + clamp computed in DECIMAL (the node's SQL rewritten)")
+_DOUBLE_CLAMP = re.compile(r"CAST\(least\(greatest\(CAST\((.+?) AS DOUBLE\), \?\), \?\) "
+                           r"AS DECIMAL\(18, (\d+)\)\)")
+
+
+@dataclass
+class LayoutTrial:
+    """The bounded plan's DuckDB run on one city, as stored and with two changes that are not
+    the node's today: the table ordered by the per-person rank (rows a private answer reads
+    then form a prefix, which DuckDB's zone maps skip to), and the clamp of a sum's argument
+    done in DECIMAL rather than through DOUBLE. The exact plan is run on both files too."""
+
+    city: str
+    rows_per_city: int
+    bounded: dict[str, dict[str, Samples]] = field(default_factory=dict)  # query -> layout
+    exact: dict[str, dict[str, Samples]] = field(default_factory=dict)  # query -> file
+    same_answer: dict[str, bool] = field(default_factory=dict)  # every variant, the same rows
+
+    def to_json(self) -> dict[str, Any]:
+        return {"city": self.city, "rows_per_city": self.rows_per_city,
+                "same_answer": self.same_answer,
+                "bounded": {q: {k: v.summary() for k, v in by.items()}
+                            for q, by in self.bounded.items()},
+                "exact": {q: {k: v.summary() for k, v in by.items()}
+                          for q, by in self.exact.items()}}
+
+
+def rank_ordered_copy(snapshot: Path) -> Path:
+    """A copy of a city's transit_trips with its rows in order of `_person_row_rank` (cached)."""
+    path = snapshot.with_name(f"{snapshot.stem}.by-rank.duckdb")
+    if path.exists():
+        return path
+    partial = path.with_suffix(".partial")
+    partial.unlink(missing_ok=True)
+    connection = duckdb.connect(str(partial))
+    try:
+        connection.execute(f"ATTACH '{snapshot}' AS source (READ_ONLY)")
+        connection.execute(f'CREATE TABLE transit_trips AS SELECT * FROM source.transit_trips '
+                           f'ORDER BY "{PERSON_ROW_RANK}"')
+        connection.execute("DETACH source")
+        connection.execute("CHECKPOINT")
+    finally:
+        connection.close()
+    partial.rename(path)
+    return path
+
+
+def layout_trial(snapshot: Path, queries: tuple[Query, ...], privacy: PrivacySettings, *,
+                 rows_per_city: int, threads: int, runs: int) -> LayoutTrial:
+    ordered = rank_ordered_copy(snapshot)
+    result = LayoutTrial(snapshot.stem, rows_per_city)
+    files = {LAYOUTS[0]: snapshot, LAYOUTS[1]: ordered, LAYOUTS[2]: ordered}
+    connections = {path: duckdb.connect(str(path), read_only=True, config={"threads": threads})
+                   for path in {snapshot, ordered}}
+    try:
+        for query in queries:
+            plan = parse_query(query.sql).plan
+            private = compile_private_plan(plan, privacy.of(plan.dataset))
+            exact = compile_plan(plan)
+            decimal_sql, rewritten = _DOUBLE_CLAMP.subn(
+                r"least(greatest(CAST(\1 AS DECIMAL(18, \2)), CAST(? AS DECIMAL(18, \2))), "
+                r"CAST(? AS DECIMAL(18, \2)))", private.sql)
+            variants = {LAYOUTS[0]: private.sql, LAYOUTS[1]: private.sql}
+            if rewritten:
+                variants[LAYOUTS[2]] = decimal_sql
+            result.bounded[query.name] = {name: Samples() for name in variants}
+            result.exact[query.name] = {"as stored": Samples(), "rank order": Samples()}
+            answers = {name: sorted(map(repr, connections[files[name]].execute(
+                sql, private.params).fetchall())) for name, sql in variants.items()}  # warm-up
+            result.same_answer[query.name] = all(a == answers[LAYOUTS[0]]
+                                                 for a in answers.values())
+            for index in range(runs + 1):  # the first run of each warms up
+                for name, sql in variants.items():
+                    ms = _timed_run(connections[files[name]], sql, private.params)
+                    if index:
+                        result.bounded[query.name][name].add(ms)
+                for name, path in (("as stored", snapshot), ("rank order", ordered)):
+                    ms = _timed_run(connections[path], exact.sql, exact.params)
+                    if index:
+                        result.exact[query.name][name].add(ms)
+    finally:
+        for connection in connections.values():
+            connection.close()
+    return result
+
+
+def _timed_run(connection, sql: str, params: list) -> float:
+    return timed(lambda: connection.execute(sql, params).fetchall())[1]

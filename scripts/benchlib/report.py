@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 from benchlib.breakdown import BOUNDED, EXACT_REFERENCE, PRIVATE_STEPS
 from benchlib.floor import __doc__ as FLOOR_METHOD
 from benchlib.measure import Comparison
+from benchlib.private import LAYOUTS, LayoutTrial
 from benchlib.private import __doc__ as PRIVATE_FLOOR_METHOD
 from benchlib.queries import SMALL, TINY, compared
 from benchlib.results import BenchResults
@@ -21,6 +22,10 @@ from benchlib.security import __doc__ as SECURITY_METHOD
 from benchlib.verdicts import Verdict, verdicts
 
 ROWS_CHART, CITIES_CHART = "latency_vs_rows.png", "latency_vs_cities.png"
+LAYOUT_METHOD = LayoutTrial.__doc__ + (
+    " One thread, the nodes' setting; p50 of the runs, in this process. Both changes keep the "
+    "answer (the same rows are read, the clamped values are equal): the last column checks "
+    "that the three bounded runs returned the same rows.")
 
 
 def write_outputs(results: BenchResults, out: Path) -> list[Verdict]:
@@ -128,6 +133,7 @@ def markdown(results: BenchResults, checked: list[Verdict], charts: set[str]) ->
         lines += [f"![latency vs rows]({ROWS_CHART})", ""]
     lines += _private_accuracy(results)
     lines += _private_floor(results)
+    lines += _layout_trials(results)
     if results.city_sweep:
         lines += _comparisons("Federated vs central by number of cities", results.city_sweep)
     if CITIES_CHART in charts:
@@ -435,6 +441,24 @@ def _private_floor(results: BenchResults) -> list[str]:
                     "floor / central", "federated p50 ms"), rows),
             *table(("query", "rows/city", "step", "mean of city p50s ms", "min city",
                     "max city", "sum over cities ms"), step_rows)]
+
+
+def _layout_trials(results: BenchResults) -> list[str]:
+    if not results.layout_trials:
+        return []
+    rows = []
+    for trial in results.layout_trials:
+        for query, by_layout in trial.bounded.items():
+            exact = trial.exact[query]
+            cells = [_ms(by_layout[name].p50) if name in by_layout else "—" for name in LAYOUTS]
+            rows.append((query, trial.city, f"{trial.rows_per_city:,}", *cells,
+                         _ms(exact["as stored"].p50), _ms(exact["rank order"].p50),
+                         "yes" if trial.same_answer.get(query) else "**NO**"))
+    return ["## What the bounded query could cost: one city, two changes tried", "",
+            " ".join(LAYOUT_METHOD.split()), "",
+            *table(("query", "city", "rows", *(f"bounded plan, {name} ms" for name in LAYOUTS),
+                    "exact plan, as stored ms", "exact plan, rank order ms",
+                    "bounded plans agree"), rows)]
 
 
 def _exact_context(results: BenchResults) -> list[str]:

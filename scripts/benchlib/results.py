@@ -15,7 +15,7 @@ from benchlib.breakdown import Breakdown
 from benchlib.floor import CpuFloor
 from benchlib.measure import Comparison, Latency, Throughput
 from benchlib.noise import Noise
-from benchlib.private import PrivateFloor
+from benchlib.private import LayoutTrial, PrivateFloor
 from benchlib.pushdown import NaiveComparison
 from benchlib.security import SecurityCosts
 
@@ -41,6 +41,7 @@ class BenchResults:
     security: SecurityCosts | None = None
     floor: CpuFloor | None = None
     private_floor: list[PrivateFloor] = field(default_factory=list)
+    layout_trials: list[LayoutTrial] = field(default_factory=list)
     # Under a private policy, the same questions with the row grant, in the same run.
     exact_rows_sweep: list[Comparison] = field(default_factory=list)
     exact_naive: list[NaiveComparison] = field(default_factory=list)
@@ -73,6 +74,7 @@ class BenchResults:
             "security": self.security.to_json() if self.security else None,
             "cpu_floor": self.floor.to_json() if self.floor else None,
             "private_floor": [f.to_json() for f in self.private_floor],
+            "layout_trials": [t.to_json() for t in self.layout_trials],
             "exact_rows_sweep": [c.to_json() for c in self.exact_rows_sweep],
             "exact_naive": [n.to_json() for n in self.exact_naive],
         }

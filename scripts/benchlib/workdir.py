@@ -203,7 +203,9 @@ def _rank(workdir: Workdir, city: str, log) -> None:
 
     log(f"ranking {city}'s rows per person, as a node does at its first start")
     Store(database, threads=2).close()
-    for stale in [*workdir.directory.glob("central-*.duckdb"), workdir.snapshot_path(city)]:
+    snapshot = workdir.snapshot_path(city)
+    for stale in [*workdir.directory.glob("central-*.duckdb"), snapshot,
+                  snapshot.with_name(f"{city}.by-rank.duckdb")]:
         stale.unlink(missing_ok=True)
 
 
