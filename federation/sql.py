@@ -83,8 +83,8 @@ def parse_tree(sql: str) -> dict[str, Any]:
         _parser.connection = sandboxed_memory_connection()
     try:
         (serialized,) = _parser.connection.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
-    except duckdb.Error as error:
-        raise InvalidQuery(f"could not parse the SQL: {error}") from None
+    except duckdb.Error:
+        raise InvalidQuery("could not parse the SQL") from None
     try:
         tree = json.loads(serialized)
     except RecursionError:
@@ -92,11 +92,29 @@ def parse_tree(sql: str) -> dict[str, Any]:
     if tree.get("error"):
         if "expression depth" in tree.get("error_message", ""):
             raise TooLarge("the SQL nests too deeply")
-        raise InvalidQuery(f"SQL syntax error: {tree.get('error_message', 'unknown')}")
+        raise InvalidQuery(_syntax_error(tree))
     statements = tree["statements"]
     if len(statements) != 1:
         raise InvalidQuery(f"send exactly one SELECT statement, not {len(statements)}")
     return statements[0]["node"]
+
+
+# DuckDB's parser messages that quote nothing of the text; any other names the token it stopped
+# at, which may be a literal (an ID, a name), so only its position is given.
+_FIXED_PARSER_MESSAGES = frozenset({
+    "syntax error at end of input", "unterminated string literal",
+    "unterminated quoted identifier", "unterminated quoted string", "unterminated /* comment",
+})
+
+
+def _syntax_error(tree: dict[str, Any]) -> str:
+    message = str(tree.get("error_message", ""))
+    if tree.get("error_type") != "parser":
+        return "SQL syntax error: send exactly one plain SELECT statement"
+    position = tree.get("position")
+    where = f" at character {int(position) + 1}" if str(position).isdigit() else ""
+    said = f": {message}" if message in _FIXED_PARSER_MESSAGES else ""
+    return f"SQL syntax error{where}{said}"
 
 
 def parse_query(sql: str) -> query_pb2.FederatedQuery:
@@ -412,7 +430,7 @@ def _literal(literal: dict[str, Any]) -> query_pb2.Value:
         try:
             return query_pb2.Value(decimal_value=format(Decimal(text), "f"))
         except InvalidOperation:
-            raise InvalidQuery(f"{text[:40]!r} is not a number") from None
+            raise InvalidQuery("a numeric literal is not a number") from None
     raise InvalidQuery(f"{str(kind).lower()} literals are not supported")
 
 
@@ -433,4 +451,6 @@ def _typed_literal(item: dict[str, Any]) -> query_pb2.Value:
             raise ValueError("time zones are not supported")
         return to_value(timestamp)
     except ValueError:
-        raise InvalidQuery(f"{text[:40]!r} is not a valid {type_name}") from None
+        example = "'yyyy-mm-dd'" if type_name == "DATE" else "'yyyy-mm-dd hh:mm:ss'"
+        raise InvalidQuery(f"a {type_name} literal is not a valid {type_name}: write "
+                           f"{type_name} {example}") from None

@@ -60,12 +60,13 @@ def from_value(value: query_pb2.Value) -> PyValue:
 
 
 def _parse(kind: type, text: str, field: str) -> PyValue:
+    # The messages leave the text out: it may be a caller's literal, or a value of a row.
     try:
         parsed = kind(text)
     except (ValueError, ArithmeticError):
-        raise InvalidQuery(f"{field} {text[:40]!r} is not a number") from None
+        raise InvalidQuery(f"a {field} is not a number") from None
     if isinstance(parsed, Decimal) and not parsed.is_finite():
-        raise InvalidQuery(f"{field} {text[:40]!r} is not a finite number")
+        raise InvalidQuery(f"a {field} is not a finite number")
     return parsed
 
 
