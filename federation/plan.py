@@ -1,7 +1,8 @@
 """Structural checks on plans and federated queries, shared by the coordinator and the nodes.
 
 A node never trusts the coordinator's checks: it runs `check_plan` again on the bytes it
-received. Type errors are left to DuckDB's binder at the node, which reports them precisely.
+received. Both check types statically (`federation.typecheck`) before anything runs, so that no
+row's value is ever cast, and quoted in an error, at run time.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from cityfed.v1 import query_pb2
 from federation.compile import ARITY, date_part_name
 from federation.datasets import DATASETS, Dataset
 from federation.errors import InvalidQuery, TooLarge
+from federation.typecheck import PlanTypes, QueryTypeError, check_plan_types, check_query_types
 
 A = query_pb2.AggregateFunction
 F = query_pb2.Function
@@ -43,6 +45,10 @@ def parse_plan(plan_bytes: bytes) -> query_pb2.AggregatePlan:
 
 def check_plan(plan: query_pb2.AggregatePlan) -> Dataset:
     """Check what a node will run; returns the dataset it reads."""
+    return _check_plan(plan)[0]
+
+
+def _check_plan(plan: query_pb2.AggregatePlan) -> tuple[Dataset, PlanTypes]:
     dataset = DATASETS.get(plan.dataset)
     if dataset is None:
         known = ", ".join(DATASETS)
@@ -60,12 +66,18 @@ def check_plan(plan: query_pb2.AggregatePlan) -> Dataset:
         _check_row_expression(key, dataset, budget, "GROUP BY")
     for aggregate in plan.aggregates:
         _check_aggregate(aggregate, dataset, budget)
-    return dataset
+    return dataset, check_plan_types(plan, dataset)
 
 
 def check_query(query: query_pb2.FederatedQuery) -> Dataset:
     """Check a whole federated query: its plan and what happens after the merge."""
-    dataset = check_plan(query.plan)
+    try:
+        dataset, types = _check_plan(query.plan)
+    except QueryTypeError as error:
+        # Said so that a caller can tell it from a plan the cities refused ("tianjin refused
+        # the plan: ...").
+        raise QueryTypeError(f"refused the plan before asking any city: {error}",
+                             error.node) from None
     if not query.columns:
         raise InvalidQuery("a query needs at least one output column")
     budget = _Budget()
@@ -80,6 +92,7 @@ def check_query(query: query_pb2.FederatedQuery) -> Dataset:
         raise InvalidQuery("LIMIT must not be negative")
     if query.offset < 0:
         raise InvalidQuery("OFFSET must not be negative")
+    check_query_types(query, types)
     return dataset
 
 

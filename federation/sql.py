@@ -28,6 +28,7 @@ from federation.datasets import DATASETS, Dataset
 from federation.errors import InvalidQuery, TooLarge
 from federation.plan import MAX_EXPRESSION_DEPTH, check_query
 from federation.sandbox import sandboxed_memory_connection
+from federation.typecheck import QueryTypeError
 from federation.values import to_value
 
 F = query_pb2.Function
@@ -130,18 +131,36 @@ def _parsed(sql: str) -> bytes:
         query = _QueryBuilder(sql).build(tree)
     except RecursionError:
         raise TooLarge("the SQL nests too deeply") from None
-    check_query(query)
+    try:
+        check_query(query)
+    except QueryTypeError as error:
+        raise _located(error, sql, tree) from None
     return query.SerializeToString()
 
 
+def _located(error: QueryTypeError, sql: str, tree: dict[str, Any]) -> QueryTypeError:
+    """The type error, pointing at where its expression starts in the SQL text. The query is
+    built again, this time noting where each expression came from (only on this error path)."""
+    if error.node is None:
+        return error
+    builder = _QueryBuilder(sql, locate=True)
+    builder.build(tree)
+    position = builder.locations.get(error.node.SerializeToString(deterministic=True))
+    if position is None:
+        return error
+    return QueryTypeError(f"{error} (at character {position + 1} of the SQL)", error.node)
+
+
 class _QueryBuilder:
-    def __init__(self, sql: str) -> None:
+    def __init__(self, sql: str, locate: bool = False) -> None:
         self.sql = sql
         self.dataset: Dataset | None = None
         self.plan = query_pb2.AggregatePlan()
         self.group_keys: list[query_pb2.Expression] = []
         self.aggregates: list[query_pb2.Aggregate] = []
         self.depth = 0
+        # With `locate`: each expression built (as bytes), and where its text starts in the SQL.
+        self.locations: dict[bytes, int] | None = {} if locate else None
 
     def build(self, node: dict[str, Any]) -> query_pb2.FederatedQuery:
         if node.get("type") != "SELECT_NODE":
@@ -274,9 +293,13 @@ class _QueryBuilder:
         try:
             if self.depth > MAX_EXPRESSION_DEPTH:
                 raise TooLarge(f"expressions may nest at most {MAX_EXPRESSION_DEPTH} deep")
-            return self._expression_at_depth(item, clause, merged)
+            expression = self._expression_at_depth(item, clause, merged)
         finally:
             self.depth -= 1
+        if self.locations is not None and isinstance(item.get("query_location"), int):
+            self.locations.setdefault(expression.SerializeToString(deterministic=True),
+                                      item["query_location"])
+        return expression
 
     def _expression_at_depth(self, item: dict[str, Any], clause: str,
                              merged: bool) -> query_pb2.Expression:
