@@ -17,8 +17,8 @@ import pyarrow as pa
 from cityfed.v1 import query_pb2
 
 from federation.compile import compile_expression
-from federation.errors import InvalidQuery
 from federation.merge import MergedGroups
+from federation.runtime_errors import runtime_failure
 from federation.sandbox import sandboxed_memory_connection
 from federation.values import PyValue
 
@@ -104,16 +104,19 @@ def _finish_in_duckdb(query, merged: MergedGroups) -> list[tuple]:
         return f"CAST(a{index} AS HUGEINT)" if is_integer_sum else f"a{index}"
 
     outputs = [compile_expression(c.expression, leaf) for c in query.columns]
+    clauses = [(f"SELECT column {n}", o.text) for n, o in enumerate(outputs, start=1)]
     sql = "SELECT " + ", ".join(o.text for o in outputs) + " FROM merged"
     params = [p for o in outputs for p in o.params]
     if query.HasField("having"):
         having = compile_expression(query.having, leaf)
+        clauses.append(("HAVING", having.text))
         sql += f" WHERE {having.text}"
         params += having.params
     if query.order_by:
         keys = []
-        for order in query.order_by:
+        for number, order in enumerate(query.order_by, start=1):
             key = compile_expression(order.expression, leaf)
+            clauses.append((f"ORDER BY key {number}", key.text))
             keys.append(f"{key.text} {'DESC' if order.descending else 'ASC'} "
                         f"NULLS {'FIRST' if order.nulls_first else 'LAST'}")
             params += key.params
@@ -132,6 +135,6 @@ def _finish_in_duckdb(query, merged: MergedGroups) -> list[tuple]:
         cursor.register("merged", table)
         return cursor.execute(sql, params).fetchall()
     except duckdb.Error as error:
-        raise InvalidQuery(str(error).strip().splitlines()[0][:500]) from None
+        raise runtime_failure(error, clauses) from None
     finally:
         cursor.close()

@@ -20,6 +20,7 @@ from federation.errors import (
     StoreUnavailable,
     TooLarge,
 )
+from federation.runtime_errors import runtime_failure
 from federation.sandbox import sandboxed_connection
 from node.compile import CompiledPlan
 from node.deadlines import WATCHDOG
@@ -88,12 +89,12 @@ class Store:
             raise reason("the query was stopped: " + (
                 "the deadline passed" if reason is DeadlineExceeded else "the caller cancelled"
             )) from None
-        except (duckdb.BinderException, duckdb.ConversionException,
-                duckdb.InvalidInputException, duckdb.OutOfRangeException,
-                duckdb.ParserException) as error:
-            raise InvalidQuery(_first_line(error)) from None
         except duckdb.OutOfMemoryException:
             raise TooLarge("the query needs more memory than this node allows") from None
+        except duckdb.Error as error:
+            # DuckDB's text quotes the values it failed on: only its class is logged.
+            log.info("a query failed at run time: %s", type(error).__name__)
+            raise runtime_failure(error, _clauses(compiled)) from None
         finally:
             timer.cancel()
             with running:
@@ -121,5 +122,29 @@ class Store:
         return result
 
 
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0][:500]
+def _clauses(compiled: CompiledPlan) -> list[tuple[str, str]]:
+    """The compiled query's parts, named as the caller knows them (WHERE, GROUP BY key n,
+    aggregate n), to say where a run-time error can have come from. The SQL text is the
+    node's own (schema identifiers, operators and `?`), so it splits at its keywords and at
+    commas outside parentheses."""
+    select, _, rest = compiled.sql.removeprefix("SELECT ").partition(" FROM ")
+    where = rest.partition(" WHERE ")[2].partition(" GROUP BY ")[0]
+    items, depth, start = [], 0, 0
+    for position, character in enumerate(select):
+        depth += {"(": 1, ")": -1}.get(character, 0)
+        if character == "," and depth == 0:
+            items.append(select[start:position])
+            start = position + 1
+    items.append(select[start:])
+    clauses = [("WHERE", where)] if where else []
+    keys, computed = items[:compiled.key_count], items[compiled.key_count:]
+    clauses += [(f"GROUP BY key {n}", key) for n, key in enumerate(keys, start=1)]
+    widths = [len(parts) for parts in compiled.parts]
+    extra = len(computed) - sum(widths)  # a private answer's row count comes first
+    if extra not in (0, 1):
+        return [*clauses, ("an aggregate", " ".join(computed))]
+    computed = computed[extra:]
+    for number, width in enumerate(widths, start=1):
+        clauses.append((f"aggregate {number}", " ".join(computed[:width])))
+        computed = computed[width:]
+    return clauses
