@@ -17,9 +17,12 @@ import pyarrow as pa
 from cityfed.v1 import query_pb2
 
 from federation.compile import compile_expression
+from federation.datasets import DATASETS
+from federation.errors import InvalidQuery
 from federation.merge import MergedGroups
 from federation.runtime_errors import runtime_failure
 from federation.sandbox import sandboxed_memory_connection
+from federation.typecheck import SqlType, check_plan_types
 from federation.values import PyValue
 
 A = query_pb2.AggregateFunction
@@ -78,20 +81,39 @@ def _limit(query, rows: list) -> list:
     return rows[query.offset:end]
 
 
-def _column(values: list[PyValue]) -> pa.Array:
+def _column(values: list[PyValue], declared: SqlType) -> pa.Array:
     if any(isinstance(v, int) and not isinstance(v, bool) and abs(v) > _INT64_MAX
            for v in values):
         values = [None if v is None else Decimal(v) for v in values]
-    return pa.array(values)
+    column = pa.array(values)
+    if pa.types.is_null(column.type):
+        # No value to tell the type by (every group's is NULL): the type checker's.
+        return pa.nulls(len(values), _arrow_type(declared))
+    return column
+
+
+def _arrow_type(declared: SqlType) -> pa.DataType:
+    if declared.name == "DECIMAL":
+        return pa.decimal128(declared.width, declared.scale)
+    return {"BOOLEAN": pa.bool_(), "INTEGER": pa.int32(), "BIGINT": pa.int64(),
+            "HUGEINT": pa.decimal128(38, 0), "DOUBLE": pa.float64(), "VARCHAR": pa.string(),
+            "DATE": pa.date32(), "TIMESTAMP": pa.timestamp("us")}.get(declared.name, pa.null())
 
 
 def _finish_in_duckdb(query, merged: MergedGroups) -> list[tuple]:
     key_count = len(query.plan.group_by)
+    types = check_plan_types(query.plan, DATASETS[query.plan.dataset])
     columns: dict[str, pa.Array] = {}
-    for index in range(key_count):
-        columns[f"k{index}"] = _column([key[index] for key in merged.keys])
-    for index in range(len(query.plan.aggregates)):
-        columns[f"a{index}"] = _column([values[index] for values in merged.aggregates])
+    try:
+        for index in range(key_count):
+            columns[f"k{index}"] = _column([key[index] for key in merged.keys],
+                                           types.keys[index])
+        for index in range(len(query.plan.aggregates)):
+            columns[f"a{index}"] = _column([values[index] for values in merged.aggregates],
+                                           types.aggregates[index])
+    except pa.ArrowException:  # its text quotes the value that did not fit
+        raise InvalidQuery("the cities' answers could not be combined: one of their columns "
+                           "holds values of different types") from None
     table = pa.table(columns) if columns else pa.table({"k": pa.nulls(len(merged.keys))})
 
     def leaf(expression: query_pb2.Expression) -> str:

@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 from federation.compile import ARITY, DATE_PART_NAMES, compile_expression, quote_identifier
 from federation.datasets import DATASETS, create_table_sql
 from federation.errors import InvalidQuery
+from federation.finish import finish
+from federation.merge import merge_partials
 from federation.plan import check_plan
 from federation.sql import parse_query
 from federation.typecheck import (
@@ -215,6 +217,15 @@ def test_a_structured_plan_is_checked_at_the_node_too():
 ])
 def test_well_typed_queries_pass(sql):
     parse_query(sql)
+
+
+def test_after_the_merge_a_column_of_nulls_keeps_its_checked_type():
+    # Every city's max is NULL: Arrow alone would type the column NULL, and year() of it would
+    # not bind.
+    query = parse_query("SELECT year(max(deceased_on)), sum(year(deceased_on)) + 1 AS s "
+                        "FROM population")
+    nothing = query_pb2.PartialGroup(aggregates=[query_pb2.PartialAggregate()] * 2)
+    assert finish(query, merge_partials(query.plan, [[nothing]])).rows == [(None, None)]
 
 
 def test_schema_types_parse():
