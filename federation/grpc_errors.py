@@ -12,7 +12,9 @@ caller gets its error instead of the answer.
 from __future__ import annotations
 
 import logging
+import sys
 import time
+import traceback
 from typing import Protocol
 
 import grpc
@@ -71,7 +73,7 @@ def refuse_stream(observer: CallObserver | None, method: str, context: grpc.Serv
             log.error("%s: %s", method, failure)
             error = failure
         except Exception:
-            log.exception("%s: the observer failed", method)
+            _log_unexpected("%s: the observer failed", method)
             error = CityfedError("internal error")
     abort(context, error)
 
@@ -103,7 +105,7 @@ class ErrorTranslator(grpc.ServerInterceptor):
                         log.error("%s: %s", method, failure)
                         response, error = None, failure
                     except Exception:
-                        log.exception("%s: the observer failed", method)
+                        _log_unexpected("%s: the observer failed", method)
                         response, error = None, CityfedError("internal error")
             finally:
                 call_facts.end(facts_token)
@@ -128,8 +130,17 @@ def _outcome(inner, request, context, method: str):
     except Exception:
         if _already_aborted(context):
             raise
-        log.exception("%s failed", method)
+        _log_unexpected("%s failed", method)
         return None, CityfedError("internal error")
+
+
+def _log_unexpected(message: str, *args) -> None:
+    """Log the exception being handled by its class and where it was raised, never by its
+    text: an exception's text can quote a value (DuckDB's quotes the row it failed on)."""
+    error = sys.exc_info()[1]
+    frames = "".join(traceback.format_tb(error.__traceback__)) if error else ""
+    log.error(message + ": %s\nTraceback (most recent call last):\n%s", *args,
+              type(error).__name__, frames.rstrip("\n"))
 
 
 def _already_aborted(context: grpc.ServicerContext) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -142,6 +143,20 @@ def test_an_unexpected_failure_is_internal_without_details(aggregate, node, monk
         aggregate("SELECT count(*) FROM population")
     assert failed.value.code() == grpc.StatusCode.INTERNAL
     assert "secret" not in failed.value.details()
+
+
+def test_an_unexpected_failure_is_logged_by_its_class_never_its_text(aggregate, node,
+                                                                     monkeypatch, caplog):
+    value = "-".join(("Zhang", "San"))  # a row's value, known only at run time
+
+    def explode(*args, **kwargs):
+        raise RuntimeError(f"Could not convert string {value!r} to INT32")
+
+    monkeypatch.setattr(node.store, "aggregate", explode)
+    with caplog.at_level(logging.INFO), pytest.raises(grpc.RpcError):
+        aggregate("SELECT count(*) FROM population")
+    assert "RuntimeError" in caplog.text and "explode" in caplog.text  # class and frames
+    assert value not in caplog.text
 
 
 def test_health_and_reflection_are_served(city):
