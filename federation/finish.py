@@ -9,7 +9,7 @@ NULL handling and comparisons after the merge mean exactly what they mean in Duc
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 import duckdb
@@ -35,13 +35,14 @@ _local = threading.local()
 class Table:
     column_names: list[str]
     rows: list[tuple[PyValue, ...]]
+    # Per row, the index of the merged group it shows (see MergedGroups); empty when unknown.
+    groups: list[int] = field(default_factory=list)
 
 
 def finish(query: query_pb2.FederatedQuery, merged: MergedGroups) -> Table:
     names = [column.name for column in query.columns]
-    if _is_simple(query):
-        return Table(names, _finish_in_python(query, merged))
-    return Table(names, _finish_in_duckdb(query, merged))
+    finished = (_finish_in_python if _is_simple(query) else _finish_in_duckdb)(query, merged)
+    return Table(names, [row[:-1] for row in finished], [row[-1] for row in finished])
 
 
 def _is_reference(expression: query_pb2.Expression) -> bool:
@@ -61,19 +62,21 @@ def _pick(expression: query_pb2.Expression, key: tuple, aggregates: list) -> PyV
 
 
 def _finish_in_python(query, merged: MergedGroups) -> list[tuple]:
-    groups = list(zip(merged.keys, merged.aggregates, strict=True))
+    """The answer's rows, each with its merged group's index last."""
+    groups = list(zip(merged.keys, merged.aggregates, range(len(merged.keys)), strict=True))
     for order in reversed(query.order_by):
         # DuckDB puts NULLs last unless asked otherwise, in both directions.
         nulls_sort_high = order.nulls_first == order.descending
         null_rank = 1 if nulls_sort_high else -1
 
         def sort_key(group, expression=order.expression, null_rank=null_rank):
-            value = _pick(expression, *group)
+            value = _pick(expression, *group[:2])
             return (null_rank, None) if value is None else (0, value)
 
         groups.sort(key=sort_key, reverse=order.descending)
     groups = _limit(query, groups)
-    return [tuple(_pick(c.expression, *group) for c in query.columns) for group in groups]
+    return [(*(_pick(c.expression, *group[:2]) for c in query.columns), group[2])
+            for group in groups]
 
 
 def _limit(query, rows: list) -> list:
@@ -114,7 +117,8 @@ def _finish_in_duckdb(query, merged: MergedGroups) -> list[tuple]:
     except pa.ArrowException:  # its text quotes the value that did not fit
         raise InvalidQuery("the cities' answers could not be combined: one of their columns "
                            "holds values of different types") from None
-    table = pa.table(columns) if columns else pa.table({"k": pa.nulls(len(merged.keys))})
+    columns["merged_group"] = pa.array(range(len(merged.keys)), pa.int64())
+    table = pa.table(columns)
 
     def leaf(expression: query_pb2.Expression) -> str:
         if expression.WhichOneof("kind") == "group_key":
@@ -127,7 +131,7 @@ def _finish_in_duckdb(query, merged: MergedGroups) -> list[tuple]:
 
     outputs = [compile_expression(c.expression, leaf) for c in query.columns]
     clauses = [(f"SELECT column {n}", o.text) for n, o in enumerate(outputs, start=1)]
-    sql = "SELECT " + ", ".join(o.text for o in outputs) + " FROM merged"
+    sql = "SELECT " + ", ".join([*(o.text for o in outputs), "merged_group"]) + " FROM merged"
     params = [p for o in outputs for p in o.params]
     if query.HasField("having"):
         having = compile_expression(query.having, leaf)

@@ -24,7 +24,7 @@ from federation.runtime_errors import runtime_failure
 from federation.sandbox import sandboxed_connection
 from node.compile import CompiledPlan
 from node.deadlines import WATCHDOG
-from node.ingest import IngestMode, IngestResult, load_into
+from node.ingest import IngestMode, IngestResult, add_rank_column, load_into
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ class Store:
         self._load_locks = {name: threading.Lock() for name in DATASETS}
         for dataset in DATASETS.values():
             self._connection.execute(create_table_sql(dataset))
+            add_rank_column(self._connection, dataset)
 
     def close(self) -> None:
         self._connection.close()
