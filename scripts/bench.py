@@ -305,15 +305,16 @@ class Bench:
                         f"{found.exact_floor_ms:.1f} ms), all private steps "
                         f"{found.floor_ms:.1f} ms")
             self.results.private_floor.append(found)
-        console.log(f"the bounded query on {cities[0]}, stored in rank order and with a DECIMAL "
-                    f"clamp, {runs} runs")
-        trial = layout_trial(workdir.snapshot_path(cities[0]), compared(private=True),
-                             self.privacy, rows_per_city=rows, threads=self.nodes.threads,
-                             runs=runs)
-        for query, by_layout in trial.bounded.items():
-            console.log(f"  {query:10} " + ", ".join(f"{s.p50:.1f}" for s in by_layout.values())
-                        + " ms")
-        self.results.layout_trials.append(trial)
+        for city in cities:
+            console.log(f"the bounded query on {city}, stored in rank order and with a DECIMAL "
+                        f"clamp, {runs} runs")
+            trial = layout_trial(workdir.snapshot_path(city), compared(private=True),
+                                 self.privacy, rows_per_city=rows, threads=self.nodes.threads,
+                                 runs=runs)
+            for query, by_layout in trial.bounded.items():
+                console.log(f"  {query:10} "
+                            + ", ".join(f"{s.p50:.1f}" for s in by_layout.values()) + " ms")
+            self.results.layout_trials.append(trial)
 
     def central(self, workdir: Workdir, n: int) -> Central:
         """The central union of n cities, with the threads and memory of n nodes together."""
@@ -334,8 +335,8 @@ class Bench:
             if c.accuracy is not None:
                 error = c.accuracy.vs_central.summary()
                 noise = c.accuracy.vs_bounded.summary()
-                verdict = (f"  relative error median {error['median_relative_error']:.2%} "
-                           f"(noise alone {noise['median_relative_error']:.2%})")
+                verdict = (f"  relative error median {error['median_relative_error']:.3%} "
+                           f"(noise alone {noise['median_relative_error']:.3%})")
             else:
                 verdict = "" if c.results_match else "  [red]ANSWERS DIFFER[/red]"
             console.log(f"  {c.query:10} federated p50 {c.federated.p50:9.2f} ms, central p50 "

@@ -10,9 +10,10 @@ beside it for comparison. The cities' nodes share this machine's cores, so their
 cannot finish before the sum of their CPU over the cores, nor before the slowest city alone:
 that is the private path's floor here, before any coordinator, gRPC or TLS cost.
 
-Then, on one city, what the bounded query could cost with two changes the node does not make
+Then, city by city, what the bounded query could cost with two changes the node does not make
 today (`LayoutTrial`): the rows stored in order of their per-person rank, and the clamp of a
-sum's argument computed in DECIMAL instead of through DOUBLE.
+sum's argument computed in DECIMAL instead of through DOUBLE; `layout_floors` gives the floor
+each variant would put under the region's answer, as above.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def private_floor(snapshots: list[Path], query: Query, privacy: PrivacySettings,
     return result
 
 
-# --- what the bounded query could cost: one city's file, two changes tried in process --------
+# --- what the bounded query could cost: each city's file, two changes tried in process --------
 
 LAYOUTS = ("as stored: rows in load order (the node's file)",
            "rows stored in rank order (a copy)",
@@ -145,7 +146,7 @@ def rank_ordered_copy(snapshot: Path) -> Path:
         return path
     partial = path.with_suffix(".partial")
     partial.unlink(missing_ok=True)
-    connection = duckdb.connect(str(partial))
+    connection = duckdb.connect(str(partial), config={"enable_progress_bar": False})
     try:
         connection.execute(f"ATTACH '{snapshot}' AS source (READ_ONLY)")
         connection.execute(f'CREATE TABLE transit_trips AS SELECT * FROM source.transit_trips '
@@ -199,3 +200,16 @@ def layout_trial(snapshot: Path, queries: tuple[Query, ...], privacy: PrivacySet
 
 def _timed_run(connection, sql: str, params: list) -> float:
     return timed(lambda: connection.execute(sql, params).fetchall())[1]
+
+
+def layout_floors(trials: list[LayoutTrial], cores: int) -> dict[str, dict[str, float]]:
+    """Per query and variant (each bounded layout, and the exact plan as stored): the least
+    time all cities' DuckDB runs take together on these cores, max(slowest, sum / cores)."""
+    floors: dict[str, dict[str, float]] = {}
+    for query in trials[0].bounded if trials else ():
+        runs = {name: [t.bounded[query][name].p50 for t in trials if name in t.bounded[query]]
+                for name in LAYOUTS}
+        runs["exact plan, as stored"] = [t.exact[query]["as stored"].p50 for t in trials]
+        floors[query] = {name: max(max(ms), sum(ms) / cores)
+                         for name, ms in runs.items() if len(ms) == len(trials)}
+    return floors
