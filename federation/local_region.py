@@ -91,9 +91,9 @@ AUTHORITY = "jjj-health"  # the demo's regional authority: a health and statisti
 DEMO_POLICY = """\
 [privacy]
 epsilon_per_question = 1.0
-delta_per_question = 1e-6
+delta_per_question = 1e-9
 epsilon_per_period = 10.0
-delta_per_period = 1e-4
+delta_per_period = 1e-6
 period = "day"
 
 [privacy.transit_trips]

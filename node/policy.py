@@ -40,6 +40,8 @@ _DATASET_PRIVACY_KEYS = ("max_rows_per_person", "bounds")
 MAX_EPSILON_PER_QUESTION = 10.0
 MAX_DELTA = 1e-3
 MAX_BOUND = 10**12  # clamped values are summed as DECIMAL(18, up to 6 places)
+_ORDER_STATISTICS = (query_pb2.AggregateFunction.AGGREGATE_FUNCTION_MIN,
+                     query_pb2.AggregateFunction.AGGREGATE_FUNCTION_MAX)
 
 
 class Level(IntEnum):
@@ -127,9 +129,9 @@ class PrivacySettings:
     """The owner's differential-privacy parameters (docs/policy.md)."""
 
     epsilon_per_question: float = 1.0
-    delta_per_question: float = 1e-6
+    delta_per_question: float = 1e-9  # well below one over a city's population
     epsilon_per_period: float = 10.0  # per caller and purpose
-    delta_per_period: float = 1e-4
+    delta_per_period: float = 1e-6
     period: str = "day"  # UTC day, ISO week or calendar month
     datasets: Mapping[str, DatasetPrivacy] = field(default_factory=dict)
 
@@ -296,6 +298,13 @@ class Decision:
     # True when the answer must be differentially private: some column used (or, with none
     # used, some column of the dataset) is granted less than row.
     private: bool
+    # min and max in the plan: refused (INVALID_ARGUMENT) when the answer is private.
+    order_statistics: tuple[str, ...] = ()
+
+    @property
+    def answerable(self) -> bool:
+        """Allowed, and nothing in the plan a private answer refuses."""
+        return self.allowed and not (self.private and self.order_statistics)
 
     @property
     def allowed(self) -> bool:
@@ -348,8 +357,12 @@ def decide(policy: Policy, caller: Caller, purpose: str,
         for name, clauses in columns_used(plan).items()
     )
     exact = all(c.granted is Level.ROW for c in columns) if columns else view.all_row
+    order_statistics = tuple(
+        query_pb2.AggregateFunction.Name(a.function).removeprefix("AGGREGATE_FUNCTION_").lower()
+        for a in plan.aggregates if a.function in _ORDER_STATISTICS)
     return Decision(dataset=dataset, caller=caller, purpose=purpose, columns=columns,
-                    dataset_access=view.best, private=not exact)
+                    dataset_access=view.best, private=not exact,
+                    order_statistics=order_statistics)
 
 
 def explain(decision: Decision) -> str:
@@ -380,7 +393,10 @@ def explain(decision: Decision) -> str:
         lines.append(f"answer: differentially private: each {who} adds at most a bounded number "
                      "of rows, values are clamped, noise is added and groups are released by a "
                      "noisy threshold; min and max are refused")
-    if decision.allowed:
+    if decision.allowed and not decision.answerable:
+        lines.append(f"verdict: REFUSED: {decision.order_statistics[0]}() is refused in a "
+                     "private answer: it would release one person's exact value")
+    elif decision.allowed:
         lines.append("verdict: ALLOWED")
     else:
         lines.append(f"verdict: REFUSED: {decision.refusal()}")

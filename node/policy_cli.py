@@ -50,7 +50,7 @@ def run_explain(args: argparse.Namespace, out: io.TextIOBase, err: io.TextIOBase
                     tuple(g.strip() for g in args.groups.split(",") if g.strip()))
     decision = decide(policy, caller, args.purpose, parse_query(args.sql).plan)
     print(explain(decision), file=out)
-    return 0 if decision.allowed else EXIT_REFUSED
+    return 0 if decision.answerable else EXIT_REFUSED
 
 
 def run_check(args: argparse.Namespace, out: io.TextIOBase, err: io.TextIOBase) -> int:

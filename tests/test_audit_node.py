@@ -116,7 +116,7 @@ def test_an_answer_whose_receipt_does_not_match_is_not_used(city, monkeypatch):
 def test_a_node_killed_under_load_keeps_a_log_that_verifies_and_holds_every_answer(tmp_path):
     # A budget for hundreds of private answers: the demo policy's runs out after ten.
     policy = DEMO_POLICY.replace("epsilon_per_period = 10.0", "epsilon_per_period = 10000.0") \
-        .replace("delta_per_period = 1e-4", "delta_per_period = 1e-3")
+        .replace("delta_per_period = 1e-6", "delta_per_period = 1e-3")
     trusted = write_region(tmp_path, scale=RegionScale(people_per_city=500, trips_per_city=2_000,
                                                        visits_per_city=500),
                            cities=("beijing", "tianjin"), policy=policy)

@@ -182,7 +182,7 @@ def test_row_on_every_used_column_means_an_exact_answer():
 def test_privacy_settings_come_from_the_file_or_the_dataset_defaults(tianjin):
     privacy = tianjin.privacy
     assert (privacy.epsilon_per_question, privacy.epsilon_per_period) == (0.5, 5.0)
-    assert (privacy.delta_per_question, privacy.period) == (1e-6, "day")
+    assert (privacy.delta_per_question, privacy.period) == (1e-9, "day")
     medical = privacy.of("medical_visits")
     assert medical.max_rows_per_person == 4
     assert medical.bounds["total_cost"] == (0, 50000)
@@ -465,6 +465,16 @@ def test_cli_explain_exits_0_when_allowed_and_4_when_refused(policy_file):
     assert code == EXIT_REFUSED == 4 and "verdict: REFUSED: medical_visits.department" in out
 
 
+def test_cli_explain_refuses_min_and_max_on_a_private_answer(policy_file):
+    code, out = run("policy", "explain", "--policy", str(policy_file), "--caller", "jjj-health",
+                    "--role", "authority", "--groups", "authorities",
+                    "--purpose", "medical-settlement-statistics",
+                    "SELECT department, max(total_cost) FROM medical_visits GROUP BY 1")
+    assert code == EXIT_REFUSED
+    assert out.rstrip().endswith("verdict: REFUSED: max() is refused in a private answer: it "
+                                 "would release one person's exact value")
+
+
 def test_cli_explain_refuses_sql_outside_the_subset(policy_file):
     from federation.errors import InvalidQuery
     with pytest.raises(InvalidQuery):
@@ -476,7 +486,7 @@ def test_cli_check_lists_the_rules_and_the_privacy_settings(policy_file):
     code, out = run("policy", "check", str(policy_file))
     assert code == 0
     for word in ("group:authorities", "role:city", "pension-fraud-check", "Names never leave",
-                 "privacy: ε 0.5 and δ 1e-06 per question", "per caller, purpose and day",
+                 "privacy: ε 0.5 and δ 1e-09 per question", "per caller, purpose and day",
                  "medical_visits: at most 4 rows per person_id; bounds: total_cost [0, 50000]",
                  "valid, 6 rules"):
         assert word in out
