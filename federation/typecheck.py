@@ -24,6 +24,7 @@ import datetime as dt
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 from cityfed.v1 import query_pb2
 
@@ -31,8 +32,9 @@ from federation.compile import DATE_PARTS_OF, decimal_type
 from federation.datasets import Dataset
 from federation.errors import InvalidQuery
 
-F = query_pb2.Function
-A = query_pb2.AggregateFunction
+# Plain ints: the protobuf enum wrappers' attribute lookups are slow on this hot path.
+F = SimpleNamespace(**dict(query_pb2.Function.items()))
+A = SimpleNamespace(**dict(query_pb2.AggregateFunction.items()))
 
 MAX_DECIMAL_WIDTH = 38
 
@@ -395,9 +397,20 @@ def aggregate_type(aggregate: query_pb2.Aggregate, argument: SqlType | None,
     return DOUBLE
 
 
+_COLUMN_TYPES: dict[str, dict[str, SqlType]] = {}  # per dataset name; datasets live in code
+
+
+def _column_types(dataset: Dataset) -> dict[str, SqlType]:
+    types = _COLUMN_TYPES.get(dataset.name)
+    if types is None:
+        types = _COLUMN_TYPES[dataset.name] = {c.name: parse_type(c.type)
+                                               for c in dataset.columns}
+    return types
+
+
 def check_plan_types(plan: query_pb2.AggregatePlan, dataset: Dataset) -> PlanTypes:
     """Type a structurally checked plan over its dataset; raises QueryTypeError."""
-    columns = {c.name: parse_type(c.type) for c in dataset.columns}
+    columns = _column_types(dataset)
 
     def column(expression: query_pb2.Expression) -> SqlType:
         return columns[expression.column]
