@@ -146,8 +146,9 @@ def rank_ordered_copy(snapshot: Path) -> Path:
         return path
     partial = path.with_suffix(".partial")
     partial.unlink(missing_ok=True)
-    connection = duckdb.connect(str(partial), config={"enable_progress_bar": False})
+    connection = duckdb.connect(str(partial))
     try:
+        connection.execute("SET enable_progress_bar = false")
         connection.execute(f"ATTACH '{snapshot}' AS source (READ_ONLY)")
         connection.execute(f'CREATE TABLE transit_trips AS SELECT * FROM source.transit_trips '
                            f'ORDER BY "{PERSON_ROW_RANK}"')
