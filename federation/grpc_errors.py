@@ -65,7 +65,7 @@ def refuse_stream(observer: CallObserver | None, method: str, context: grpc.Serv
                   error: CityfedError, facts: dict, started: float) -> None:
     """Streams do not pass through the ErrorTranslator: whoever refuses one has the observer
     record the refusal, then answers it. Always raises."""
-    log.info("%s refused: %s: %s", method, error.reason, error)
+    _log_refusal(method, error)
     if observer is not None:
         try:
             observer.finish(method, context, None, error, facts, started)
@@ -120,12 +120,22 @@ class ErrorTranslator(grpc.ServerInterceptor):
         )
 
 
+def _log_refusal(method: str, error: CityfedError) -> None:
+    """The reason always; the message only when the caller cannot have put text of its own in
+    it: a malformed request's message may repeat a name the caller wrote, and a name can be
+    a resident's ID written in the wrong quotes."""
+    if error.status in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND):
+        log.info("%s refused: %s", method, error.reason)
+    else:
+        log.info("%s refused: %s: %s", method, error.reason, error)
+
+
 def _outcome(inner, request, context, method: str):
     """(response, None) or (None, the error to answer with)."""
     try:
         return inner(request, context), None
     except CityfedError as error:
-        log.info("%s refused: %s: %s", method, error.reason, error)
+        _log_refusal(method, error)
         return None, error
     except Exception:
         if _already_aborted(context):

@@ -333,3 +333,22 @@ def test_an_ill_typed_plan_is_refused_by_the_node_before_it_runs(seen):
                                               "person_id = 1")
         assert code == grpc.StatusCode.INVALID_ARGUMENT
         assert text.startswith("WHERE: the 2nd argument of '=' is INTEGER, the 1st is VARCHAR")
+
+
+def test_a_name_the_caller_wrote_is_never_logged(tmp_path, caplog):
+    """A resident's ID written in double quotes is a column name to SQL: the refusal echoes it
+    to its own writer, but the node's log keeps only the reason."""
+    from cityfed.v1 import query_pb2
+
+    region = regionkit.start_region(tmp_path, ("beijing",), rows=10)
+    try:
+        plan = query_pb2.AggregatePlan(dataset="population")
+        plan.group_by.add(column=PERSON_ID)
+        plan.aggregates.add(function=query_pb2.AGGREGATE_FUNCTION_COUNT_STAR)
+        with caplog.at_level("DEBUG"), pytest.raises(grpc.RpcError) as refused:
+            regionkit.aggregate(region, "beijing", plan.SerializeToString())
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert any("INVALID_QUERY" in r.getMessage() for r in caplog.records)
+        assert not [r for r in caplog.records if PERSON_ID in r.getMessage()]
+    finally:
+        region.stop()
