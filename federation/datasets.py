@@ -41,10 +41,27 @@ class Dataset:
     name: str
     description: str
     columns: tuple[Column, ...]
-    # The privacy unit: the column naming the person (or card) a row is about.
+    # The privacy unit: the column naming the person a row is about.
     entity: str
     # How many of one person's rows a private answer uses at most, unless a policy says otherwise.
     max_rows_per_person: int
+    # Where `entity` is NULL (an anonymous transport card), the column naming the unit instead.
+    entity_fallback: str = ""
+
+    @property
+    def unit_name(self) -> str:
+        """The privacy unit, for people: "person_id (card_id where it is empty)"."""
+        if not self.entity_fallback:
+            return self.entity
+        return f"{self.entity} ({self.entity_fallback} where it is empty)"
+
+    def unit_sql(self, alias: str) -> str:
+        """SQL naming the privacy unit of a row of this table under `alias`."""
+        entity = f'{alias}."{self.entity}"'
+        if not self.entity_fallback:
+            return entity
+        fallback = f'{alias}."{self.entity_fallback}"'
+        return f"coalesce({entity}, '{self.entity_fallback}:' || {fallback})"
 
     def column(self, name: str) -> Column | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -128,7 +145,8 @@ TRANSIT_TRIPS = Dataset(
         Column("card_city", "VARCHAR", "City that issued the card (GB/T 2260)",
                Sensitivity.PUBLIC, pattern=CITY_CODE),
     ),
-    entity="card_id",  # person_id is NULL for anonymous cards
+    entity="person_id",
+    entity_fallback="card_id",  # an anonymous card is its own unit: nobody is known to hold it
     max_rows_per_person=100,  # about a month of commuting
 )
 

@@ -118,17 +118,18 @@ def rank_new_rows(cursor: duckdb.DuckDBPyConnection, dataset: Dataset) -> None:
     already has, in an order drawn at random now. A private answer reads a person's rows up
     to its max_rows_per_person in this order (see node.compile.compile_private_plan)."""
     table, rank = quote_identifier(dataset.name), quote_identifier(PERSON_ROW_RANK)
-    entity = quote_identifier(dataset.entity)
     (unranked,) = cursor.execute(f"SELECT count(*) FROM {table} WHERE {rank} IS NULL").fetchone()
     if not unranked:
         return
     cursor.execute(
         f"UPDATE {table} SET {rank} = fresh.rank FROM ("
         f"  SELECT new.rowid AS row_id, CAST(coalesce(old.top, 0) + row_number() OVER ("
-        f"    PARTITION BY new.{entity} ORDER BY hash(new.rowid, ?)) AS INTEGER) AS rank"
+        f"    PARTITION BY {dataset.unit_sql('new')} ORDER BY hash(new.rowid, ?)) AS INTEGER)"
+        f"    AS rank"
         f"  FROM {table} AS new LEFT JOIN ("
-        f"    SELECT {entity}, max({rank}) AS top FROM {table} WHERE {rank} IS NOT NULL"
-        f"    GROUP BY {entity}) AS old ON new.{entity} = old.{entity}"
+        f"    SELECT {dataset.unit_sql('ranked')} AS unit, max({rank}) AS top"
+        f"    FROM {table} AS ranked WHERE {rank} IS NOT NULL GROUP BY unit) AS old"
+        f"    ON {dataset.unit_sql('new')} = old.unit"
         f"  WHERE new.{rank} IS NULL) AS fresh "
         f"WHERE {table}.rowid = fresh.row_id", [secrets.randbits(63)])
 

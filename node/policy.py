@@ -389,7 +389,7 @@ def explain(decision: Decision) -> str:
         lines.append("answer: exact: every column used is granted row")
     else:
         known = DATASETS.get(decision.dataset)
-        who = known.entity if known else "person"
+        who = known.unit_name if known else "person"
         lines.append(f"answer: differentially private: each {who} adds at most a bounded number "
                      "of rows, values are clamped, noise is added and groups are released by a "
                      "noisy threshold; min and max are refused")

@@ -73,7 +73,7 @@ def run_check(args: argparse.Namespace, out: io.TextIOBase, err: io.TextIOBase) 
         settings = private.of(name)
         bounds = ", ".join(f"{c} [{lo}, {hi}]" for c, (lo, hi) in settings.bounds.items())
         print(f"  {name}: at most {settings.max_rows_per_person} rows per "
-              f"{DATASETS[name].entity}; bounds: {bounds or 'none'}", file=out)
+              f"{DATASETS[name].unit_name}; bounds: {bounds or 'none'}", file=out)
     print(f"{args.file}: valid, {len(policy.rules)} rules; anything no rule allows is denied",
           file=out)
     return 0

@@ -281,13 +281,17 @@ def test_a_request_without_a_purpose_gets_nothing(tianjin):
     assert not decision.allowed
 
 
-def test_the_privacy_unit_is_a_person_or_a_card():
-    assert {name: DATASETS[name].entity for name in DATASETS} == {
-        "population": "person_id", "social_insurance": "person_id",
-        "medical_visits": "person_id", "transit_trips": "card_id"}
-    for name in DATASETS:
-        column = DATASETS[name].column(DATASETS[name].entity)
-        assert column is not None and not column.nullable
+def test_the_privacy_unit_is_a_person_or_an_anonymous_card():
+    assert {name: DATASETS[name].entity for name in DATASETS} == dict.fromkeys(
+        DATASETS, "person_id")
+    assert [d.entity_fallback for d in DATASETS.values() if d.entity_fallback] == ["card_id"]
+    for dataset in DATASETS.values():
+        entity = dataset.column(dataset.entity)
+        assert entity is not None
+        if dataset.entity_fallback:
+            assert entity.nullable and not dataset.column(dataset.entity_fallback).nullable
+        else:
+            assert not entity.nullable
 
 
 def test_columns_used_lists_every_column_in_first_use_order_with_its_clauses():
@@ -413,7 +417,8 @@ def test_explain_lists_every_used_column_with_its_rule(tianjin, tmp_path):
     assert f"allowed by rule 2 ({source})" in by_column["tapped_at"]
     assert "WHERE" in by_column["station"] and "GROUP BY" in by_column["tapped_at"]
     assert "aggregate" in by_column["fare"].split("needs")[0]
-    assert lines[5].startswith("answer: differentially private: each card_id adds at most")
+    assert lines[5].startswith("answer: differentially private: each person_id (card_id where it is empty) "
+                             "adds at most")
     assert lines[6] == ("verdict: REFUSED: transit_trips.station needs aggregate for purpose "
                         "'transit-planning'; this city grants beijing deny (default)")
     assert "Tianjin West" not in text

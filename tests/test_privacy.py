@@ -386,3 +386,25 @@ def test_every_loaded_row_is_ranked_among_its_persons_rows_also_after_an_append(
     assert len(ranks) == 7
     for _, ranked, count in ranks:
         assert ranked == list(range(1, count + 1))
+
+
+def test_a_residents_cards_are_one_unit_and_an_anonymous_card_is_its_own(tmp_path):
+    from node.ingest import IngestMode
+    from node.store import Store
+
+    header = "card_id,person_id,tapped_at,mode,line,station,district_code,fare,card_city\n"
+    person = "110101199001011234"
+    taps = [f"C{i % 2},{person},2026-09-01 08:0{i}:00,metro,L1,S1,110101,3.00,110000"
+            for i in range(6)]
+    taps += [f"A9,,2026-09-01 09:0{i}:00,bus,B1,S2,110101,2.00,110000" for i in range(3)]
+    path = tmp_path / "taps.csv"
+    path.write_text(header + "\n".join(taps) + "\n")
+    store = Store(tmp_path / "city.duckdb", threads=1)
+    try:
+        store.ingest("transit_trips", path, IngestMode.REPLACE)
+        ranks = dict(store._connection.execute(
+            "SELECT coalesce(person_id, card_id), list(_person_row_rank ORDER BY "
+            "_person_row_rank) FROM transit_trips GROUP BY 1").fetchall())
+    finally:
+        store.close()
+    assert ranks == {person: [1, 2, 3, 4, 5, 6], "A9": [1, 2, 3]}
