@@ -72,7 +72,10 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
             some_aggregate = any(level == Level.AGGREGATE for level in levels.values())
             entry = response.datasets.add(
                 name=dataset.name, description=dataset.description,
-                row_count=counts[dataset.name],
+                # An exact count of residents is a statistic like any other: only a caller who
+                # may read every column's rows gets it.
+                row_count=counts[dataset.name] if all(
+                    level is Level.ROW for level in levels.values()) else 0,
                 max_rows_per_person=private.max_rows_per_person if some_aggregate else 0)
             for c in dataset.columns:
                 lower, upper = private.bounds.get(c.name, ("", ""))
@@ -115,6 +118,7 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         facts["epsilon"], facts["delta"] = epsilon, delta
         rows = self.store.aggregate(private, timeout=timeout, on_cancel=context.add_callback)
         released = release(rows, private, epsilon=epsilon, delta=delta)
+        self.store.check_result_size(len(released.groups))
         released.report.budget.CopyFrom(budget_message(state, settings))
         facts["groups_returned"] = len(released.groups)
         return node_pb2.AggregateResponse(city=self.config.city, groups=released.groups,

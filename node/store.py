@@ -22,7 +22,7 @@ from federation.errors import (
 )
 from federation.runtime_errors import runtime_failure
 from federation.sandbox import sandboxed_connection
-from node.compile import CompiledPlan
+from node.compile import CompiledPlan, PrivatePlan
 from node.deadlines import WATCHDOG
 from node.ingest import IngestMode, IngestResult, add_rank_column, load_into
 
@@ -60,10 +60,13 @@ class Store:
         finally:
             cursor.close()
 
-    def aggregate(self, compiled: CompiledPlan, *, timeout: float,
+    def aggregate(self, compiled: CompiledPlan | PrivatePlan, *, timeout: float,
                   on_cancel: OnCancel | None = None) -> list[tuple]:
         """Run a compiled plan on its own cursor, interrupted when `timeout` seconds pass or the
-        caller cancels. At most max_result_groups rows come back."""
+        caller cancels. An exact plan returns at most max_result_groups rows. A private plan's
+        rows are candidates that the noisy threshold has yet to thin out: refusing on their
+        exact number would tell whether one person's group exists, so they are not limited here
+        (memory and the deadline still are) and the limit applies to the groups released."""
         if timeout <= 0:
             raise DeadlineExceeded("the deadline passed before the query started")
         cursor = self._connection.cursor()
@@ -84,6 +87,8 @@ class Store:
             stop(Cancelled)
         try:
             cursor.execute(compiled.sql, compiled.params)
+            if isinstance(compiled, PrivatePlan):
+                return cursor.fetchall()
             rows = cursor.fetchmany(self._max_result_groups + 1)
         except duckdb.InterruptException:
             reason = why_stopped[0] if why_stopped else Cancelled
@@ -101,9 +106,12 @@ class Store:
             with running:
                 finished = True
             cursor.close()
-        if len(rows) > self._max_result_groups:
-            raise TooLarge(f"the result has more than {self._max_result_groups} groups")
+        self.check_result_size(len(rows))
         return rows
+
+    def check_result_size(self, groups: int) -> None:
+        if groups > self._max_result_groups:
+            raise TooLarge(f"the result has more than {self._max_result_groups} groups")
 
     def ingest(self, dataset: str, path: Path, mode: IngestMode) -> IngestResult:
         lock = self._load_locks.get(dataset)

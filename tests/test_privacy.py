@@ -194,6 +194,27 @@ def test_a_private_answer_says_its_noise_interval_and_epsilon(neighbours):
         assert abs(count - exact[scheme]) <= 4 * n.half_widths[row]
 
 
+def test_the_catalog_gives_an_exact_row_count_only_to_a_caller_who_may_read_the_rows(neighbours):
+    catalog = regionkit.node_stub(neighbours, WITH).ListDatasets(
+        node_pb2.ListDatasetsRequest(purpose=PURPOSE))
+    counts = {d.name: d.row_count for d in catalog.datasets}
+    assert counts["social_insurance"] == 0 and counts["population"] == 0
+
+
+def test_candidate_groups_beyond_the_result_limit_are_not_an_oracle(tmp_path):
+    """Refusing on the number of groups before the threshold would say whether one person's
+    group exists; only the released groups count against max_result_groups."""
+    region = regionkit.start_region(tmp_path, (WITH,), rows=300, seed=5, policy_text=POLICY,
+                                    max_result_groups=5)
+    try:
+        plan = parse_query("SELECT enrolled_on, count(*) FROM social_insurance "
+                           "GROUP BY enrolled_on").plan.SerializeToString()
+        response = regionkit.aggregate(region, WITH, plan)
+        assert list(response.groups) == []  # hundreds of one-person dates, none released
+    finally:
+        region.stop()
+
+
 # The budget.
 
 SMALL_BUDGET = POLICY.replace("epsilon_per_period = 100000", "epsilon_per_period = 2")
