@@ -40,6 +40,15 @@ class PrivateRelease:
     report: node_pb2.PrivacyReport  # without the budget, which the caller of release() adds
 
 
+# OpenDP noises 64-bit integers. A sum beyond them must not fail (whether a question fails would
+# depend on the data): it is held at this size first, which moves it no further than the sum.
+_UNITS_LIMIT = 2**62
+
+
+def _saturated(units: int) -> int:
+    return max(-_UNITS_LIMIT, min(_UNITS_LIMIT, units))
+
+
 def charge_of(plan: PrivatePlan, epsilon: float, delta: float) -> tuple[float, float]:
     """What a private question costs: its ε, and δ only when groups are selected."""
     return epsilon, (delta if plan.key_count else 0.0)
@@ -85,7 +94,8 @@ def release(rows: list[tuple], plan: PrivatePlan, *, epsilon: float,
                     group.aggregates[number].count = value
                 continue
             sum_scale = clamp.largest_magnitude_units * r / share
-            units = [0 if v is None else int(Decimal(v).scaleb(clamp.digits)) for v in column]
+            units = [_saturated(0 if v is None else int(Decimal(v).scaleb(clamp.digits)))
+                     for v in column]
             for group, value in zip(groups, privacy.noisy_vector(units, sum_scale), strict=True):
                 group.aggregates[number].sum.CopyFrom(
                     to_value(Decimal(value).scaleb(-clamp.digits)))

@@ -429,3 +429,16 @@ def test_a_residents_cards_are_one_unit_and_an_anonymous_card_is_its_own(tmp_pat
     finally:
         store.close()
     assert ranks == {person: [1, 2, 3, 4, 5, 6], "A9": [1, 2, 3]}
+
+
+def test_a_private_sum_too_large_for_64_bits_is_held_there_not_failed():
+    from node.compile import ClampedSum, PrivatePlan
+    from node.release import release
+
+    clamp = ClampedSum(Decimal(0), Decimal(10) ** 12, 6)
+    plan = PrivatePlan(dataset=None, sql="", params=[], key_count=0, parts=(("sum",),),
+                       sums=(clamp,), max_rows_per_person=1)
+    huge = Decimal(10) ** 16  # 10^22 units of 10^-6
+    released = release([(5, huge)], plan, epsilon=1.0, delta=0.0)
+    [group] = released.groups
+    assert group.aggregates[0].HasField("sum")
