@@ -114,24 +114,23 @@ def add_rank_column(cursor: duckdb.DuckDBPyConnection, dataset: Dataset) -> None
 
 
 def rank_new_rows(cursor: duckdb.DuckDBPyConnection, dataset: Dataset) -> None:
-    """Rank every row that has no rank yet among its person's rows, after the ranks the person
-    already has, in an order drawn at random now. A private answer reads a person's rows up
-    to its max_rows_per_person in this order (see node.compile.compile_private_plan)."""
+    """Draw a new random order for the rows of every person who has rows without a rank (new
+    rows, or a file made by another tool), and rank those persons' rows in it. A private answer
+    reads a person's rows up to its max_rows_per_person in this order (see
+    node.compile.compile_private_plan); drawing it again for the whole person, rather than
+    ranking new rows after old ones, keeps a person's newer rows from never counting."""
     table, rank = quote_identifier(dataset.name), quote_identifier(PERSON_ROW_RANK)
     (unranked,) = cursor.execute(f"SELECT count(*) FROM {table} WHERE {rank} IS NULL").fetchone()
     if not unranked:
         return
+    unit = dataset.unit_sql("row")
     cursor.execute(
         f"UPDATE {table} SET {rank} = fresh.rank FROM ("
-        f"  SELECT new.rowid AS row_id, CAST(coalesce(old.top, 0) + row_number() OVER ("
-        f"    PARTITION BY {dataset.unit_sql('new')} ORDER BY hash(new.rowid, ?)) AS INTEGER)"
-        f"    AS rank"
-        f"  FROM {table} AS new LEFT JOIN ("
-        f"    SELECT {dataset.unit_sql('ranked')} AS unit, max({rank}) AS top"
-        f"    FROM {table} AS ranked WHERE {rank} IS NOT NULL GROUP BY unit) AS old"
-        f"    ON {dataset.unit_sql('new')} = old.unit"
-        f"  WHERE new.{rank} IS NULL) AS fresh "
-        f"WHERE {table}.rowid = fresh.row_id", [secrets.randbits(63)])
+        f"  SELECT row.rowid AS row_id, CAST(row_number() OVER ("
+        f"    PARTITION BY {unit} ORDER BY hash(row.rowid, ?)) AS INTEGER) AS rank"
+        f"  FROM {table} AS row WHERE {unit} IN ("
+        f"    SELECT {dataset.unit_sql('new')} FROM {table} AS new WHERE new.{rank} IS NULL)"
+        f") AS fresh WHERE {table}.rowid = fresh.row_id", [secrets.randbits(63)])
 
 
 def load_into(cursor: duckdb.DuckDBPyConnection, dataset: Dataset, path: Path,

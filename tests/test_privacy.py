@@ -385,7 +385,7 @@ def test_a_private_sum_needs_a_column_with_declared_bounds():
         compile_private_plan(plan, PrivacySettings().of("population"))
 
 
-def test_every_loaded_row_is_ranked_among_its_persons_rows_also_after_an_append(tmp_path):
+def test_an_append_draws_the_order_of_its_persons_rows_again(tmp_path):
     from node.ingest import IngestMode
     from node.store import Store
 
@@ -402,11 +402,17 @@ def test_every_loaded_row_is_ranked_among_its_persons_rows_also_after_an_append(
         ranks = store._connection.execute(
             "SELECT person_id, list(_person_row_rank ORDER BY _person_row_rank), count(*) "
             "FROM social_insurance GROUP BY 1").fetchall()
+        (appended_on_top,) = store._connection.execute(
+            "SELECT count(*) FROM social_insurance WHERE monthly_amount >= 25 "
+            "AND _person_row_rank <= 3").fetchone()
     finally:
         store.close()
     assert len(ranks) == 7
     for _, ranked, count in ranks:
         assert ranked == list(range(1, count + 1))
+    # Every person had rows before the append: the order was drawn again over all of them, so
+    # appended rows are among the first three too (ranked after the old ones, they never were).
+    assert appended_on_top > 0
 
 
 def test_a_residents_cards_are_one_unit_and_an_anonymous_card_is_its_own(tmp_path):
