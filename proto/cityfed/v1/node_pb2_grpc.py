@@ -67,8 +67,9 @@ class NodeServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListDatasets(self, request, context):
-        """ListDatasets is the catalog: every standard dataset with its columns, row count, and what
-        the calling member may do with each column for the purpose it names.
+        """ListDatasets is the catalog: every standard dataset with its columns, row count (for a
+        caller who may read every column's rows), what the calling member may do with each column
+        for the purpose it names, and, for a named purpose, its privacy budget at this city.
         Returns UNAUTHENTICATED without a client certificate of a manifest member,
         INVALID_ARGUMENT for a purpose the manifest does not register, UNAVAILABLE while the store
         cannot be read.
