@@ -114,10 +114,13 @@ def compile_private_plan(plan: query_pb2.AggregatePlan, privacy: DatasetPrivacy)
                 select.append(SqlFragment(f"count({argument.text})", list(argument.params)))
             if "sum" in PRIVATE_PARTS[function]:
                 clamp = _clamp_for(aggregate.argument, dataset, privacy, number)
+                # Clamped in the argument's own type (DuckDB widens the bounds to it: a DECIMAL
+                # stays exact and fast, a DOUBLE stays a DOUBLE), then summed as DECIMAL.
+                bound = f"CAST(? AS DECIMAL(18, {clamp.digits}))"
                 select.append(SqlFragment(
-                    f"sum(CAST(least(greatest(CAST({argument.text} AS DOUBLE), ?), ?) "
+                    f"sum(CAST(least(greatest({argument.text}, {bound}), {bound}) "
                     f"AS DECIMAL(18, {clamp.digits})))",
-                    [*argument.params, float(clamp.lower), float(clamp.upper)]))
+                    [*argument.params, clamp.lower, clamp.upper]))
         sums.append(clamp)
     conditions = [SqlFragment(f"{quote_identifier(PERSON_ROW_RANK)} <= ?",
                               [privacy.max_rows_per_person])]

@@ -24,6 +24,8 @@ from federation.errors import FileMissing, IngestError
 
 ROW_NUMBER = "__cityfed_row"
 STAGING = "__cityfed_staging"
+SORTED = "__cityfed_sorted"
+RANKED = "__cityfed_rank"
 
 
 class IngestMode(enum.Enum):
@@ -110,27 +112,37 @@ def add_rank_column(cursor: duckdb.DuckDBPyConnection, dataset: Dataset) -> None
     file made by another tool, or by an older cityfed)."""
     cursor.execute(f"ALTER TABLE {quote_identifier(dataset.name)} ADD COLUMN IF NOT EXISTS "
                    f"{quote_identifier(PERSON_ROW_RANK)} INTEGER")
-    rank_new_rows(cursor, dataset)
+    cursor.execute("BEGIN TRANSACTION")  # the rewrite in rank order is all or nothing
+    try:
+        rank_new_rows(cursor, dataset)
+        cursor.execute("COMMIT")
+    except BaseException:
+        cursor.execute("ROLLBACK")
+        raise
 
 
 def rank_new_rows(cursor: duckdb.DuckDBPyConnection, dataset: Dataset) -> None:
-    """Draw a new random order for the rows of every person who has rows without a rank (new
-    rows, or a file made by another tool), and rank those persons' rows in it. A private answer
-    reads a person's rows up to its max_rows_per_person in this order (see
-    node.compile.compile_private_plan); drawing it again for the whole person, rather than
-    ranking new rows after old ones, keeps a person's newer rows from never counting."""
+    """When any row has no rank yet (new rows, or a file made by another tool), draw a new
+    random order of every person's rows, rank them in it, and rewrite the table in rank order.
+
+    A private answer reads a person's rows up to its max_rows_per_person in this order (see
+    node.compile.compile_private_plan); stored in rank order, those rows are a prefix of the
+    table that DuckDB's zone maps find without reading the rest. Drawing the order again for
+    everyone, rather than ranking new rows after old ones, keeps newer rows counting."""
     table, rank = quote_identifier(dataset.name), quote_identifier(PERSON_ROW_RANK)
     (unranked,) = cursor.execute(f"SELECT count(*) FROM {table} WHERE {rank} IS NULL").fetchone()
     if not unranked:
         return
-    unit = dataset.unit_sql("row")
     cursor.execute(
-        f"UPDATE {table} SET {rank} = fresh.rank FROM ("
-        f"  SELECT row.rowid AS row_id, CAST(row_number() OVER ("
-        f"    PARTITION BY {unit} ORDER BY hash(row.rowid, ?)) AS INTEGER) AS rank"
-        f"  FROM {table} AS row WHERE {unit} IN ("
-        f"    SELECT {dataset.unit_sql('new')} FROM {table} AS new WHERE new.{rank} IS NULL)"
-        f") AS fresh WHERE {table}.rowid = fresh.row_id", [secrets.randbits(63)])
+        f"CREATE TEMPORARY TABLE {SORTED} AS SELECT * EXCLUDE ({rank}), "
+        f"CAST(row_number() OVER (PARTITION BY {dataset.unit_sql('row')} "
+        f"ORDER BY hash(row.rowid, ?)) AS INTEGER) AS {RANKED} "
+        f"FROM {table} AS row ORDER BY {RANKED}", [secrets.randbits(63)])
+    try:
+        cursor.execute(f"DELETE FROM {table}")
+        cursor.execute(f"INSERT INTO {table} SELECT * FROM {SORTED}")
+    finally:
+        cursor.execute(f"DROP TABLE {SORTED}")
 
 
 def load_into(cursor: duckdb.DuckDBPyConnection, dataset: Dataset, path: Path,

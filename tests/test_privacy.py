@@ -448,3 +448,31 @@ def test_a_private_sum_too_large_for_64_bits_is_held_there_not_failed():
     released = release([(5, huge)], plan, epsilon=1.0, delta=0.0)
     [group] = released.groups
     assert group.aggregates[0].HasField("sum")
+
+
+@pytest.mark.parametrize(("argument", "per_row"), [
+    ("monthly_amount", [Decimal("0.01"), Decimal("5000.00"), Decimal("10000.00")]),
+    ("-monthly_amount", [Decimal(0)] * 3),
+    ("monthly_amount / 0", [Decimal("10000.00")] * 3),  # DOUBLE infinity
+    ("monthly_amount * 1000000000000000000000", [Decimal("10000.00")] * 3),
+    ("monthly_amount / 3", [Decimal("0.00"), Decimal("1666.67"), Decimal("10000.00")]),
+])
+def test_a_private_sum_clamps_every_row_to_the_bounds_and_never_fails(tmp_path, argument,
+                                                                        per_row):
+    """Before noise: each row adds its value clamped to [0, 10000], whatever the arithmetic."""
+    from node.ingest import IngestMode
+    from node.store import Store
+
+    path = tmp_path / "amounts.csv"
+    path.write_text("person_id,scheme,status,enrolled_on,monthly_amount,last_paid_on\n"
+                    + "".join(f"11010119900101{i:03d}X,pension,active,2020-01-01,{amount},\n"
+                              for i, amount in enumerate(("0.01", "5000.00", "99999.99"))))
+    store = Store(tmp_path / "city.duckdb", threads=1)
+    try:
+        store.ingest("social_insurance", path, IngestMode.REPLACE)
+        plan = parse_query(f"SELECT sum({argument}) FROM social_insurance").plan
+        private = compile_private_plan(plan, PrivacySettings().of("social_insurance"))
+        [(rows, total)] = store.aggregate(private, timeout=10)
+    finally:
+        store.close()
+    assert rows == 3 and total == sum(per_row)
