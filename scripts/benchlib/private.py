@@ -119,10 +119,10 @@ _DOUBLE_CLAMP = re.compile(r"CAST\(least\(greatest\(CAST\((.+?) AS DOUBLE\), \?\
 
 @dataclass
 class LayoutTrial:
-    """The bounded plan's DuckDB run on one city, as stored and with two changes that are not
-    the node's today: the table ordered by the per-person rank (rows a private answer reads
-    then form a prefix, which DuckDB's zone maps skip to), and the clamp of a sum's argument
-    done in DECIMAL rather than through DOUBLE. The exact plan is run on both files too."""
+    """The bounded plan's DuckDB run on a city's file, as stored and with two changes: the
+    table ordered by the per-person rank (rows a private answer reads then form a prefix, which
+    DuckDB's zone maps skip to), and the clamp of a sum's argument done in DECIMAL rather than
+    through DOUBLE. The exact plan is run on both files too."""
 
     city: str
     rows_per_city: int

@@ -25,7 +25,9 @@ ROWS_CHART, CITIES_CHART = "latency_vs_rows.png", "latency_vs_cities.png"
 LAYOUT_METHOD = LayoutTrial.__doc__ + (
     " One thread, the nodes' setting; p50 of the runs, in this process. Both changes keep the "
     "answer (the same rows are read, the clamped values are equal): the last column checks "
-    "that the three bounded runs returned the same rows.")
+    "that the bounded runs returned the same rows. Where the node's own file is already in rank "
+    "order, or its SQL already clamps without DOUBLE (nothing to rewrite: —), the node has made "
+    "that change itself.")
 
 
 def write_outputs(results: BenchResults, out: Path) -> list[Verdict]:

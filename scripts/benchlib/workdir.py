@@ -15,6 +15,8 @@ manifest, seen tokens, privacy budgets) is forgotten.
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import json
 import re
 import shutil
@@ -25,7 +27,7 @@ from pathlib import Path
 
 import duckdb
 
-from federation.datasets import PERSON_ROW_RANK, TRANSIT_TRIPS, create_table_sql
+from federation.datasets import DATASETS, PERSON_ROW_RANK, TRANSIT_TRIPS, create_table_sql
 from federation.identity import RegionDirectory
 from federation.local_region import (
     AUTHORITY,
@@ -192,21 +194,52 @@ def _has_rank(database: Path) -> bool:
         connection.close()
 
 
+RANKED = "ranked.json"
+
+
+def ranking_signature() -> str:
+    """What decides a stored rank: the node's ranking code and each dataset's privacy unit. A
+    cached file ranked under another signature is ranked again (a node never re-ranks rows
+    that have a rank)."""
+    from node import ingest
+
+    parts = [inspect.getsource(function) for name, function in sorted(vars(ingest).items())
+             if "rank" in name and inspect.isfunction(function)]
+    parts += [f"{d.name}: {getattr(d, 'unit_name', d.entity)}" for d in DATASETS.values()]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
 def _rank(workdir: Workdir, city: str, log) -> None:
     """Open a city's file as its node would at its first start, which ranks each person's rows
-    (an older cache has no ranks); a node started on it later finds nothing left to do. The
-    central unions and snapshots made before are stale then, and go."""
+    (an older cache has no ranks, or ranks made by other ranking code: those are dropped
+    first); a node started on it later finds nothing left to do. The central unions, snapshots
+    and rank-ordered copies made before are stale then, and go."""
     database = workdir.database_path(city)
-    if _has_rank(database):
+    marker = workdir.directory / RANKED
+    signature = ranking_signature()
+    try:
+        ranked = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        ranked = {}
+    if _has_rank(database) and ranked.get(city) == signature:
         return
     from node.store import Store
 
     log(f"ranking {city}'s rows per person, as a node does at its first start")
+    connection = duckdb.connect(str(database))
+    try:
+        for dataset in DATASETS:
+            connection.execute(f'ALTER TABLE IF EXISTS "{dataset}" '
+                               f'DROP COLUMN IF EXISTS "{PERSON_ROW_RANK}"')
+        connection.execute("CHECKPOINT")
+    finally:
+        connection.close()
     Store(database, threads=2).close()
     snapshot = workdir.snapshot_path(city)
     for stale in [*workdir.directory.glob("central-*.duckdb"), snapshot,
                   snapshot.with_name(f"{city}.by-rank.duckdb")]:
         stale.unlink(missing_ok=True)
+    marker.write_text(json.dumps({**ranked, city: signature}, indent=1) + "\n")
 
 
 _COLUMNS = ", ".join(f'"{c}"' for c in (*TRANSIT_TRIPS.column_names, PERSON_ROW_RANK))
