@@ -254,6 +254,11 @@ def print_table(answer: FederatedAnswer, out: io.TextIOBase) -> None:
     if answer.private:
         print("private answer: values are noisy (± the half-width of a 95% interval for the "
               "noise; withheld groups are not counted)", file=out)
+        scales = [f"{name} {_display(round(a.noise_stddev, 4))}"
+                  for name, a in zip(answer.table.column_names, accuracy, strict=True)
+                  if a.noisy and a.noise_stddev]
+        if scales:
+            print(f"noise standard deviation: {', '.join(scales)}", file=out)
     print_outcomes(answer.outcomes, out)
 
 

@@ -417,8 +417,8 @@ def test_explain_lists_every_used_column_with_its_rule(tianjin, tmp_path):
     assert f"allowed by rule 2 ({source})" in by_column["tapped_at"]
     assert "WHERE" in by_column["station"] and "GROUP BY" in by_column["tapped_at"]
     assert "aggregate" in by_column["fare"].split("needs")[0]
-    assert lines[5].startswith("answer: differentially private: each person_id (card_id where it is empty) "
-                             "adds at most")
+    assert lines[5].startswith("answer: differentially private: each person_id (card_id where "
+                               "it is empty) adds at most")
     assert lines[6] == ("verdict: REFUSED: transit_trips.station needs aggregate for purpose "
                         "'transit-planning'; this city grants beijing deny (default)")
     assert "Tianjin West" not in text

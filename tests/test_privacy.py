@@ -268,6 +268,33 @@ def test_cityfed_budget_shows_what_is_left(small_budget):
     assert f"{WITH}" in out.getvalue() and "ε 1 of 2 left" in out.getvalue()
 
 
+def test_cityfed_query_prints_intervals_noise_and_epsilon_and_json_carries_them(small_budget):
+    import contextlib
+    import io
+    import json
+
+    from node.cli import main
+
+    sql = "SELECT scheme, count(*) AS n FROM social_insurance GROUP BY scheme ORDER BY scheme"
+    common = ["query", sql, "--region", str(small_budget.directory), "--as", AUDITOR,
+              "--purpose", PURPOSE]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(common) == 0
+    text = out.getvalue()
+    assert " ±" in text and "noise standard deviation: n " in text
+    assert f"{WITH}" in text and "ε 1 charged, ε 1 left" in text
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main([*common, "--json"]) == 0
+    answer = json.loads(out.getvalue())
+    assert answer["private"] and [a["noisy"] for a in answer["accuracy"]] == [False, True]
+    assert len(answer["accuracy"][1]["half_widths_95"]) == len(answer["rows"])
+    [city] = answer["cities"]
+    assert (city["epsilon_charged"], city["epsilon_remaining"]) == (1.0, 0.0)
+    assert city["noise"]["aggregates"][0]["count_scale"] == 5.0
+
+
 def test_concurrent_questions_never_overspend(small_budget):
     plan = parse_query("SELECT count(*) FROM population").plan.SerializeToString()
     outcomes: list[grpc.StatusCode] = []
