@@ -200,7 +200,7 @@ class Bench:
 
     @property
     def trips_privacy(self) -> DatasetPrivacy | None:
-        """How private answers bound each card's contribution to transit_trips."""
+        """How private answers bound each person's contribution to transit_trips."""
         return self.privacy.of("transit_trips") if self.private and self.privacy else None
 
     def _settings(self) -> dict:

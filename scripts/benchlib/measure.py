@@ -58,7 +58,7 @@ class Central:
         return self.connection.execute(sql).fetchall()
 
     def run_bounded(self, sql: str, privacy: DatasetPrivacy) -> list[tuple]:
-        """The exact answer over only what a private answer reads: each card's first
+        """The exact answer over only what a private answer reads: each person's first
         `max_rows_per_person` rows in its city's rank, values clamped to the declared bounds.
         This is what the cities' noise is added to."""
         if self._bounded is None:

@@ -4,7 +4,7 @@ least time the cities' work can take together on this machine.
 Each city's steps are run in this process on a snapshot copy of its file, one city at a time (so
 no CPU contention), with the nodes' thread count, as `NodeServicer.Aggregate` runs them for a
 private answer: compile the bounded plan, charge the budget (a SQLite transaction), run the
-bounded plan in DuckDB (only each card's first max_rows_per_person rows, sums clamped), noise
+bounded plan in DuckDB (only each person's first max_rows_per_person rows, sums clamped), noise
 the partials and release the groups with OpenDP, serialize. The exact plan over every row is run
 beside it for comparison. The cities' nodes share this machine's cores, so their work together
 cannot finish before the sum of their CPU over the cores, nor before the slowest city alone:

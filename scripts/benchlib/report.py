@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from benchlib.queries import SMALL, TINY, compared
 from benchlib.results import BenchResults
 from benchlib.security import __doc__ as SECURITY_METHOD
 from benchlib.verdicts import Verdict, verdicts
+from benchlib.workdir import BENCH_DEMO_POLICY
+from federation.local_region import DEMO_POLICY
 
 ROWS_CHART, CITIES_CHART = "latency_vs_rows.png", "latency_vs_cities.png"
 LAYOUT_METHOD = LayoutTrial.__doc__ + (
@@ -169,16 +172,28 @@ def _machine(results: BenchResults) -> list[str]:
 
 _EXACT_TEXT = ("Each node applies a bench policy granting the same transit_trips columns at "
                "row level: answers are exact over every row and must equal central's.")
+def _demo_text() -> str:
+    deployed = tomllib.loads(DEMO_POLICY)["privacy"]
+    bench = tomllib.loads(BENCH_DEMO_POLICY)["privacy"]
+    return (
+        "Each node applies the deployed demo policy (`federation.local_region.DEMO_POLICY`: "
+        "transit_trips at the `aggregate` level, so every answer is differentially private: "
+        "each person's rows (an anonymous card's, where no person is named) beyond its first "
+        f"{bench['transit_trips']['max_rows_per_person']} left out, sums clamped to the "
+        "declared bounds, OpenDP discrete Laplace noise, groups released by a noisy threshold, "
+        f"ε {deployed['epsilon_per_question']:g} and δ {deployed['delta_per_question']:g} "
+        "charged per question) with one change: the budget per period is "
+        f"ε {bench['epsilon_per_period']:g} and δ {bench['delta_per_period']:g} instead of "
+        f"ε {deployed['epsilon_per_period']:g} and δ {deployed['delta_per_period']:g}, since the "
+        "bench asks thousands of questions as one caller in one day (everything per question as "
+        "deployed). Between series of questions the bench empties the nodes' budget ledgers, "
+        "as a new period would.")
+
+
+_EXACT_TEXT = ("Each node applies a bench policy granting the same transit_trips columns at "
+               "row level: answers are exact over every row and must equal central's.")
 POLICY_TEXT = {
-    "demo": "Each node applies the deployed demo policy (`federation.local_region.DEMO_POLICY`: "
-            "transit_trips at the `aggregate` level, so every answer is differentially private: "
-            "each card's rows beyond its first `max_rows_per_person` left out, sums clamped to "
-            "the declared bounds, OpenDP discrete Laplace noise, groups released by a noisy "
-            "threshold, ε charged per question) with one change: the budget per period is "
-            "ε 10^9 and δ 10^-3 instead of ε 10 and δ 10^-4, since the bench asks thousands of "
-            "questions as one caller in one day (ε and δ per question, rows per person and "
-            "bounds as deployed). Between series of questions the bench empties the nodes' "
-            "budget ledgers, as a new period would.",
+    "demo": _demo_text(),
     "exact": _EXACT_TEXT + " (`--policy exact`)",
     "no-k": _EXACT_TEXT + " (`--policy no-k`, the old name of `--policy exact`)",
 }
@@ -398,7 +413,8 @@ def _private_accuracy(results: BenchResults) -> list[str]:
             "Every timed private answer is compared, after the clock stops, with two exact "
             "answers from the central file: over every row (what central returns: the error "
             "is noise plus contribution bounding), and over only what a private answer reads, "
-            f"each card's first {r} rows in its city's random order with fares clamped to the "
+            f"each person's (or anonymous card's) first {r} rows in its city's random order, "
+            "fares clamped to the "
             "declared bounds (the noise alone, which the ± half-widths the answer states are "
             "meant to cover at 95%). Relative error = "
             "|private − exact| / |exact| per cell (a group's count, sum or average). A group "
@@ -468,9 +484,10 @@ def _private_summary(results: BenchResults) -> list[str]:
         error = c.accuracy.vs_central.summary() if c.accuracy else {}
         noise = c.accuracy.vs_bounded.summary() if c.accuracy else {}
         floor = floors.get(query)
+        tried = layout.get(query, {})
         lines.append((query, _ms(central), f"{c.ratio:.2f}×",
                       times(floor.floor_ms if floor else None),
-                      times(layout.get(query, {}).get(LAYOUTS[2])),
+                      times(tried.get(LAYOUTS[2], tried.get(LAYOUTS[1]))),
                       f"{exact[query].ratio:.2f}×" if query in exact else "—",
                       _pct(error.get("median_relative_error", float("nan"))),
                       _pct(noise.get("median_relative_error", float("nan")))))
@@ -479,9 +496,10 @@ def _private_summary(results: BenchResults) -> list[str]:
             "target is ≤ 1.50×). Private: the federated private answer end to end. Private "
             "floor: the nodes' own private steps on these cores, nothing else (below). With "
             "rank order + DECIMAL clamp: the bounded DuckDB runs' floor with the two changes "
-            "tried below. Exact: the same question with the row grant, nodes restarted, same "
-            "run. Errors: median relative error of the private cells against central (noise and "
-            "bounding) and against the bounded exact answer (noise alone).", "",
+            "tried below (rank order alone where the node's SQL already clamps in DECIMAL). "
+            "Exact: the same question with the row grant, nodes restarted, same run. Errors: "
+            "median relative error of the private cells against central (noise and bounding) "
+            "and against the bounded exact answer (noise alone).", "",
             *table(("query", "central p50 ms", "private", "private floor",
                     "floor with rank order + DECIMAL clamp", "exact (row grant)",
                     "error vs central", "error from noise alone"), lines)]
