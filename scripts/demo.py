@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=Path("region/demo"))
     parser.add_argument("--people", type=int, default=20_000)
-    # Private answers release a group only when its noisy count passes a threshold of a few
+    # Private answers release a group only when its noisy count passes a threshold of several
     # hundred rows per city: enough trips and visits that the tour's groups show.
     parser.add_argument("--trips", type=int, default=500_000)
     parser.add_argument("--visits", type=int, default=300_000)
@@ -283,9 +283,9 @@ def main(argv: list[str] | None = None) -> int:
                 ask("Trips on transport cards used outside their issuing city, by hour",
                     commuting_sql(), args.dir, TRANSIT, "--require-all")
                 console.print("[dim]Each city released only the hours whose noisy trip count "
-                              "passed its threshold (a few hundred trips, set by ε, δ and the 20 "
-                              "trips a card may add): a row sums the cities that released it, "
-                              "and quiet hours in small cities stay home.[/]")
+                              "passed its threshold (about a thousand trips, set by ε, δ and the "
+                              "20 trips one person may add): a row sums the cities that released "
+                              "it, and quiet hours in small cities stay home.[/]")
                 medical_by_chapter(coordinator)
                 refused_question(args.dir)
                 same_answer_over_grpc(gateway.port, AGE_BANDS, coordinator)
