@@ -22,7 +22,6 @@ import functools
 import math
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import opendp.prelude as dp
 
@@ -31,23 +30,12 @@ dp.enable_features("contrib")
 CONFIDENCE = 0.95
 
 
-@dataclass(frozen=True)
-class Statistic:
-    """One noisy vector a private answer releases: its L1 sensitivity in units and its ε."""
-
-    sensitivity: int
-    epsilon: float
-
-    @property
-    def scale(self) -> float:
-        return self.sensitivity / self.epsilon
-
-
 @functools.lru_cache(maxsize=256)
 def threshold_for(max_rows_per_person: int, scale: float, delta: float) -> int:
-    """The smallest noisy-count threshold for which releasing groups by OpenDP's thresholded
-    Laplace on counts (each person adding at most `max_rows_per_person` rows, to at most that
-    many groups) is (ε, δ)-private with ε = max_rows_per_person / scale."""
+    """A noisy-count threshold for which releasing groups by OpenDP's thresholded Laplace on
+    counts (each person adding at most `max_rows_per_person` rows, to at most that many groups)
+    is (ε, δ)-private with ε = max_rows_per_person / scale: one above the smallest that
+    OpenDP's privacy map accepts (see the end)."""
     r = max_rows_per_person
     low, high = r, r + 1
     while _delta_at(r, scale, high) > delta:
