@@ -220,7 +220,9 @@ def _method(results: BenchResults) -> list[str]:
              "cities (tangshan, cangzhou, chengde) are byte copies of beijing, tianjin and "
              "shijiazhuang's stores. Cached by scale under the work directory.",
              "- Questions:", ""]
-    lines += [f"  - `{q.name}`: `{q.sql}`" for q in (*compared(results.private), SMALL)]
+    asked = (*compared(results.private), *((SMALL,) if results.latency or results.breakdown
+                                           else ()))
+    lines += [f"  - `{q.name}`: `{q.sql}`" for q in asked]
     if results.private:
         lines += ["", "  `min` and `max` are refused in a private answer (each would release one "
                       "person's exact value), so the private runs ask `global_sum`, the global "
