@@ -5,7 +5,7 @@ breakdown and the naive pull-the-rows alternative; writes REPORT.md, results.jso
     .venv/bin/python scripts/bench.py --quick      # tiny sizes, under two minutes
     .venv/bin/python scripts/bench.py --policy demo   # the deployed policy: private answers
     .venv/bin/python scripts/bench.py --only private-10m   # issue 9's figures only, into
-                                                   # bench-results/private/ (~5 minutes cached)
+                                                   # bench-results/private/ (~2 minutes cached)
     .venv/bin/python scripts/bench.py --out DIR    # write somewhere other than bench-results/
 
 The machine is shared and noisy, so every figure that is compared is measured alternately with
@@ -62,6 +62,7 @@ from federation.manifest import Manifest
 from node.policy import DatasetPrivacy, PrivacySettings, load_policy
 
 ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench-results"
 console = Console(highlight=False)
 
 
@@ -112,7 +113,7 @@ PRIVATE_10M = BenchConfig(
 PRIVATE_QUICK = replace(PRIVATE_10M, mode="private-quick", row_sweep=(20_000,),
                         rounds=((10**12, 3),), warmup=1, people_per_city=2_000,
                         private_floor_runs=2)
-# --only NAME: (config, config with --quick, policy, output folder under --out)
+# --only NAME: (config, config with --quick, policy, output folder under bench-results/)
 ONLY = {"private-10m": (PRIVATE_10M, PRIVATE_QUICK, "demo", "private")}
 
 
@@ -143,13 +144,14 @@ def plan_scales(config: BenchConfig) -> list[ScaleTasks]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    config, policy, out = QUICK if args.quick else FULL, args.policy, args.out
+    config, policy = QUICK if args.quick else FULL, args.policy
+    out = args.out or RESULTS
     work = args.work or out / "tmp"
     if args.only:
         config, quick, policy, folder = ONLY[args.only]
         config = quick if args.quick else config
-        out = args.out / folder
-        work = args.work or args.out / "tmp"  # the full run's data cache
+        out = args.out or RESULTS / folder
+        work = args.work or out.parent / "tmp"  # beside it: the full run's data cache
     nodes = NodeSettings(threads=args.node_threads, memory_limit=args.node_memory)
     out = out.resolve()
     bench = Bench(config, nodes, work.resolve(), policy)
@@ -163,10 +165,12 @@ def main(argv: list[str] | None = None) -> int:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, under two minutes")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench-results",
-                        help="where REPORT.md, results.json and the charts go")
+    parser.add_argument("--out", type=Path,
+                        help="where REPORT.md, results.json and the charts go (default: "
+                             "bench-results/, with --only bench-results/<its folder>/)")
     parser.add_argument("--work", type=Path,
-                        help="where generated data is cached (default: OUT/tmp)")
+                        help="where generated data is cached (default: OUT/tmp, with --only "
+                             "the tmp folder beside OUT, which the full run shares)")
     parser.add_argument("--node-threads", type=int, default=1,
                         help="DuckDB threads per node (default 1: up to 8 nodes share the cores)")
     parser.add_argument("--node-memory", default="2GB", help="DuckDB memory_limit per node")
@@ -180,7 +184,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="private-10m: only issue 9's figures (the demo policy at 5 cities "
                              "× 10M rows against central and against pulling the raw rows, the "
                              "private path's floor, the same questions exact), written to "
-                             "OUT/private/; with --quick the same at 5 × 20,000 rows")
+                             "bench-results/private/ unless --out says otherwise; with --quick "
+                             "the same at 5 × 20,000 rows")
     parser.add_argument("--note", default="", help="a line about this run for the report")
     return parser.parse_args(argv)
 

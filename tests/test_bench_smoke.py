@@ -73,13 +73,14 @@ def test_quick_bench_leaves_no_node_running(bench_out: Path):
 
 @pytest.fixture(scope="module")
 def private_out(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("bench-private")
+    out = tmp_path_factory.mktemp("bench-private") / "private"
     completed = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "bench.py"), "--quick", "--only", "private-10m",
          "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
-    return out / "private"
+    assert (out.parent / "tmp").is_dir()  # the data cache goes beside the report, not in it
+    return out
 
 
 @pytest.mark.timeout(240)
