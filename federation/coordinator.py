@@ -18,7 +18,8 @@ from cityfed.v1 import node_pb2, node_pb2_grpc, query_pb2
 from google.protobuf.message import DecodeError
 
 from federation.accuracy import ColumnAccuracy, column_accuracy
-from federation.errors import IncompleteAnswer, InvalidArgument, InvalidQuery
+from federation.errors import BudgetExhausted, IncompleteAnswer, InvalidArgument, InvalidQuery
+from federation.grpc_errors import error_reason
 from federation.finish import Table, finish
 from federation.identity import Identity, channel_options
 from federation.manifest import Manifest
@@ -245,6 +246,8 @@ def _elapsed_ms(started: float) -> float:
 def _failure(member: Member, error: grpc.RpcError, elapsed_ms: float) -> CityOutcome:
     code = error.code()
     status = _STATUS_OF_CODE.get(code, CityStatus.FAILED)
+    if error_reason(error) == BudgetExhausted.reason:  # the city's policy refuses: not a fault
+        status = CityStatus.REFUSED
     detail = error.details() or code.name.lower()
     if status is CityStatus.TIMED_OUT:
         detail = "no answer before the deadline"

@@ -243,7 +243,7 @@ def test_a_spent_budget_is_resource_exhausted_with_a_quota_failure(small_budget)
     today = dt.datetime.now(dt.UTC).date().isoformat()
     assert quota.violations[0].subject == f"{AUDITOR}/{PURPOSE}/{today}"
     answer = small_budget.ask(sql)
-    assert answer.outcomes[0].status is CityStatus.FAILED
+    assert answer.outcomes[0].status is CityStatus.REFUSED
     assert answer.outcomes[0].code == "RESOURCE_EXHAUSTED" and answer.table.rows == []
     catalog = regionkit.node_stub(small_budget, WITH).ListDatasets(
         node_pb2.ListDatasetsRequest(purpose=PURPOSE))
