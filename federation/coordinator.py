@@ -19,8 +19,8 @@ from google.protobuf.message import DecodeError
 
 from federation.accuracy import ColumnAccuracy, column_accuracy
 from federation.errors import BudgetExhausted, IncompleteAnswer, InvalidArgument, InvalidQuery
-from federation.grpc_errors import error_reason
 from federation.finish import Table, finish
+from federation.grpc_errors import error_reason
 from federation.identity import Identity, channel_options
 from federation.manifest import Manifest
 from federation.members import Member
