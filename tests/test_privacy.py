@@ -254,6 +254,24 @@ def test_a_spent_budget_is_resource_exhausted_with_a_quota_failure(small_budget)
     assert [r["decision"] for r in charged] == ["granted", "granted", "refused", "refused"]
 
 
+def test_a_charge_is_kept_when_the_query_then_fails(tmp_path):
+    """Charged before the query runs, never refunded: here every query meets its deadline."""
+    region = regionkit.start_region(tmp_path, (WITH,), rows=100, seed=8,
+                                    policy_text=SMALL_BUDGET, max_query_seconds=0.0)
+    try:
+        plan = parse_query("SELECT count(*) FROM social_insurance").plan.SerializeToString()
+        with pytest.raises(grpc.RpcError) as failure:
+            regionkit.aggregate(region, WITH, plan, timeout=10)
+        assert failure.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        catalog = regionkit.node_stub(region, WITH).ListDatasets(
+            node_pb2.ListDatasetsRequest(purpose=PURPOSE))
+        assert catalog.budget.epsilon_spent == 1
+        [record] = [r for r in _audit_records(region, WITH) if r["method"].endswith("/Aggregate")]
+        assert (record["decision"], record["epsilon"]) == ("refused", 1.0)
+    finally:
+        region.stop()
+
+
 def test_cityfed_budget_shows_what_is_left(small_budget):
     from node.cli import main
 
