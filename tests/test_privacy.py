@@ -521,3 +521,25 @@ def test_a_private_sum_clamps_every_row_to_the_bounds_and_never_fails(tmp_path, 
     finally:
         store.close()
     assert rows == 3 and total == sum(per_row)
+
+
+def test_a_node_killed_after_answering_still_holds_every_charge(tmp_path):
+    """kill -9 of a real node process: what it charged before it died stays charged."""
+    from federation.local_region import AUTHORITY, start_local_region, write_region
+    from federation.synthetic import RegionScale
+
+    trusted = write_region(tmp_path, scale=RegionScale(people_per_city=300, trips_per_city=500,
+                                                       visits_per_city=300),
+                           cities=("beijing", "tianjin"))
+    manifest, identity = trusted.directory.open_as(AUTHORITY)
+    sql = "SELECT count(*) FROM population"
+    purpose = "population-statistics"
+    with start_local_region(tmp_path, ("tianjin",)) as running:
+        with Coordinator(manifest, identity) as coordinator:
+            for _ in range(3):
+                answer = coordinator.ask_sql(sql, purpose=purpose, cities=("tianjin",))
+                assert answer.outcomes[0].status is CityStatus.ANSWERED
+        running.kill("tianjin")
+    with start_local_region(tmp_path, ("tianjin",)), Coordinator(manifest, identity) as again:
+        [(_, catalog, _)] = again.catalogs(purpose, ("tianjin",))
+        assert catalog.budget.epsilon_spent == 3
