@@ -10,6 +10,7 @@ from decimal import Decimal
 
 from cityfed.v1 import node_pb2, query_pb2
 
+from federation.compile import expression_nodes
 from federation.finish import Table
 from federation.merge import MergedGroups
 from federation.privacy import CONFIDENCE, half_width, noise_stddev
@@ -39,7 +40,8 @@ def column_accuracy(query: query_pb2.FederatedQuery, merged: MergedGroups, table
         if kind == "aggregate":
             accuracy.append(_of_aggregate(expression.aggregate, functions[expression.aggregate],
                                           merged, table, reports))
-        elif kind == "group_key" or not _uses_aggregate(expression):
+        elif kind == "group_key" or not any(
+                node.WhichOneof("kind") == "aggregate" for node in expression_nodes(expression)):
             accuracy.append(ColumnAccuracy())
         else:
             accuracy.append(ColumnAccuracy(noisy=True))
@@ -90,14 +92,3 @@ def _average_half_width(count: int, total, count_scales, sum_scales) -> float:
     corners = [(total + ds) / (count + dc) for ds in (-s, s) for dc in (-c, c)]
     return max(abs(x - average) for x in corners)
 
-
-def _uses_aggregate(expression: query_pb2.Expression) -> bool:
-    stack = [expression]
-    while stack:
-        node = stack.pop()
-        kind = node.WhichOneof("kind")
-        if kind == "aggregate":
-            return True
-        if kind == "call":
-            stack.extend(node.call.arguments)
-    return False

@@ -7,7 +7,7 @@ coordinator's own column names), and `?` placeholders. Every literal is bound as
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -111,6 +111,16 @@ def compile_literal(value: query_pb2.Value) -> SqlFragment:
         sql_type = "HUGEINT" if kind == "big_int_value" else "DOUBLE"
         return SqlFragment(f"CAST(? AS {sql_type})", [python_value])
     return SqlFragment("?", [python_value])
+
+
+def expression_nodes(expression: query_pb2.Expression) -> Iterator[query_pb2.Expression]:
+    """Every node of an expression tree, the root first."""
+    stack = [expression]
+    while stack:
+        node = stack.pop()
+        yield node
+        if node.WhichOneof("kind") == "call":
+            stack.extend(reversed(node.call.arguments))
 
 
 def compile_expression(expression: query_pb2.Expression, leaf: LeafResolver, *,

@@ -8,10 +8,16 @@ from decimal import Decimal
 
 from cityfed.v1 import query_pb2
 
-from federation.compile import SqlFragment, compile_expression, quote_identifier
+from federation.compile import (
+    SqlFragment,
+    compile_expression,
+    expression_nodes,
+    quote_identifier,
+)
 from federation.datasets import PERSON_ROW_RANK, Dataset
 from federation.errors import InvalidQuery
 from federation.plan import check_plan
+from federation.typecheck import parse_type
 from node.policy import DatasetPrivacy
 
 A = query_pb2.AggregateFunction
@@ -64,6 +70,8 @@ PRIVATE_PARTS: dict[int, tuple[str, ...]] = {
     A.AGGREGATE_FUNCTION_SUM: ("sum",),
     A.AGGREGATE_FUNCTION_AVG: ("count", "sum"),
 }
+
+
 @dataclass(frozen=True)
 class ClampedSum:
     lower: Decimal
@@ -134,7 +142,8 @@ def compile_private_plan(plan: query_pb2.AggregatePlan, privacy: DatasetPrivacy)
 def _clamp_for(argument: query_pb2.Expression, dataset: Dataset, privacy: DatasetPrivacy,
                number: int) -> ClampedSum:
     """The hull of the bounds of the bounded columns an argument uses."""
-    used = {node.column for node in _nodes(argument) if node.WhichOneof("kind") == "column"}
+    used = {node.column for node in expression_nodes(argument)
+            if node.WhichOneof("kind") == "column"}
     bounds = [privacy.bounds[c] for c in sorted(used) if c in privacy.bounds]
     if not bounds:
         bounded = ", ".join(privacy.bounds) or "none in this dataset"
@@ -144,20 +153,9 @@ def _clamp_for(argument: query_pb2.Expression, dataset: Dataset, privacy: Datase
     lower = min(b[0] for b in bounds)
     upper = max(b[1] for b in bounds)
     digits = max(max(-b[0].as_tuple().exponent, -b[1].as_tuple().exponent, 0) for b in bounds)
-    for c in used:
-        declared = dataset.column(c)
-        if declared is not None and declared.type.startswith("DECIMAL("):
-            digits = max(digits, int(declared.type.rstrip(")").split(",")[1]))
+    for name in used:
+        digits = max(digits, parse_type(dataset.column(name).type).scale)
     return ClampedSum(lower, upper, min(digits, 6))
-
-
-def _nodes(expression: query_pb2.Expression):
-    stack = [expression]
-    while stack:
-        node = stack.pop()
-        yield node
-        if node.WhichOneof("kind") == "call":
-            stack.extend(node.call.arguments)
 
 
 def _column_resolver(dataset: Dataset):

@@ -23,6 +23,7 @@ from typing import Any
 
 from cityfed.v1 import query_pb2
 
+from federation.compile import expression_nodes
 from federation.config_files import read_toml
 from federation.datasets import DATASETS
 from federation.errors import ConfigError
@@ -264,14 +265,9 @@ def columns_used(plan: query_pb2.AggregatePlan) -> dict[str, frozenset[str]]:
     # names counts as use.
     roots.extend((a.argument, AGGREGATE) for a in plan.aggregates if a.HasField("argument"))
     for root, clause in roots:
-        stack = [root]
-        while stack:
-            node = stack.pop()
-            kind = node.WhichOneof("kind")
-            if kind == "column":
+        for node in expression_nodes(root):
+            if node.WhichOneof("kind") == "column":
                 used.setdefault(node.column, set()).add(clause)
-            elif kind == "call":
-                stack.extend(reversed(node.call.arguments))
     return {column: frozenset(clauses) for column, clauses in used.items()}
 
 
