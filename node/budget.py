@@ -43,12 +43,9 @@ class BudgetState:
     delta_spent: float
 
     @property
-    def epsilon_left(self) -> float:
-        return max(0.0, self.epsilon_limit - self.epsilon_spent)
-
-    @property
-    def delta_left(self) -> float:
-        return max(0.0, self.delta_limit - self.delta_spent)
+    def resets_at_text(self) -> str:
+        """RFC 3339 in UTC, as the protos and messages give it."""
+        return self.resets_at.isoformat().replace("+00:00", "Z")
 
 
 def period_of(kind: str, now: dt.datetime) -> tuple[str, dt.datetime]:
@@ -110,13 +107,20 @@ class PrivacyBudget:
                     "SELECT epsilon, delta FROM spent WHERE caller = ? AND purpose = ? "
                     "AND period = ?", (caller, purpose, key)).fetchone()
                 spent_epsilon, spent_delta = row or (0.0, 0.0)
-                if (spent_epsilon + epsilon > limits.epsilon + _EPSILON_SLACK
-                        or spent_delta + delta > limits.delta * (1 + _EPSILON_SLACK)):
+                after = BudgetState(caller, purpose, key, resets_at, limits.epsilon,
+                                    spent_epsilon + epsilon, limits.delta, spent_delta + delta)
+                if after.epsilon_spent > limits.epsilon + _EPSILON_SLACK:
+                    spent = f"ε {spent_epsilon:g} of {limits.epsilon:g} used, this question " \
+                            f"needs {epsilon:g}"
+                elif after.delta_spent > limits.delta * (1 + _EPSILON_SLACK):
+                    spent = f"δ {spent_delta:g} of {limits.delta:g} used, this question " \
+                            f"needs {delta:g}"
+                else:
+                    spent = ""
+                if spent:
                     raise BudgetExhausted(
                         f"the privacy budget of {caller} for purpose {purpose[:64]!r} is spent "
-                        f"for {key}: ε {spent_epsilon:g} of {limits.epsilon:g} used, this "
-                        f"question needs {epsilon:g}; it resets at "
-                        f"{resets_at.isoformat().replace('+00:00', 'Z')}",
+                        f"for {key}: {spent}; it resets at {after.resets_at_text}",
                         subject=f"{caller}/{purpose[:64]}/{key}")
                 connection.execute(
                     "INSERT INTO spent VALUES (?, ?, ?, ?, ?, 1) "
@@ -127,8 +131,7 @@ class PrivacyBudget:
             except BaseException:
                 connection.execute("ROLLBACK")
                 raise
-        return BudgetState(caller, purpose, key, resets_at, limits.epsilon,
-                           spent_epsilon + epsilon, limits.delta, spent_delta + delta)
+        return after
 
 
 def budget_limits(settings: PrivacySettings) -> BudgetLimits:
@@ -138,7 +141,7 @@ def budget_limits(settings: PrivacySettings) -> BudgetLimits:
 def budget_message(state: BudgetState, settings: PrivacySettings) -> node_pb2.PrivacyBudget:
     return node_pb2.PrivacyBudget(
         purpose=state.purpose, period=state.period,
-        resets_at=state.resets_at.isoformat().replace("+00:00", "Z"),
+        resets_at=state.resets_at_text,
         epsilon_limit=state.epsilon_limit, epsilon_spent=state.epsilon_spent,
         delta_limit=state.delta_limit, delta_spent=state.delta_spent,
         epsilon_per_question=settings.epsilon_per_question,

@@ -354,6 +354,13 @@ def test_a_charge_is_refused_whole_when_it_does_not_fit(tmp_path):
     assert budget.state("a", "q", LIMITS).epsilon_spent == 0  # per purpose
 
 
+def test_a_spent_delta_is_named_as_such(tmp_path):
+    budget = PrivacyBudget(tmp_path / "budget.sqlite")
+    budget.charge("a", "p", 0.1, 1e-5, LIMITS)
+    with pytest.raises(BudgetExhausted, match="δ 1e-05 of 1e-05 used, this question needs 1e-07"):
+        budget.charge("a", "p", 0.1, 1e-7, LIMITS)
+
+
 def test_the_budget_is_full_again_in_the_next_period(tmp_path):
     now = [dt.datetime(2026, 12, 1, 23, 59, tzinfo=dt.UTC)]
     budget = PrivacyBudget(tmp_path / "budget.sqlite", clock=lambda: now[0])
