@@ -114,14 +114,14 @@ def add_rank_column(cursor: duckdb.DuckDBPyConnection, dataset: Dataset) -> None
                    f"{quote_identifier(PERSON_ROW_RANK)} INTEGER")
     cursor.execute("BEGIN TRANSACTION")  # the rewrite in rank order is all or nothing
     try:
-        rank_new_rows(cursor, dataset)
+        rank_rows_if_new(cursor, dataset)
         cursor.execute("COMMIT")
     except BaseException:
         cursor.execute("ROLLBACK")
         raise
 
 
-def rank_new_rows(cursor: duckdb.DuckDBPyConnection, dataset: Dataset) -> None:
+def rank_rows_if_new(cursor: duckdb.DuckDBPyConnection, dataset: Dataset) -> None:
     """When any row has no rank yet (new rows, or a file made by another tool), draw a new
     random order of every person's rows, rank them in it, and rewrite the table in rank order.
 
@@ -170,7 +170,7 @@ def load_into(cursor: duckdb.DuckDBPyConnection, dataset: Dataset, path: Path,
                 f"INSERT INTO {target} ({names}) SELECT {columns} FROM {STAGING} "
                 f"ORDER BY {ROW_NUMBER}"
             )
-            rank_new_rows(cursor, dataset)
+            rank_rows_if_new(cursor, dataset)
             cursor.execute("COMMIT")
         except BaseException:
             cursor.execute("ROLLBACK")
