@@ -122,16 +122,20 @@ class Coordinator:
         """NodeService.Aggregate, returning the response's exact bytes: the city's receipt
         covers those bytes, not a re-encoding of them."""
         with self._channel_lock:
-            return self._aggregate.get(member.id) or self._open(member)
+            return self._aggregate.get(member.id) or self._open(member)[1]
 
-    def _open(self, member: Member) -> grpc.UnaryUnaryMultiCallable:
+    def _channel(self, member: Member) -> grpc.Channel:
+        with self._channel_lock:
+            return self._channels.get(member.id) or self._open(member)[0]
+
+    def _open(self, member: Member) -> tuple[grpc.Channel, grpc.UnaryUnaryMultiCallable]:
         channel = grpc.secure_channel(member.endpoint, self._credentials,
                                       options=channel_options(member.id, self.manifest.region))
         self._channels[member.id] = channel
         call = self._aggregate[member.id] = channel.unary_unary(
             AGGREGATE_METHOD, request_serializer=node_pb2.AggregateRequest.SerializeToString,
             response_deserializer=None)
-        return call
+        return channel, call
 
     def catalogs(self, purpose: str, cities: tuple[str, ...] = (), timeout: float | None = None,
                  ) -> list[tuple[str, node_pb2.ListDatasetsResponse | None, str]]:
@@ -141,8 +145,7 @@ class Coordinator:
         request = node_pb2.ListDatasetsRequest(purpose=purpose)
 
         def one(member: Member):
-            self._aggregate_call(member)  # opens the channel
-            stub = node_pb2_grpc.NodeServiceStub(self._channels[member.id])
+            stub = node_pb2_grpc.NodeServiceStub(self._channel(member))
             try:
                 return member.id, stub.ListDatasets(request, timeout=timeout), ""
             except grpc.RpcError as error:
