@@ -173,8 +173,32 @@ MEDICAL_VISITS = Dataset(
     max_rows_per_person=10,
 )
 
+MARRIAGES = Dataset(
+    "marriages",
+    "Marriages registered in the city, one row per marriage.",
+    (
+        Column("registration_id", "VARCHAR", "Marriage registration number, unique within the "
+               "city", Sensitivity.IDENTIFIER),
+        Column("spouse1_id", "VARCHAR", "One spouse's 18-character resident identity number",
+               Sensitivity.IDENTIFIER, pattern=RESIDENT_ID),
+        Column("spouse2_id", "VARCHAR", "The other spouse's 18-character resident identity number",
+               Sensitivity.IDENTIFIER, pattern=RESIDENT_ID),
+        Column("registered_on", "DATE", "Date the marriage was registered",
+               Sensitivity.QUASI_IDENTIFIER),
+        # Sensitive like population.deceased_on: when a spouse died, this is the date of death.
+        Column("dissolved_on", "DATE", "Date of the divorce or of a spouse's death; NULL while "
+               "the marriage lasts", Sensitivity.SENSITIVE, nullable=True),
+        Column("registering_city", "VARCHAR", "City that registered the marriage (GB/T 2260)",
+               Sensitivity.PUBLIC, pattern=CITY_CODE),
+    ),
+    # A person also appears as spouse2 of other rows, which this bound does not count: a private
+    # answer bounds each spouse1's rows only (docs/policy.md).
+    entity="spouse1_id",
+    max_rows_per_person=4,
+)
+
 DATASETS: dict[str, Dataset] = {
-    d.name: d for d in (POPULATION, SOCIAL_INSURANCE, TRANSIT_TRIPS, MEDICAL_VISITS)
+    d.name: d for d in (POPULATION, SOCIAL_INSURANCE, TRANSIT_TRIPS, MEDICAL_VISITS, MARRIAGES)
 }
 
 

@@ -85,9 +85,9 @@ REGION = "jing-jin-ji"
 AUTHORITY = "jjj-health"  # the demo's regional authority: a health and statistics commission
 
 # A realistic policy each demo city applies to everyone: the regional authority may ask
-# differentially private statistics of population and medical visits; neighbouring cities of
-# transit trips by hour and district; nobody outside the city ever sees a name or an identity
-# number. Each caller may spend ε 10 per purpose and day, ε 1 per question.
+# differentially private statistics of population, marriages and medical visits; neighbouring
+# cities of transit trips by hour and district; nobody outside the city ever sees a name or an
+# identity number. Each caller may spend ε 10 per purpose and day, ε 1 per question.
 DEMO_POLICY = """\
 [privacy]
 epsilon_per_question = 1.0
@@ -106,6 +106,14 @@ callers = ["group:authorities"]
 purposes = ["population-statistics"]
 level = "aggregate"
 note = "Regional statistics on residents, never names or IDs"
+
+[[rules]]
+dataset = "marriages"
+columns = ["registered_on", "dissolved_on", "registering_city"]
+callers = ["group:authorities"]
+purposes = ["population-statistics"]
+level = "aggregate"
+note = "Regional statistics on marriages, never registration numbers or IDs"
 
 [[rules]]
 dataset = "medical_visits"

@@ -65,6 +65,14 @@ _FILL = {
                CAST((h(i, 7) % 5000000) / 100.0 AS DECIMAL(12,2)),
                CAST((h(i, 7) % 5000000) / 100.0 * (h(i, 8) % 100) / 100 AS DECIMAL(12,2))
         FROM range(?) t(i)""",
+    "marriages": """
+        SELECT 'J' || i, lpad(CAST(h(i, 1) % 1000 AS VARCHAR), 18, '0'),
+               lpad(CAST(h(i, 2) % 1000 AS VARCHAR), 17, '0') || 'X',
+               DATE '1980-01-01' + CAST(h(i, 3) % 16000 AS INTEGER),
+               CASE WHEN h(i, 4) % 4 = 0
+                    THEN DATE '2020-01-01' + CAST(h(i, 5) % 2000 AS INTEGER) END,
+               ['110000','120000','131000'][1 + h(i, 6) % 3]
+        FROM range(?) t(i)""",
 }
 
 

@@ -43,6 +43,7 @@ STATISTICIAN = "statistician"  # may use every column, at the aggregate level on
 MEMBERS = (ROW_READER, STATISTICIAN)
 
 PERSON_ID = "120104196602281357"
+SPOUSE_ID = "130602190307071234"
 CANARY_ROWS = {
     "population": [PERSON_ID, "Xanthippe Canary", "F", "1903-03-17", "120104", "120000",
                    "2001-01-01", ""],
@@ -51,12 +52,13 @@ CANARY_ROWS = {
                        "T66.X9", "87654.32", "76543.21"],
     "transit_trips": ["CCANARY7", PERSON_ID, "2026-09-09 09:09:09", "metro", "L1",
                       "Canary Wharf", "120104", "7.77", "120000"],
+    "marriages": ["JCANARY5", PERSON_ID, SPOUSE_ID, "1923-07-07", "", "120000"],
 }
 # Each value as DuckDB may print it: DECIMALs also as their unscaled integer (98765.43 is
 # "9876543" in "Overflow in multiplication of DECIMAL(38) (9876543 * …)").
 CANARIES = ("Xanthippe", PERSON_ID, "0219660228", "1903-03-17", "98765.43", "9876543",
             "87654.32", "8765432", "76543.21", "7654321", "T66.X9", "VCANARY1", "HCANARY",
-            "CCANARY7", "Canary Wharf")
+            "CCANARY7", "Canary Wharf", "JCANARY5", SPOUSE_ID, "1923-07-07")
 # DuckDB's own error text, which quotes operands, never reaches a caller or a log.
 DUCKDB_TEXT = re.compile(r"Conversion Error|Out of Range Error|Invalid Input Error|Binder Error|"
                          r"Could not convert|Casting value|Overflow in|Division by zero in "
@@ -87,6 +89,8 @@ HOSTILE = [
     "SELECT count(*) FROM transit_trips WHERE card_id = 7",
     "SELECT count(*) FROM transit_trips WHERE tapped_at = station",
     "SELECT count(*) FROM social_insurance WHERE monthly_amount = person_id",
+    "SELECT count(*) FROM marriages WHERE registration_id = 5",
+    "SELECT count(*) FROM marriages WHERE registered_on = spouse2_id",
     "SELECT sum(person_id) FROM social_insurance",
     "SELECT avg(name) FROM population",
     # Overflow in multiplication and addition, with each sensitive column.
@@ -134,7 +138,8 @@ delta_per_period = 1e-3
 PLANTED = {"population": f"person_id = '{PERSON_ID}' AND birth_date = DATE '1903-03-17'",
            "social_insurance": "monthly_amount = 98765.43",
            "medical_visits": "icd10 = 'T66.X9' AND total_cost = 87654.32",
-           "transit_trips": "card_id = 'CCANARY7'"}
+           "transit_trips": "card_id = 'CCANARY7'",
+           "marriages": "registration_id = 'JCANARY5'"}
 
 
 def unchecked_plan(sql: str) -> bytes:

@@ -282,8 +282,8 @@ def test_a_request_without_a_purpose_gets_nothing(tianjin):
 
 
 def test_the_privacy_unit_is_a_person_or_an_anonymous_card():
-    assert {name: DATASETS[name].entity for name in DATASETS} == dict.fromkeys(
-        DATASETS, "person_id")
+    assert {name: DATASETS[name].entity for name in DATASETS} == {
+        **dict.fromkeys(DATASETS, "person_id"), "marriages": "spouse1_id"}
     assert [d.entity_fallback for d in DATASETS.values() if d.entity_fallback] == ["card_id"]
     for dataset in DATASETS.values():
         entity = dataset.column(dataset.entity)

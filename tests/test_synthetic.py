@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import re
 from collections.abc import Iterator
@@ -148,11 +149,13 @@ def test_former_division_codes_appear_for_older_people(con: duckdb.DuckDBPyConne
 
 def test_every_person_reference_exists(con: duckdb.DuckDBPyConnection) -> None:
     people = f"SELECT person_id FROM ({_union('population', 'person_id')})"
-    for table in ("social_insurance", "transit_trips", "medical_visits"):
+    for table, column in (("social_insurance", "person_id"), ("transit_trips", "person_id"),
+                          ("medical_visits", "person_id"), ("marriages", "spouse1_id"),
+                          ("marriages", "spouse2_id")):
         (missing,) = con.execute(
-            f"SELECT count(*) FROM ({_union(table, 'person_id')})"
-            f" WHERE person_id IS NOT NULL AND person_id NOT IN ({people})").fetchone()
-        assert missing == 0, table
+            f"SELECT count(*) FROM ({_union(table, column)})"
+            f" WHERE {column} IS NOT NULL AND {column} NOT IN ({people})").fetchone()
+        assert missing == 0, (table, column)
 
 
 def test_one_enrolment_per_person_and_scheme(con: duckdb.DuckDBPyConnection) -> None:
@@ -216,6 +219,104 @@ def test_medical_insurance_in_two_cities_is_planted_and_complete(
     """).fetchall()
     assert found == [(e["person_id"], sorted(e["cities"])) for e in planted]
     assert all(len(set(e["cities"])) == 2 for e in planted)
+
+
+# What each city contributes to a cross-city check, as private set intersection sees it: the
+# distinct keys of one side, computed by that city alone.
+PENSION_STILL_PAID = ("SELECT person_id FROM {city}.social_insurance"
+                      " WHERE scheme = 'pension' AND status = 'active'")
+DECEASED = "SELECT person_id FROM {city}.population WHERE deceased_on IS NOT NULL"
+MEDICAL_ACTIVE = ("SELECT person_id FROM {city}.social_insurance"
+                  " WHERE scheme = 'medical' AND status = 'active'")
+MARRIED = ("SELECT spouse1_id FROM {city}.marriages WHERE dissolved_on IS NULL"
+           " UNION SELECT spouse2_id FROM {city}.marriages WHERE dissolved_on IS NULL")
+
+
+def _intersection(con: duckdb.DuckDBPyConnection, owner: str, a: str, partner: str,
+                  b: str) -> set[str]:
+    rows = con.execute(f"({owner.format(city=a)}) INTERSECT ({partner.format(city=b)})")
+    return {person for (person,) in rows.fetchall()}
+
+
+def test_every_pair_of_cities_finds_exactly_the_planted_cases(
+    con: duckdb.DuckDBPyConnection, region: tuple[Path, dict]
+) -> None:
+    _, truth = region
+    pensions = truth["deceased_with_active_pension"]
+    medical = truth["medical_insurance_in_two_cities"]
+    married = truth["married_in_two_cities"]
+    for a, b in itertools.permutations(CITIES, 2):
+        assert _intersection(con, PENSION_STILL_PAID, a, DECEASED, b) == {
+            e["person_id"] for e in pensions if (e["pension_city"], e["deceased_in"]) == (a, b)
+        }, (a, b)
+        assert _intersection(con, MEDICAL_ACTIVE, a, MEDICAL_ACTIVE, b) == {
+            e["person_id"] for e in medical if set(e["cities"]) == {a, b}}, (a, b)
+        assert _intersection(con, MARRIED, a, MARRIED, b) == {
+            e["person_id"] for e in married if set(e["cities"]) == {a, b}}, (a, b)
+
+
+def test_married_in_two_cities_is_planted_with_its_registrations(
+    con: duckdb.DuckDBPyConnection, region: tuple[Path, dict]
+) -> None:
+    _, truth = region
+    planted = truth["married_in_two_cities"]
+    assert len(planted) >= 3
+    assert len({e["person_id"] for e in planted}) == len(planted)
+    for entry in planted:
+        assert entry["cities"] == sorted(entry["cities"]) and len(set(entry["cities"])) == 2
+        for city, registration in zip(entry["cities"], entry["registration_ids"], strict=True):
+            (row,) = con.execute(
+                f"SELECT spouse1_id, spouse2_id, dissolved_on FROM {city}.marriages"
+                f" WHERE registration_id = ?", [registration]).fetchall()
+            assert entry["person_id"] in row[:2] and row[2] is None, (entry, city)
+
+
+def test_marriages_are_lawful_except_the_planted_ones(
+    con: duckdb.DuckDBPyConnection, region: tuple[Path, dict]
+) -> None:
+    _, truth = region
+    marriages = _union("marriages")
+    for city in CITIES:
+        codes, duplicates = con.execute(
+            f"SELECT list(DISTINCT registering_city), count(*) - count(DISTINCT registration_id)"
+            f" FROM {city}.marriages").fetchone()
+        assert codes == [CODE[city]] and duplicates == 0, city
+    spouses = f"""
+        SELECT m.*, m.spouse1_id AS spouse, p.sex, p.birth_date, p.deceased_on, p.city AS lives_in
+        FROM ({marriages}) m JOIN ({_union('population')}) p ON p.person_id = m.spouse1_id
+        UNION ALL
+        SELECT m.*, m.spouse2_id, p.sex, p.birth_date, p.deceased_on, p.city
+        FROM ({marriages}) m JOIN ({_union('population')}) p ON p.person_id = m.spouse2_id
+    """
+    (impossible,) = con.execute(f"""
+        SELECT count(*) FROM ({spouses})
+        WHERE registered_on < birth_date + INTERVAL (CASE sex WHEN 'M' THEN 22 ELSE 20 END) YEAR
+           OR registered_on >= coalesce(deceased_on, DATE '2026-10-01')
+           OR dissolved_on <= registered_on OR dissolved_on > DATE '2026-09-30'
+           OR dissolved_on > deceased_on OR (deceased_on IS NOT NULL AND dissolved_on IS NULL)
+    """).fetchone()
+    (same_sex,) = con.execute(f"""
+        SELECT count(*) FROM (SELECT city, registration_id FROM ({spouses})
+                              GROUP BY ALL HAVING count(DISTINCT sex) <> 2)
+    """).fetchone()
+    assert impossible == same_sex == 0
+    # Nobody is married twice at a time, but the bigamists, once each.
+    overlapping = dict(con.execute(f"""
+        SELECT spouse, count(*) FROM ({spouses}) a JOIN ({spouses}) b USING (spouse)
+        WHERE a.registered_on < b.registered_on
+          AND coalesce(a.dissolved_on, DATE '2026-10-01') > b.registered_on
+        GROUP BY spouse
+    """).fetchall())
+    assert overlapping == {e["person_id"]: 1 for e in truth["married_in_two_cities"]}
+    # Widowed on the day of the death; lawful remarriages in another city; spouses from away.
+    by_death, remarried_away, from_away = con.execute(f"""
+        SELECT count(*) FILTER (a.dissolved_on = a.deceased_on),
+               count(DISTINCT a.spouse) FILTER (a.city <> b.city AND a.dissolved_on IS NOT NULL
+                                                AND b.registered_on > a.dissolved_on),
+               count(*) FILTER (a.lives_in <> a.city)
+        FROM ({spouses}) a LEFT JOIN ({spouses}) b USING (spouse)
+    """).fetchone()
+    assert by_death > 0 and remarried_away > 0 and from_away > 0
 
 
 def test_transit_taps_come_partly_from_other_cities(con: duckdb.DuckDBPyConnection) -> None:

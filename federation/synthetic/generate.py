@@ -1,8 +1,8 @@
 """A seeded synthetic region: five city DuckDB files and the cross-city facts planted in them.
 
 The whole region's population is drawn first, in one in-memory DuckDB, so that commuters,
-patients treated away from home and the planted facts all refer to people who exist in some
-city's population table. Each city file is then filled by INSERT ... SELECT over `range(n)`:
+patients treated away from home, spouses and the planted facts all refer to people who exist in
+some city's population table. Each city file is then filled by INSERT ... SELECT over `range(n)`:
 every value is a hash of (seed, attribute, city, row), so the same seed and scale give the
 same rows in the same order whatever the thread count, and a city's file does not depend on
 which other cities are written alongside it.
@@ -57,10 +57,13 @@ HOLIDAYS = (
 DECEASED_SHARE = 0.03  # of register rows: five years of deaths kept on the register
 PLANTED_PENSION_SHARE = 0.002  # of pensioners
 PLANTED_MEDICAL_SHARE = 0.001  # of residents with active medical insurance
+PLANTED_BIGAMY_SHARE = 0.002  # of marriages that last
 MIN_PLANTED = 3
 TAPS_PER_COMMUTER = 40
 TAPS_PER_ANONYMOUS_CARD = 6
 VISITS_PER_VISITOR = 2.5
+MARRIAGE_AGE = (20, 22)  # the legal minimum age of women and of men (Civil Code, art. 1047)
+FIRST_MARRIAGE_LAW = dt.date(1950, 5, 1)
 SEGMENT = 1 << 32  # pool keys are segment * SEGMENT + rank within the segment
 ANONYMOUS = len(MEMBER_CITIES) + 1
 CITY_CODES = tuple(c.code for c in MEMBER_CITIES)
@@ -83,7 +86,7 @@ def generate_region(
     seed: int = 7,
     cities: tuple[str, ...] = CITIES,
 ) -> Path:
-    """Writes directory/<city>.duckdb for each city (the four standard tables created with
+    """Writes directory/<city>.duckdb for each city (the standard tables created with
     federation.datasets.create_table_sql) and directory/ground_truth.json; returns the path of
     the ground-truth file. Overwrites existing files. Same seed + scale → byte-identical table
     contents (row order included). The folder is made 0700, the files 0600: they hold the
@@ -96,6 +99,7 @@ def generate_region(
             con.execute("SET enable_progress_bar = false")
             create_macros(con, seed)
             _build_population(con, scale.people_per_city, seed)
+            _marry_people(con)
             counts = {
                 city: _write_city(con, directory / f"{city}.duckdb", CITIES.index(city), scale)
                 for city in cities
@@ -515,6 +519,214 @@ def _build_population(con: duckdb.DuckDBPyConnection, n: int, seed: int) -> None
     _insurance_rows(con)
 
 
+# --- marriages --------------------------------------------------------------------------------
+
+
+def _marriage_age(male: str) -> str:
+    return f"CASE WHEN {male} THEN {MARRIAGE_AGE[1]} ELSE {MARRIAGE_AGE[0]} END"
+
+
+def _of_age(birth_date: str, male: str) -> str:
+    return f"add_years({birth_date}, {_marriage_age(male)})"
+
+
+def _other_member(city: str, draw: str) -> str:
+    """A member city other than `city`, uniformly."""
+    members = len(MEMBER_CITIES)
+    return f"({city} + 1 + CAST(floor({draw} * {members - 1}) AS INTEGER)) % {members}"
+
+
+def _marry_people(con: duckdb.DuckDBPyConnection) -> None:
+    """The marriages of the region's people, husband and wife by `g`, in `marriages`.
+
+    Nobody is married twice at once, except the planted bigamists: a remarriage is registered
+    only after both spouses' earlier marriages ended, by divorce or by a death (then on the day
+    of the death), so a remarriage in another city is a lawful decoy.
+    """
+    _first_marriages(con)
+    _remarriages(con)
+    _plant_bigamy(con)
+    _register_marriages(con)
+
+
+def _first_marriages(con: duckdb.DuckDBPyConnection) -> None:
+    """Men and women who marry are paired in the city where they register the marriage, by
+    birth date within five-year cohorts (husbands about two years older). Most register where
+    they live; a migrant from another member city often where the household is registered."""
+    members = len(MEMBER_CITIES)
+    ref = _date(REFERENCE_DATE)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE first_marriages AS
+        WITH suitors AS (
+            SELECT g, male, deceased_on, {_of_age("birth_date", "male")} AS of_age,
+                   CASE WHEN home < {members} AND home <> c
+                             AND {u("wed_at_home", "c", "i")} < 0.6 THEN home
+                        WHEN {u("wed_away", "c", "i")} < 0.03
+                        THEN {_other_member("c", u("wed_city", "c", "i"))}
+                        ELSE c END AS market,
+                   birth_date + CASE WHEN male THEN 730 ELSE 0 END
+                       + CAST(900 * {gauss("wed_match", "c", "i")} AS INTEGER) AS match_on
+            FROM people
+            WHERE age_end >= {_marriage_age("male")}
+              AND {u("weds", "c", "i")} < 0.94
+        ), ranked AS (
+            SELECT *, year(match_on) // 5 AS cohort,
+                   row_number() OVER (PARTITION BY market, year(match_on) // 5, male
+                                      ORDER BY match_on, g) AS r
+            FROM suitors
+        ), paired AS (
+            SELECT h.market AS c, h.g AS husband, w.g AS wife,
+                   least(h.deceased_on, w.deceased_on) AS first_death,
+                   greatest(h.of_age, w.of_age, {_date(FIRST_MARRIAGE_LAW)}) + CAST(floor(
+                       pow({u("wedding", "0", "h.g")}, 1.3) * 14 * 365.25) AS INTEGER)
+                       AS registered_on
+            FROM ranked h JOIN ranked w USING (market, cohort, r)
+            WHERE h.male AND NOT w.male
+        ), divorced AS (
+            SELECT *, CASE WHEN {u("divorce", "0", "husband")}
+                                < CASE WHEN registered_on >= DATE '2000-01-01' THEN 0.22
+                                       ELSE 0.08 END
+                           THEN registered_on + 180 + CAST(floor(
+                                pow({u("divorce_on", "0", "husband")}, 1.5) * 25 * 365.25)
+                                AS INTEGER) END AS divorce_on
+            FROM paired
+            WHERE registered_on < least(first_death, {ref} + 1)
+        )
+        SELECT c, husband, wife, registered_on,
+               least(first_death, CASE WHEN divorce_on <= {ref} THEN divorce_on END)
+                   AS dissolved_on
+        FROM divorced
+    """)
+
+
+def _remarriages(con: duckdb.DuckDBPyConnection) -> None:
+    """Some of those whose first marriage ended, and who outlived it, marry again: paired like
+    first marriages, a quarter of them in another member city than the one they live in."""
+    ref = _date(REFERENCE_DATE)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE remarriages AS
+        WITH ended AS (
+            SELECT husband AS g, dissolved_on FROM first_marriages WHERE dissolved_on IS NOT NULL
+            UNION ALL
+            SELECT wife, dissolved_on FROM first_marriages WHERE dissolved_on IS NOT NULL
+        ), free AS (
+            SELECT g, male, deceased_on, dissolved_on AS free_since,
+                   CASE WHEN {u("remarry_away", "c", "i")} < 0.25
+                        THEN {_other_member("c", u("remarry_city", "c", "i"))}
+                        ELSE c END AS market,
+                   birth_date + CASE WHEN male THEN 1100 ELSE 0 END AS match_on
+            FROM ended JOIN people USING (g)
+            WHERE coalesce(deceased_on > dissolved_on, true)
+              AND {u("remarries", "c", "i")} < 0.45
+        ), ranked AS (
+            SELECT *, year(match_on) // 10 AS cohort,
+                   row_number() OVER (PARTITION BY market, year(match_on) // 10, male
+                                      ORDER BY match_on, g) AS r
+            FROM free
+        ), paired AS (
+            SELECT h.market AS c, h.g AS husband, w.g AS wife,
+                   least(h.deceased_on, w.deceased_on) AS first_death,
+                   greatest(h.free_since, w.free_since) + 60 + CAST(floor(
+                       pow({u("rewedding", "0", "h.g")}, 1.5) * 8 * 365.25) AS INTEGER)
+                       AS registered_on
+            FROM ranked h JOIN ranked w USING (market, cohort, r)
+            WHERE h.male AND NOT w.male
+        )
+        SELECT c, husband, wife, registered_on, first_death AS dissolved_on
+        FROM paired
+        WHERE registered_on < least(first_death, {ref} + 1)
+    """)
+
+
+def _plant_bigamy(con: duckdb.DuckDBPyConnection) -> None:
+    """Bigamists: one spouse of some lasting marriage registers another marriage in another
+    member city (the one they live in, when that is not where the first was registered), with
+    a never-married adult living there."""
+    ref = _date(REFERENCE_DATE)
+    lasting = """SELECT c, husband, wife, registered_on FROM first_marriages
+                 WHERE dissolved_on IS NULL
+                 UNION ALL
+                 SELECT c, husband, wife, registered_on FROM remarriages
+                 WHERE dissolved_on IS NULL"""
+    (lasting_count,) = con.execute(f"SELECT count(*) FROM ({lasting})").fetchone()
+    plants = max(MIN_PLANTED, round(PLANTED_BIGAMY_SHARE * lasting_count))
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE bigamies AS
+        WITH chosen AS (
+            SELECT c AS first_city, registered_on AS first_on,
+                   CASE WHEN {u("bigamist", "0", "husband")} < 0.5 THEN husband ELSE wife END
+                       AS g
+            FROM ({lasting})
+            WHERE registered_on <= {ref} - 730
+        ), planted AS (
+            SELECT b.*, p.male,
+                   CASE WHEN p.c <> b.first_city THEN p.c
+                        ELSE {_other_member("b.first_city", u("bigamy_city", "0", "b.g"))}
+                   END AS second_city,
+                   row_number() OVER (ORDER BY {u("plant_bigamy", "0", "b.g")}, b.g) AS pick
+            FROM chosen b JOIN people p USING (g)
+        ), ranked AS (
+            SELECT *, row_number() OVER (PARTITION BY second_city, male ORDER BY g) AS r
+            FROM planted WHERE pick <= {plants}
+        ), unwed AS (
+            SELECT g, c, male, {_of_age("birth_date", "male")} AS of_age,
+                   row_number() OVER (PARTITION BY c, male
+                                      ORDER BY {u("bigamy_spouse", "c", "i")}, g) AS r
+            FROM people
+            WHERE alive AND {_of_age("birth_date", "male")} <= {ref} - 365
+              AND g NOT IN (SELECT husband FROM first_marriages
+                            UNION ALL SELECT wife FROM first_marriages)
+        ), dated AS (
+            SELECT b.second_city AS c, b.g AS bigamist,
+                   CASE WHEN b.male THEN b.g ELSE s.g END AS husband,
+                   CASE WHEN b.male THEN s.g ELSE b.g END AS wife,
+                   greatest(b.first_on + 365, s.of_age) AS earliest
+            FROM ranked b JOIN unwed s ON s.c = b.second_city AND s.male <> b.male AND s.r = b.r
+        )
+        SELECT c, bigamist, husband, wife,
+               earliest + CAST(floor({u("bigamy_on", "0", "bigamist")}
+                                     * ({ref} - earliest + 1)) AS INTEGER) AS registered_on,
+               CAST(NULL AS DATE) AS dissolved_on
+        FROM dated
+    """)
+    (planted,) = con.execute("SELECT count(*) FROM bigamies").fetchone()
+    if planted < plants:
+        raise ValueError("too few lasting marriages and unmarried adults to plant bigamy")
+
+
+def _register_marriages(con: duckdb.DuckDBPyConnection) -> None:
+    """Every marriage with its registration number (J, the registry's division code, the year
+    and a number within the city and year) and its spouses; which one is spouse1 is drawn."""
+    q = Statement()
+    district = q.choose_in("c", u("registry", "kind", "husband"), _district_rows(MEMBER_CITIES))
+    q.run(con, f"""
+        CREATE OR REPLACE TEMP TABLE marriages AS
+        WITH unions AS (
+            SELECT 0 AS kind, c, husband, wife, registered_on, dissolved_on FROM first_marriages
+            UNION ALL
+            SELECT 1, c, husband, wife, registered_on, dissolved_on FROM remarriages
+            UNION ALL
+            SELECT 2, c, husband, wife, registered_on, dissolved_on FROM bigamies
+        ), numbered AS (
+            SELECT *, {q.pick(district, [d.code for d in _DISTRICTS])} AS registry,
+                   row_number() OVER (PARTITION BY c, year(registered_on)
+                                      ORDER BY registered_on, kind, husband) AS serial
+            FROM unions
+        )
+        SELECT n.c, n.husband, n.wife,
+               'J' || n.registry || '-' || CAST(year(n.registered_on) AS VARCHAR) || '-'
+                   || lpad(CAST(n.serial AS VARCHAR), 6, '0') AS registration_id,
+               CASE WHEN {u("spouse_order", "kind", "husband")} < 0.5 THEN h.person_id
+                    ELSE w.person_id END AS spouse1_id,
+               CASE WHEN {u("spouse_order", "kind", "husband")} < 0.5 THEN w.person_id
+                    ELSE h.person_id END AS spouse2_id,
+               n.registered_on, n.dissolved_on
+        FROM numbered n JOIN people h ON h.g = n.husband JOIN people w ON w.g = n.wife
+    """)
+    con.execute("DROP TABLE first_marriages")
+    con.execute("DROP TABLE remarriages")
+
+
 # --- city files -------------------------------------------------------------------------------
 
 
@@ -541,6 +753,7 @@ def _fill_city(con: duckdb.DuckDBPyConnection, path: Path, x: int,
         _write_insurance(con, x)
         _write_trips(con, x, scale.trips_per_city)
         _write_visits(con, x, scale.visits_per_city)
+        _write_marriages(con, x)
         return {
             name: con.execute(f'SELECT count(*) FROM city_db."{name}"').fetchone()[0]
             for name in DATASETS
@@ -564,6 +777,15 @@ def _write_insurance(con: duckdb.DuckDBPyConnection, x: int) -> None:
         INSERT INTO city_db.social_insurance
         SELECT person_id, scheme, status, enrolled_on, CAST(amount AS DECIMAL(12,2)), last_paid_on
         FROM insurance WHERE c = {x} ORDER BY g, ord
+    """)
+
+
+def _write_marriages(con: duckdb.DuckDBPyConnection, x: int) -> None:
+    con.execute(f"""
+        INSERT INTO city_db.marriages
+        SELECT registration_id, spouse1_id, spouse2_id, registered_on, dissolved_on,
+               '{CITY_CODES[x]}'
+        FROM marriages WHERE c = {x} ORDER BY registered_on, registration_id
     """)
 
 
@@ -847,6 +1069,14 @@ def _ground_truth(con: duckdb.DuckDBPyConnection, seed: int, scale: RegionScale,
     medical = con.execute("""
         SELECT person_id, c, second_city FROM people WHERE planted_medical ORDER BY person_id
     """).fetchall()
+    bigamies = con.execute("""
+        SELECT p.person_id, list((m.c, m.registration_id))
+        FROM bigamies b JOIN people p ON p.g = b.bigamist
+        JOIN marriages m ON b.bigamist IN (m.husband, m.wife) AND m.dissolved_on IS NULL
+        GROUP BY p.person_id ORDER BY p.person_id
+    """).fetchall()
+    married = [(person, sorted((CITIES[k], registration) for k, registration in found))
+               for person, found in bigamies]
     return {
         "seed": seed,
         "scale": asdict(scale),
@@ -864,5 +1094,10 @@ def _ground_truth(con: duckdb.DuckDBPyConnection, seed: int, scale: RegionScale,
         "medical_insurance_in_two_cities": [
             {"person_id": person, "cities": [CITIES[k] for k in sorted((a, b))]}
             for person, a, b in medical if {a, b} <= written
+        ],
+        "married_in_two_cities": [
+            {"person_id": person, "cities": [city for city, _ in found],
+             "registration_ids": [registration for _, registration in found]}
+            for person, found in married if {city for city, _ in found} <= set(cities)
         ],
     }
