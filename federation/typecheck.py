@@ -252,8 +252,21 @@ class _Checker:
             (found,) = types
             if not found.is_number:
                 raise refuse(f"the argument of {name} is {found}; only a number can be negated")
-            return found
+            return _negated(found, expression.call.arguments[0])
         return _date_function(function, name, types, refuse)
+
+
+def _negated(found: SqlType, argument: query_pb2.Expression) -> SqlType:
+    """DuckDB folds a negated literal and widens the type when the literal is the type's
+    minimum (its negation would not fit): -(-2147483648) is a BIGINT."""
+    literal = argument.literal if argument.WhichOneof("kind") == "literal" else None
+    if literal is None or literal.WhichOneof("kind") != "int_value":
+        return found
+    if found.name == "INTEGER" and literal.int_value == -(2 ** 31):
+        return BIGINT
+    if found.name == "BIGINT" and literal.int_value == -(2 ** 63):
+        return HUGEINT
+    return found
 
 
 def _category(found: SqlType) -> str:
