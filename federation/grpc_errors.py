@@ -5,8 +5,8 @@ reason; anything else is logged here with its traceback and becomes INTERNAL wit
 message. Callers never see UNKNOWN or a traceback.
 
 It is also where a call's outcome is known, so a server's observer (a node's audit log) sees
-every unary call here, granted or refused, before the answer leaves; if the observer fails, the
-caller gets its error instead of the answer.
+every call here, granted or refused, before the answer (or a stream's status) leaves; if the
+observer fails, the caller gets its error instead of the answer.
 """
 
 from __future__ import annotations
@@ -57,67 +57,99 @@ def error_reason(error: grpc.RpcError) -> str:
 class CallObserver(Protocol):
     def finish(self, method: str, context: grpc.ServicerContext, response, error,
                facts: dict, started: float) -> None:
-        """Called once per unary call with its response or its error, before the answer
-        leaves. Raising a CityfedError replaces the answer with that error."""
-
-
-def refuse_stream(observer: CallObserver | None, method: str, context: grpc.ServicerContext,
-                  error: CityfedError, facts: dict, started: float) -> None:
-    """Streams do not pass through the ErrorTranslator: whoever refuses one has the observer
-    record the refusal, then answers it. Always raises."""
-    _log_refusal(method, error)
-    if observer is not None:
-        try:
-            observer.finish(method, context, None, error, facts, started)
-        except CityfedError as failure:
-            log.error("%s: %s", method, failure)
-            error = failure
-        except Exception:
-            _log_unexpected("%s: the observer failed", method)
-            error = CityfedError("internal error")
-    abort(context, error)
+        """Called once per call with its response (a stream's summary, or None) or its error,
+        before the answer leaves. Raising a CityfedError replaces the answer with that error."""
 
 
 class ErrorTranslator(grpc.ServerInterceptor):
-    """Wraps every unary handler so that exceptions leave as proper statuses."""
+    """Wraps every handler so that exceptions leave as proper statuses, and the observer sees
+    each call once with its outcome: a unary or client-streaming call with its response, a
+    server-streaming call with the summary its servicer left in the call's facts under
+    STREAM_SUMMARY (or none), after its last message and before its status."""
 
     def __init__(self, observer: CallObserver | None = None) -> None:
         self._observer = observer
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler
+        if handler is None:
+            return None
         method = handler_call_details.method
-        inner = handler.unary_unary
-        observer = self._observer
+        for kind, make in _HANDLER_KINDS.items():
+            inner = getattr(handler, kind)
+            if inner is None:
+                continue
+            wrap = self._stream if handler.response_streaming else self._unary
+            return make(wrap(method, inner), request_deserializer=handler.request_deserializer,
+                        response_serializer=handler.response_serializer)
+        raise TypeError("unknown handler kind")
 
+    def _unary(self, method: str, inner):
         def translated(request, context):
             started = time.perf_counter()
             facts_token = call_facts.begin()
             try:
                 response, error = _outcome(inner, request, context, method)
-                if observer is not None:
-                    try:
-                        observer.finish(method, context, response, error, call_facts.current(),
-                                        started)
-                    except CityfedError as failure:
-                        log.error("%s: %s", method, failure)
-                        response, error = None, failure
-                    except Exception:
-                        _log_unexpected("%s: the observer failed", method)
-                        response, error = None, CityfedError("internal error")
+                response, error = self._observe(method, context, response, error, started)
             finally:
                 call_facts.end(facts_token)
             if error is not None:
                 abort(context, error)
             return response
 
-        return grpc.unary_unary_rpc_method_handler(
-            translated,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return translated
+
+    def _stream(self, method: str, inner):
+        def translated(request, context):
+            started = time.perf_counter()
+            facts_token = call_facts.begin()
+            error = None
+            try:
+                try:
+                    yield from inner(request, context)
+                except CityfedError as refusal:
+                    _log_refusal(method, refusal)
+                    error = refusal
+                except Exception:
+                    if _already_aborted(context):
+                        raise
+                    _log_unexpected("%s failed", method)
+                    error = CityfedError("internal error")
+                summary = call_facts.current().get(STREAM_SUMMARY) if error is None else None
+                _, error = self._observe(method, context, summary, error, started)
+            finally:
+                call_facts.end(facts_token)
+            if error is not None:
+                abort(context, error)
+
+        return translated
+
+    def _observe(self, method, context, response, error, started):
+        """(response, error) as the caller gets them once the observer has seen the call."""
+        if self._observer is None:
+            return response, error
+        try:
+            self._observer.finish(method, context, response, error, call_facts.current(),
+                                  started)
+        except CityfedError as failure:
+            log.error("%s: %s", method, failure)
+            return None, failure
+        except Exception:
+            _log_unexpected("%s: the observer failed", method)
+            return None, CityfedError("internal error")
+        return response, error
+
+
+# What a server-streaming servicer leaves in the call's facts for the observer: the message
+# that sums up what the stream sent (the receipt covers it).
+STREAM_SUMMARY = "stream_summary"
+
+_HANDLER_KINDS = {
+    "unary_unary": grpc.unary_unary_rpc_method_handler,
+    "unary_stream": grpc.unary_stream_rpc_method_handler,
+    "stream_unary": grpc.stream_unary_rpc_method_handler,
+    "stream_stream": grpc.stream_stream_rpc_method_handler,
+}
 
 
 def _log_refusal(method: str, error: CityfedError) -> None:

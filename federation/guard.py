@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextvars
 import enum
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,7 +15,6 @@ import grpc
 
 from federation import call_facts
 from federation.errors import CityfedError
-from federation.grpc_errors import CallObserver, refuse_stream
 from federation.manifest import Manifest, ManifestMember
 from federation.pki import certificate_fingerprint, x5t_s256
 from federation.tokens import Unauthenticated
@@ -98,12 +96,12 @@ def current_caller():
 
 
 class Guard(grpc.ServerInterceptor):
-    def __init__(self, method_policy: dict[str, Requirement], authenticate: Authenticate,
-                 observer: CallObserver | None = None):
-        """`observer` records the refusals of streams, which this guard answers itself."""
+    """Runs `authenticate` before every handler; a refusal is raised to the error translator
+    (outermost on every cityfed server), which records and answers it, for streams too."""
+
+    def __init__(self, method_policy: dict[str, Requirement], authenticate: Authenticate):
         self._method_policy = method_policy
         self._authenticate = authenticate
-        self._observer = observer
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
@@ -114,58 +112,41 @@ class Guard(grpc.ServerInterceptor):
         if requirement is None:
             def refuse(request, context):
                 raise MethodNotAllowed(f"{method} is not open to callers")
-            return _wrap(handler, refuse, method, self._observer)
+            return _wrap(handler, refuse)
         return _wrap(handler, lambda request, context: self._authenticate(
-            method, requirement, request, context), method, self._observer)
+            method, requirement, request, context))
 
 
-def _wrap(handler: grpc.RpcMethodHandler, authenticate, method: str,
-          observer: CallObserver | None) -> grpc.RpcMethodHandler:
-    """The same handler, run only after `authenticate` succeeded, with the caller set. A refusal
-    of a unary call is raised for the error translator (which records and answers it); a
-    refusal of a stream is recorded by the observer and answered here."""
+def _wrap(handler: grpc.RpcMethodHandler, authenticate) -> grpc.RpcMethodHandler:
+    """The same handler, run only after `authenticate` succeeded, with the caller set."""
 
-    def check(request_or_iterator, context, answer_refusal: bool):
-        if not answer_refusal:
-            return _current.set(authenticate(request_or_iterator, context))
-        started = time.perf_counter()
-        facts_token = call_facts.begin()
-        try:
-            return _current.set(authenticate(request_or_iterator, context))
-        except CityfedError as error:
-            refuse_stream(observer, method, context, error, call_facts.current(), started)
-        finally:
-            call_facts.end(facts_token)
-
-    def guarded(behaviour, answer_refusal: bool):
+    def guarded(behaviour):
         def run(request_or_iterator, context):
-            token = check(request_or_iterator, context, answer_refusal)
+            token = _current.set(authenticate(request_or_iterator, context))
             try:
                 return behaviour(request_or_iterator, context)
             finally:
                 _current.reset(token)
         return run
 
-    def guarded_stream(behaviour, answer_refusal: bool = True):
+    def guarded_stream(behaviour):
         def run(request_or_iterator, context):
-            token = check(request_or_iterator, context, answer_refusal)
+            token = _current.set(authenticate(request_or_iterator, context))
             try:
                 yield from behaviour(request_or_iterator, context)
             finally:
                 _current.reset(token)
         return run
 
-    # Only unary-unary calls pass through the error translator, which answers their refusals.
     kinds = {
-        "unary_unary": (grpc.unary_unary_rpc_method_handler, guarded, False),
-        "unary_stream": (grpc.unary_stream_rpc_method_handler, guarded_stream, True),
-        "stream_unary": (grpc.stream_unary_rpc_method_handler, guarded, True),
-        "stream_stream": (grpc.stream_stream_rpc_method_handler, guarded_stream, True),
+        "unary_unary": (grpc.unary_unary_rpc_method_handler, guarded),
+        "unary_stream": (grpc.unary_stream_rpc_method_handler, guarded_stream),
+        "stream_unary": (grpc.stream_unary_rpc_method_handler, guarded),
+        "stream_stream": (grpc.stream_stream_rpc_method_handler, guarded_stream),
     }
-    for kind, (make, guard, answer_refusal) in kinds.items():
+    for kind, (make, guard) in kinds.items():
         behaviour = getattr(handler, kind)
         if behaviour is not None:
-            return make(guard(behaviour, answer_refusal),
-                        request_deserializer=handler.request_deserializer,
+            return make(guard(behaviour), request_deserializer=handler.request_deserializer,
                         response_serializer=handler.response_serializer)
     raise TypeError("unknown handler kind")

@@ -17,15 +17,12 @@ refuses them)."""
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 
 import grpc
 
-from federation import call_facts
 from federation.errors import CityfedError, InvalidArgument, Overloaded, TooLarge, TooManyCalls
-from federation.grpc_errors import CallObserver, refuse_stream
 from federation.guard import PeerIdentifier, TrustState
 
 # gRPC's own limits: this many times the configured ones, and at least so many calls.
@@ -73,15 +70,12 @@ class _Unreadable:
 
 class CallLimits(grpc.ServerInterceptor):
     def __init__(self, *, max_request_bytes: int, max_calls: int, max_calls_per_caller: int,
-                 identify: Identify, server: str, observer: CallObserver | None = None) -> None:
-        """`observer` records refusals of streaming calls (the error translator records those
-        of unary calls, which this interceptor raises to it)."""
+                 identify: Identify, server: str) -> None:
         self.max_request_bytes = max_request_bytes
         self.max_calls = max_calls
         self.max_calls_per_caller = max_calls_per_caller
         self._identify = identify
         self._server = server
-        self._observer = observer
         self._lock = threading.Lock()
         self._total = 0
         self._per_caller: Counter[str | None] = Counter()
@@ -169,37 +163,22 @@ class CallLimits(grpc.ServerInterceptor):
         return run
 
     def _stream(self, method, behaviour, request_streaming, response_streaming):
-        """Streams do not pass through the error translator: refusals are recorded and answered
-        here."""
-
-        def refuse(context, error: CityfedError, started: float) -> None:
-            facts_token = call_facts.begin()
-            try:
-                self._identify(context)  # for the record: who was refused
-                refuse_stream(self._observer, method, context, error, call_facts.current(),
-                              started)
-            finally:
-                call_facts.end(facts_token)
+        """A refusal is raised to the error translator, which records and answers it: before
+        the first message for an oversized or unreadable request, where it arrives for a
+        message of a request stream."""
 
         def admit(request_or_iterator, context):
-            started = time.perf_counter()
             caller = self._identify(context)
-            try:
-                if not request_streaming:
-                    self._check(request_or_iterator)
-                self._admit(caller)
-            except CityfedError as error:
-                refuse(context, error, started)
+            if not request_streaming:
+                self._check(request_or_iterator)
+            self._admit(caller)
             if request_streaming:
-                request_or_iterator = checked(request_or_iterator, context)
+                request_or_iterator = checked(request_or_iterator)
             return caller, request_or_iterator
 
-        def checked(messages: Iterator, context) -> Iterator:
+        def checked(messages: Iterator) -> Iterator:
             for message in messages:
-                try:
-                    self._check(message)
-                except CityfedError as error:
-                    refuse(context, error, time.perf_counter())
+                self._check(message)
                 yield message
 
         def run_stream(request_or_iterator, context):

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from federation import call_facts
-from federation.grpc_errors import CallObserver
 from federation.guard import (
     HEALTH_AND_REFLECTION,
     Guard,
@@ -44,8 +43,8 @@ class Authenticated:
         return self.token.purpose if self.token else None
 
 
-def node_guard(trust: TrustState, city: str, remember_jti: Callable[[str, int], bool],
-               observer: CallObserver | None = None) -> Guard:
+def node_guard(trust: TrustState, city: str,
+               remember_jti: Callable[[str, int], bool]) -> Guard:
     identify = PeerIdentifier(trust)
 
     def authenticate(method, requirement, request, context) -> Authenticated:
@@ -65,7 +64,7 @@ def node_guard(trust: TrustState, city: str, remember_jti: Callable[[str, int], 
         facts["jti"], facts["purpose"] = claims.jti, claims.purpose
         return Authenticated(caller, claims)
 
-    return Guard(METHOD_POLICY, authenticate, observer)
+    return Guard(METHOD_POLICY, authenticate)
 
 
 def _public_key(manifest, kid: str, at):

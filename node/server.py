@@ -214,10 +214,8 @@ def start_node(config: NodeConfig) -> RunningNode:
                       CallLimits(max_request_bytes=config.max_request_bytes,
                                  max_calls=config.max_concurrent_rpcs,
                                  max_calls_per_caller=config.per_caller_limit,
-                                 identify=member_of(trust.state), server=config.city,
-                                 observer=recorder),
-                      node_guard(trust.state, config.city, trust.replay.remember,
-                                 observer=recorder)],
+                                 identify=member_of(trust.state), server=config.city),
+                      node_guard(trust.state, config.city, trust.replay.remember)],
         options=server_options(config),
         maximum_concurrent_rpcs=grpc_concurrency_limit(config.max_concurrent_rpcs),
     )

@@ -208,7 +208,8 @@ def test_every_admin_call_granted_or_refused_is_recorded_and_the_log_still_verif
 
 
 def test_a_refused_stream_is_recorded(city, monkeypatch):
-    """Streams do not pass through the error translator; the guard records their refusals."""
+    """Streams pass through the error translator too, which records their refusals with the
+    caller the connection's certificate names."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     from node.guard import METHOD_POLICY
@@ -221,5 +222,5 @@ def test_a_refused_stream_is_recorded(city, monkeypatch):
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
     last = records(city)[-1]
     assert (last["method"], last["caller"], last["decision"]) == (
-        "/grpc.health.v1.Health/Watch", None, "refused")
+        "/grpc.health.v1.Health/Watch", regionkit.AUDITOR, "refused")
     assert last["reason"].startswith("METHOD_NOT_ALLOWED")
