@@ -1,4 +1,5 @@
-"""The region-side commands: `cityfed query`, `cityfed region generate`, `cityfed gateway serve`."""
+"""The region-side commands: `cityfed query`, `cityfed match`, `cityfed region generate`,
+`cityfed gateway serve`."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from federation.errors import CityfedError, IncompleteAnswer, InvalidArgument
 from federation.finish import Table
 from federation.grpc_errors import error_reason
 from federation.identity import RegionDirectory, channel_options
+from federation.linkage.cli import add_match_command
 from federation.receipts import Receipt
 from federation.trust_cli import add_manifest_commands, add_region_init
 from federation.values import from_value
@@ -87,6 +89,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                        help="comma-separated members it answers (default: only the --as member)")
     serve.add_argument("--timeout", type=float, default=10.0, help="default seconds per city")
     serve.set_defaults(run=run_gateway)
+
+    add_match_command(commands, add_identity_arguments)
 
 
 def add_identity_arguments(parser: argparse.ArgumentParser) -> None:

@@ -32,6 +32,7 @@ from federation.tokens import mint_token
 
 DEFAULT_CITY_TIMEOUT = 10.0
 AGGREGATE_METHOD = "/cityfed.v1.NodeService/Aggregate"
+FINISH_LINKAGE_METHOD = "/cityfed.v1.NodeService/FinishLinkage"
 
 
 class CityStatus(enum.Enum):
@@ -117,6 +118,20 @@ class Coordinator:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def stub(self, member: Member) -> node_pb2_grpc.NodeServiceStub:
+        return node_pb2_grpc.NodeServiceStub(self._channel(member))
+
+    def finish_call(self, member: Member) -> grpc.StreamUnaryMultiCallable:
+        """NodeService.FinishLinkage, returning the response's exact bytes (its receipt covers
+        them)."""
+        return self._channel(member).stream_unary(
+            FINISH_LINKAGE_METHOD,
+            request_serializer=node_pb2.FinishLinkageRequest.SerializeToString,
+            response_deserializer=None)
+
+    def token(self, member: Member, purpose: str, plan_bytes: bytes) -> str:
+        return self._token(member, purpose, plan_bytes)
 
     def _aggregate_call(self, member: Member) -> grpc.UnaryUnaryMultiCallable:
         """NodeService.Aggregate, returning the response's exact bytes: the city's receipt

@@ -127,3 +127,32 @@ class ConfigError(CityfedError):
 class StoreUnavailable(CityfedError):
     status = grpc.StatusCode.UNAVAILABLE
     reason = "STORE_UNAVAILABLE"
+
+
+class LinkageRefused(CityfedError):
+    """A linkage message that is not what the session allows: a chunk the counterpart's node did
+    not sign for this linkage, one out of order, or a second pass over a set (docs/linkage.md)."""
+
+    status = grpc.StatusCode.PERMISSION_DENIED
+    reason = "LINKAGE_REFUSED"
+
+
+class LinkageReplayed(CityfedError):
+    """A linkage id this node has already answered: each is answered once, ever."""
+
+    status = grpc.StatusCode.PERMISSION_DENIED
+    reason = "LINKAGE_REPLAYED"
+
+
+class LinkageSessionUnknown(CityfedError):
+    """No open linkage session of this caller with this id: never opened, expired or finished."""
+
+    status = grpc.StatusCode.NOT_FOUND
+    reason = "LINKAGE_SESSION_UNKNOWN"
+
+
+class LinkageIncomplete(CityfedError):
+    """A linkage stream that ended without its summary, or whose counts do not agree."""
+
+    status = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "LINKAGE_INCOMPLETE"

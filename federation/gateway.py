@@ -12,14 +12,17 @@ from concurrent import futures
 from dataclasses import dataclass
 
 import grpc
-from cityfed.v1 import federation_pb2, federation_pb2_grpc, query_pb2
+from cityfed.v1 import federation_pb2, federation_pb2_grpc, linkage_pb2, query_pb2
 
-from federation.coordinator import CityStatus, Coordinator, FederatedAnswer
+from federation.coordinator import CityOutcome, CityStatus, Coordinator, FederatedAnswer
 from federation.errors import DeadlineExceeded, InvalidArgument, PolicyDenied
 from federation.grpc_errors import ErrorTranslator
 from federation.guard import HEALTH_AND_REFLECTION, Guard, PeerIdentifier, Requirement, TrustState
 from federation.health import add_health_and_reflection
 from federation.identity import Identity
+from federation.linkage.asker import DEFAULT_LINKAGE_TIMEOUT, run_linkage
+from federation.linkage.checks import CHECKS, build_plan
+from federation.linkage.plan import mode_name, new_linkage_id
 from federation.manifest import Manifest
 from federation.values import to_value
 
@@ -30,22 +33,24 @@ _CITY_STATUS = {s: federation_pb2.CityStatus.Value(f"CITY_STATUS_{s.name}") for 
 
 METHOD_POLICY: dict[str, Requirement] = {
     f"/{FEDERATION_SERVICE}/FederatedAggregate": Requirement.MEMBER,
+    f"/{FEDERATION_SERVICE}/FederatedMatch": Requirement.MEMBER,
     **{method: Requirement.MEMBER for method in HEALTH_AND_REFLECTION},
 }
+
+
+def outcome_to_proto(o: CityOutcome) -> federation_pb2.CityOutcome:
+    return federation_pb2.CityOutcome(
+        city=o.city, status=_CITY_STATUS[o.status], code=o.code, detail=o.detail,
+        groups=o.groups, elapsed_ms=o.elapsed_ms, receipt=o.receipt.to_json() if o.receipt else "",
+        private=o.private, epsilon_charged=o.epsilon_charged,
+        epsilon_remaining=o.epsilon_remaining)
 
 
 def answer_to_proto(answer: FederatedAnswer) -> federation_pb2.FederatedAggregateResponse:
     return federation_pb2.FederatedAggregateResponse(
         column_names=answer.table.column_names,
         rows=[query_pb2.Row(values=[to_value(v) for v in row]) for row in answer.table.rows],
-        outcomes=[
-            federation_pb2.CityOutcome(city=o.city, status=_CITY_STATUS[o.status], code=o.code,
-                                       detail=o.detail, groups=o.groups, elapsed_ms=o.elapsed_ms,
-                                       receipt=o.receipt.to_json() if o.receipt else "",
-                                       private=o.private, epsilon_charged=o.epsilon_charged,
-                                       epsilon_remaining=o.epsilon_remaining)
-            for o in answer.outcomes
-        ],
+        outcomes=[outcome_to_proto(o) for o in answer.outcomes],
         complete=answer.complete,
         accuracy=[federation_pb2.ColumnAccuracy(noisy=a.noisy, noise_stddev=a.noise_stddev,
                                                 half_widths_95=a.half_widths)
@@ -78,6 +83,38 @@ class FederationServicer(federation_pb2_grpc.FederationServiceServicer):
         else:
             raise InvalidArgument("set either sql or query")
         return answer_to_proto(answer)
+
+    def FederatedMatch(self, request, context):
+        timeout = request.timeout_ms / 1000 if request.timeout_ms else DEFAULT_LINKAGE_TIMEOUT
+        remaining = context.time_remaining()
+        if remaining is not None:
+            if remaining <= 0:
+                raise DeadlineExceeded("the deadline passed before the linkage started")
+            timeout = min(timeout, remaining * 0.95)
+        question = request.WhichOneof("question")
+        if question == "check":
+            mode = mode_name(request.mode)
+            if not request.owner or not request.partner:
+                raise InvalidArgument("a check needs an owner city and a partner city")
+            plan = build_plan(request.check, owner=request.owner, partner=request.partner,
+                              mode=mode)
+            purpose = request.purpose or CHECKS[request.check].purpose
+        elif question == "plan":
+            plan = linkage_pb2.LinkagePlan()
+            plan.CopyFrom(request.plan)
+            if not plan.linkage_id:
+                plan.linkage_id = new_linkage_id()
+            purpose = request.purpose
+        else:
+            raise InvalidArgument("set either check or plan")
+        if not purpose:
+            raise InvalidArgument("name the purpose of the linkage (a registered purpose)")
+        outcome = run_linkage(self.coordinator, plan, purpose=purpose, timeout=timeout)
+        response = federation_pb2.FederatedMatchResponse(
+            outcomes=[outcome_to_proto(o) for o in outcome.outcomes], plan=plan)
+        if outcome.result is not None:
+            response.result.CopyFrom(outcome.result)
+        return response
 
 
 @dataclass

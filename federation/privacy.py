@@ -153,3 +153,18 @@ def _chernoff_half_width(scales: Sequence[float], alpha: float) -> float:
         else:
             high = middle
     return float(math.ceil(high))
+
+
+def padding_bound(epsilon: float, delta: float) -> int:
+    """The centre t of `padding_size`'s range [0, 2t]: beyond it the noise is clamped, which
+    happens with probability at most δ (two discrete Laplace tails of e^(-εt) each, below δ/2)."""
+    return math.ceil(math.log(2 / delta) / epsilon) + 1
+
+
+def padding_size(epsilon: float, delta: float) -> int:
+    """How many dummy elements to add to a set so that its padded size is (ε, δ)-private for a
+    set that one person changes by at most one element: t plus discrete Laplace noise of scale
+    1/ε, clamped to [0, 2t] (the truncated, shifted Laplace mechanism). About t dummies on
+    average: 44 for ε = 0.5 and δ = 1e-9."""
+    bound = padding_bound(epsilon, delta)
+    return min(2 * bound, max(0, noisy_vector([bound], 1 / epsilon)[0]))

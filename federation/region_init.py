@@ -57,6 +57,10 @@ DEFAULT_PURPOSES = (
             "Medical spending outside the insuring city, for settling accounts between funds."),
     Purpose("pension-fraud-check",
             "Deaths registered in one city against pensions still paid in another."),
+    Purpose("medical-insurance-check",
+            "Medical insurance active in two cities at once."),
+    Purpose("marriage-registry-check",
+            "Marriages registered in two cities with neither dissolved."),
 )
 
 

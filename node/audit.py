@@ -80,6 +80,12 @@ RECORD_FIELDS = (
     "ingest_mode",        # "replace" or "append"
     "rows_loaded",        # rows the load added
     "path_sha256",        # hex SHA-256 of the file's path (UTF-8) as the operator gave it
+    # Linkage steps only (node.auditing.LINKAGE_FIELDS, docs/linkage.md):
+    "linkage_id",         # hex of the plan's 16-byte linkage id
+    "linkage_role",       # "owner" or "partner"
+    "linkage_mode",       # "count" or "reveal-to-owner"
+    "points_sent",        # blinded points this step sent (padded sizes, never identifiers)
+    "points_received",    # blinded points this step received
 )
 LOG_FIELDS = ("index", "prev")  # added by the log
 DECISIONS = ("granted", "refused")

@@ -20,6 +20,9 @@ from node.audit import AuditLog
 UNRECORDED_WHEN_GRANTED = ("/grpc.health.v1.", "/grpc.reflection.")
 # What an AdminService load adds to its record, when the servicer established it.
 INGEST_FIELDS = ("dataset", "ingest_mode", "rows_loaded", "path_sha256")
+# What a linkage step adds: which linkage, this city's role, the mode, and how many blinded
+# points it sent and received (padded sizes, never identifiers).
+LINKAGE_FIELDS = ("linkage_id", "linkage_role", "linkage_mode", "points_sent", "points_received")
 
 
 class AuditRecorder:
@@ -64,7 +67,7 @@ class AuditRecorder:
             "delta": facts.get("delta", 0.0),
             "duration_ms": round((time.perf_counter() - started) * 1000, 3),
             "response_sha256": sha256_hex(response_bytes) if response_bytes is not None else None,
-            **{name: facts[name] for name in INGEST_FIELDS if name in facts},
+            **{name: facts[name] for name in (*INGEST_FIELDS, *LINKAGE_FIELDS) if name in facts},
         }
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from cityfed.v1 import query_pb2
+from cityfed.v1 import linkage_pb2, query_pb2
 
 from federation.compile import (
     SqlFragment,
@@ -16,6 +16,7 @@ from federation.compile import (
 )
 from federation.datasets import PERSON_ROW_RANK, Dataset
 from federation.errors import InvalidQuery
+from federation.linkage.plan import check_side
 from federation.plan import check_plan
 from federation.typecheck import parse_type
 from node.policy import DatasetPrivacy
@@ -156,6 +157,32 @@ def _clamp_for(argument: query_pb2.Expression, dataset: Dataset, privacy: Datase
     for name in used:
         digits = max(digits, parse_type(dataset.column(name).type).scale)
     return ClampedSum(lower, upper, min(digits, 6))
+
+
+@dataclass(frozen=True)
+class CompiledKeys:
+    """The distinct non-null values of a linkage side's key columns, over its filtered rows."""
+
+    sql: str
+    params: list
+
+
+def compile_linkage_keys(side: linkage_pb2.LinkageSide) -> CompiledKeys:
+    """A filter that cannot be evaluated for a row (an overflow, a bad cast) leaves the row out:
+    a linkage never fails on one row's value, so no error can tell what a row holds."""
+    dataset = check_side(side, "this city's side")
+    column = _column_resolver(dataset)
+    where = (compile_expression(side.filter, column, total=True) if side.HasField("filter")
+             else None)
+    selects, params = [], []
+    for name in side.key_columns:
+        select = f"SELECT {quote_identifier(name)} AS k FROM {quote_identifier(dataset.name)}"
+        if where is not None:
+            select += f" WHERE ({where.text})"
+            params += where.params
+        selects.append(select)
+    sql = f"SELECT DISTINCT k FROM ({' UNION ALL '.join(selects)}) WHERE k IS NOT NULL"
+    return CompiledKeys(sql, params)
 
 
 def _column_resolver(dataset: Dataset):

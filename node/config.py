@@ -48,6 +48,13 @@ class NodeConfig:
     audit_checkpoint_every: int = 1000
     audit_checkpoint_seconds: float = 10.0
     audit_fsync: bool = False
+    # Linkage (docs/linkage.md): how long a session may stay open, the largest set this node
+    # blinds, how many sessions may be open at once, and the processes that blind (0: a core
+    # each).
+    linkage_session_seconds: float = 900.0
+    linkage_max_points: int = 20_000_000
+    linkage_max_sessions: int = 4
+    linkage_workers: int = 0
 
     @property
     def admin_socket_path(self) -> Path:
@@ -81,6 +88,10 @@ def limits_problem(config: NodeConfig) -> str | None:
     if per_caller >= config.max_workers:
         return ("max_concurrent_per_caller must be below max_workers: one caller must never "
                 "hold every thread")
+    if (config.linkage_session_seconds <= 0 or config.linkage_max_points < 1
+            or config.linkage_max_sessions < 1 or config.linkage_workers < 0):
+        return ("linkage_session_seconds, linkage_max_points and linkage_max_sessions must be "
+                "above 0, linkage_workers 0 (a process per core) or more")
     return None
 
 

@@ -23,11 +23,16 @@ METHOD_POLICY: dict[str, Requirement] = {
     "/cityfed.v1.NodeService/GetNodeInfo": Requirement.MEMBER,
     "/cityfed.v1.NodeService/ListDatasets": Requirement.MEMBER,
     "/cityfed.v1.NodeService/Aggregate": Requirement.REQUEST_TOKEN,
+    "/cityfed.v1.NodeService/OpenLinkage": Requirement.REQUEST_TOKEN,
+    # The session OpenLinkage opened names its caller; these continue it.
+    "/cityfed.v1.NodeService/ReblindLinkage": Requirement.MEMBER,
+    "/cityfed.v1.NodeService/FinishLinkage": Requirement.MEMBER,
     **{method: Requirement.MEMBER for method in HEALTH_AND_REFLECTION},
 }
 # The request bytes each token-guarded method's plan hash covers.
 TOKEN_BOUND_BYTES: dict[str, Callable[[object], bytes]] = {
     "/cityfed.v1.NodeService/Aggregate": lambda request: request.plan,
+    "/cityfed.v1.NodeService/OpenLinkage": lambda request: request.plan,
 }
 
 __all__ = ["METHOD_POLICY", "Authenticated", "current_caller", "node_guard"]

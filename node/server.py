@@ -19,6 +19,7 @@ from federation.errors import ConfigError, InvalidArgument, PolicyDenied
 from federation.grpc_errors import ErrorTranslator
 from federation.health import add_health_and_reflection
 from federation.limits import CallLimits, grpc_concurrency_limit, grpc_receive_limit, member_of
+from federation.linkage.points import Blinder
 from federation.plan import check_plan, parse_plan
 from federation.private_files import owner_only, owner_only_from_now_on, tighten
 from federation.receipts import sha256_hex
@@ -29,6 +30,7 @@ from node.compile import compile_plan, compile_private_plan
 from node.config import NodeConfig, limits_problem
 from node.guard import current_caller, node_guard
 from node.ingest import IngestMode
+from node.linkage import LinkageLimits, LinkageNode
 from node.policy import Level, catalog_levels, decide
 from node.release import charge_of, exact_groups, release
 from node.store import Store
@@ -45,11 +47,12 @@ _INGEST_MODES = {admin_pb2.INGEST_MODE_REPLACE: IngestMode.REPLACE,
 
 class NodeServicer(node_pb2_grpc.NodeServiceServicer):
     def __init__(self, config: NodeConfig, store: Store, trust: NodeTrust,
-                 budget: PrivacyBudget) -> None:
+                 budget: PrivacyBudget, linkage: LinkageNode) -> None:
         self.config = config
         self.store = store
         self.trust = trust
         self.budget = budget
+        self.linkage = linkage
 
     def GetNodeInfo(self, request, context):
         return node_pb2.GetNodeInfoResponse(
@@ -125,6 +128,30 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
                                           privacy=released.report)
 
 
+    def OpenLinkage(self, request, context):
+        authenticated = current_caller()
+        remaining = context.time_remaining()
+        timeout = min(self.config.linkage_session_seconds,
+                      remaining or self.config.linkage_session_seconds)
+        for message in self.linkage.open(request.plan, authenticated.caller,
+                                         authenticated.purpose, timeout=timeout,
+                                         on_cancel=context.add_callback):
+            yield node_pb2.OpenLinkageResponse(message=message)
+
+    def ReblindLinkage(self, request_iterator, context):
+        messages = (request.message for request in request_iterator)
+        for message in self.linkage.reblind(messages, current_caller().caller):
+            yield node_pb2.ReblindLinkageResponse(message=message)
+
+    def FinishLinkage(self, request_iterator, context):
+        messages = (request.message for request in request_iterator)
+        result, budget = self.linkage.finish(messages, current_caller().caller)
+        response = node_pb2.FinishLinkageResponse(result=result)
+        if budget is not None:
+            response.budget.CopyFrom(budget_message(budget, self.trust.policy.privacy))
+        return response
+
+
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     """The operator's loads, over the node's own socket. Each call is an audit record holding
     the dataset, the mode, the rows loaded and the SHA-256 of the path, never the path itself
@@ -161,6 +188,7 @@ class RunningNode:
     port: int
     health: health.HealthServicer
     budget: PrivacyBudget | None = None
+    linkage: LinkageNode | None = None
 
     @property
     def address(self) -> str:
@@ -177,6 +205,9 @@ class RunningNode:
         self.trust.close()
         if self.budget is not None:
             self.budget.close()
+        if self.linkage is not None:
+            self.linkage.close()
+            self.linkage.blinder.close()
 
 
 def server_options(config: NodeConfig) -> list[tuple[str, int]]:
@@ -220,8 +251,14 @@ def start_node(config: NodeConfig) -> RunningNode:
         maximum_concurrent_rpcs=grpc_concurrency_limit(config.max_concurrent_rpcs),
     )
     budget = PrivacyBudget(config.state_path / "budget.sqlite", sync=config.audit_fsync)
-    node_pb2_grpc.add_NodeServiceServicer_to_server(NodeServicer(config, store, trust, budget),
-                                                    server)
+    blinder = Blinder(workers=config.linkage_workers or None)
+    linkage = LinkageNode(city=config.city, store=store, trust=trust, budget=budget,
+                          blinder=blinder, limits=LinkageLimits(
+                              session_seconds=config.linkage_session_seconds,
+                              max_points=config.linkage_max_points,
+                              max_sessions=config.linkage_max_sessions))
+    node_pb2_grpc.add_NodeServiceServicer_to_server(
+        NodeServicer(config, store, trust, budget, linkage), server)
     health_servicer = add_health_and_reflection(server, [NODE_SERVICE])
     port = server.add_secure_port(config.listen, trust.server_credentials)
     if port == 0:
@@ -242,7 +279,7 @@ def start_node(config: NodeConfig) -> RunningNode:
     server.start()
     log.info("%s serving on port %d, admin socket %s", config.city, port, socket_path)
     return RunningNode(config, server, admin_server, store, trust, audit, port, health_servicer,
-                       budget)
+                       budget, linkage)
 
 
 def keep_private(config: NodeConfig) -> None:

@@ -7,8 +7,10 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
+import pyarrow as pa
 
 from federation.compile import quote_identifier
 from federation.datasets import DATASETS, create_table_sql
@@ -22,11 +24,12 @@ from federation.errors import (
 )
 from federation.runtime_errors import runtime_failure
 from federation.sandbox import sandboxed_connection
-from node.compile import CompiledPlan, PrivatePlan
+from node.compile import CompiledKeys, CompiledPlan, PrivatePlan
 from node.deadlines import WATCHDOG
 from node.ingest import IngestMode, IngestResult, add_rank_column, load_into
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Registers a function to call when the caller cancels; returns False if already cancelled.
 OnCancel = Callable[[Callable[[], None]], bool]
@@ -67,6 +70,31 @@ class Store:
         rows are candidates that the noisy threshold has yet to thin out: refusing on their
         exact number would tell whether one person's group exists, so they are not limited here
         (memory and the deadline still are) and the limit applies to the groups released."""
+        def run(cursor: duckdb.DuckDBPyConnection) -> list[tuple]:
+            cursor.execute(compiled.sql, compiled.params)
+            if isinstance(compiled, PrivatePlan):
+                return cursor.fetchall()
+            return cursor.fetchmany(self._max_result_groups + 1)
+
+        rows = self._run(run, _clauses(compiled), timeout=timeout, on_cancel=on_cancel)
+        if not isinstance(compiled, PrivatePlan):
+            self.check_result_size(len(rows))
+        return rows
+
+    def linkage_keys(self, compiled: CompiledKeys, *, timeout: float,
+                     on_cancel: OnCancel | None = None) -> pa.StringArray:
+        """A linkage side's distinct key values, as one Arrow array (compact: about the
+        values' bytes, where Python strings would take four times as much)."""
+        def run(cursor: duckdb.DuckDBPyConnection) -> pa.Table:
+            return cursor.sql(compiled.sql, params=compiled.params).to_arrow_table()
+
+        table = self._run(run, (), timeout=timeout, on_cancel=on_cancel)
+        return table.column(0).combine_chunks().cast(pa.string())
+
+    def _run(self, run: Callable[[duckdb.DuckDBPyConnection], T],
+             clauses: list[tuple[str, str]] | tuple, *, timeout: float,
+             on_cancel: OnCancel | None) -> T:
+        """`run(cursor)` on a cursor of its own, interrupted at the deadline or on cancel."""
         if timeout <= 0:
             raise DeadlineExceeded("the deadline passed before the query started")
         cursor = self._connection.cursor()
@@ -86,10 +114,7 @@ class Store:
         if on_cancel is not None and not on_cancel(lambda: stop(Cancelled)):
             stop(Cancelled)
         try:
-            cursor.execute(compiled.sql, compiled.params)
-            if isinstance(compiled, PrivatePlan):
-                return cursor.fetchall()
-            rows = cursor.fetchmany(self._max_result_groups + 1)
+            return run(cursor)
         except duckdb.InterruptException:
             reason = why_stopped[0] if why_stopped else Cancelled
             raise reason("the query was stopped: " + (
@@ -100,14 +125,12 @@ class Store:
         except duckdb.Error as error:
             # DuckDB's text quotes the values it failed on: only its class is logged.
             log.info("a query failed at run time: %s", type(error).__name__)
-            raise runtime_failure(error, _clauses(compiled)) from None
+            raise runtime_failure(error, clauses) from None
         finally:
             timer.cancel()
             with running:
                 finished = True
             cursor.close()
-        self.check_result_size(len(rows))
-        return rows
 
     def check_result_size(self, groups: int) -> None:
         if groups > self._max_result_groups:

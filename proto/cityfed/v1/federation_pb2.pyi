@@ -1,3 +1,4 @@
+from cityfed.v1 import linkage_pb2 as _linkage_pb2
 from cityfed.v1 import query_pb2 as _query_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -88,3 +89,31 @@ class FederatedAggregateResponse(_message.Message):
     complete: bool
     accuracy: _containers.RepeatedCompositeFieldContainer[ColumnAccuracy]
     def __init__(self, column_names: _Optional[_Iterable[str]] = ..., rows: _Optional[_Iterable[_Union[_query_pb2.Row, _Mapping]]] = ..., outcomes: _Optional[_Iterable[_Union[CityOutcome, _Mapping]]] = ..., complete: _Optional[bool] = ..., accuracy: _Optional[_Iterable[_Union[ColumnAccuracy, _Mapping]]] = ...) -> None: ...
+
+class FederatedMatchRequest(_message.Message):
+    __slots__ = ("check", "plan", "owner", "partner", "mode", "purpose", "timeout_ms")
+    CHECK_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    PARTNER_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    check: str
+    plan: _linkage_pb2.LinkagePlan
+    owner: str
+    partner: str
+    mode: _linkage_pb2.LinkageMode
+    purpose: str
+    timeout_ms: int
+    def __init__(self, check: _Optional[str] = ..., plan: _Optional[_Union[_linkage_pb2.LinkagePlan, _Mapping]] = ..., owner: _Optional[str] = ..., partner: _Optional[str] = ..., mode: _Optional[_Union[_linkage_pb2.LinkageMode, str]] = ..., purpose: _Optional[str] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+
+class FederatedMatchResponse(_message.Message):
+    __slots__ = ("result", "outcomes", "plan")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    result: _linkage_pb2.LinkageResult
+    outcomes: _containers.RepeatedCompositeFieldContainer[CityOutcome]
+    plan: _linkage_pb2.LinkagePlan
+    def __init__(self, result: _Optional[_Union[_linkage_pb2.LinkageResult, _Mapping]] = ..., outcomes: _Optional[_Iterable[_Union[CityOutcome, _Mapping]]] = ..., plan: _Optional[_Union[_linkage_pb2.LinkagePlan, _Mapping]] = ...) -> None: ...

@@ -42,6 +42,11 @@ class FederationServiceStub:
                 request_serializer=cityfed_dot_v1_dot_federation__pb2.FederatedAggregateRequest.SerializeToString,
                 response_deserializer=cityfed_dot_v1_dot_federation__pb2.FederatedAggregateResponse.FromString,
                 _registered_method=True)
+        self.FederatedMatch = channel.unary_unary(
+                '/cityfed.v1.FederationService/FederatedMatch',
+                request_serializer=cityfed_dot_v1_dot_federation__pb2.FederatedMatchRequest.SerializeToString,
+                response_deserializer=cityfed_dot_v1_dot_federation__pb2.FederatedMatchResponse.FromString,
+                _registered_method=True)
 
 
 class FederationServiceServicer:
@@ -66,6 +71,21 @@ class FederationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FederatedMatch(self, request, context):
+        """FederatedMatch runs one private set intersection between two cities (docs/linkage.md) under
+        the gateway member's identity: a standard check by name, or a plan. The gateway sees only
+        blinded points and sizes; the answer comes from the owner city's node.
+        Returns UNAUTHENTICATED without a client certificate of a manifest member;
+        PERMISSION_DENIED when the gateway does not serve the caller; INVALID_ARGUMENT for an
+        unknown check, mode, city, dataset, column or purpose, or a plan a city finds malformed;
+        DEADLINE_EXCEEDED when the deadline passed before the linkage started. A city that refuses
+        (its policy, its privacy budget, a replayed linkage id), times out or cannot be reached is
+        reported in the outcomes, and the response then has no result.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FederationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -73,6 +93,11 @@ def add_FederationServiceServicer_to_server(servicer, server):
                     servicer.FederatedAggregate,
                     request_deserializer=cityfed_dot_v1_dot_federation__pb2.FederatedAggregateRequest.FromString,
                     response_serializer=cityfed_dot_v1_dot_federation__pb2.FederatedAggregateResponse.SerializeToString,
+            ),
+            'FederatedMatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.FederatedMatch,
+                    request_deserializer=cityfed_dot_v1_dot_federation__pb2.FederatedMatchRequest.FromString,
+                    response_serializer=cityfed_dot_v1_dot_federation__pb2.FederatedMatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -105,6 +130,33 @@ class FederationService:
             '/cityfed.v1.FederationService/FederatedAggregate',
             cityfed_dot_v1_dot_federation__pb2.FederatedAggregateRequest.SerializeToString,
             cityfed_dot_v1_dot_federation__pb2.FederatedAggregateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FederatedMatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cityfed.v1.FederationService/FederatedMatch',
+            cityfed_dot_v1_dot_federation__pb2.FederatedMatchRequest.SerializeToString,
+            cityfed_dot_v1_dot_federation__pb2.FederatedMatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

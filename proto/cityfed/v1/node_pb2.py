@@ -22,10 +22,11 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from cityfed.v1 import linkage_pb2 as cityfed_dot_v1_dot_linkage__pb2
 from cityfed.v1 import query_pb2 as cityfed_dot_v1_dot_query__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x63ityfed/v1/node.proto\x12\ncityfed.v1\x1a\x16\x63ityfed/v1/query.proto\"\x14\n\x12GetNodeInfoRequest\"S\n\x13GetNodeInfoResponse\x12\x0c\n\x04\x63ity\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x18\n\x10software_version\x18\x03 \x01(\t\"&\n\x13ListDatasetsRequest\x12\x0f\n\x07purpose\x18\x01 \x01(\t\"h\n\x14ListDatasetsResponse\x12%\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x13.cityfed.v1.Dataset\x12)\n\x06\x62udget\x18\x02 \x01(\x0b\x32\x19.cityfed.v1.PrivacyBudget\"\xd5\x01\n\rPrivacyBudget\x12\x0f\n\x07purpose\x18\x01 \x01(\t\x12\x0e\n\x06period\x18\x02 \x01(\t\x12\x11\n\tresets_at\x18\x03 \x01(\t\x12\x15\n\repsilon_limit\x18\x04 \x01(\x01\x12\x15\n\repsilon_spent\x18\x05 \x01(\x01\x12\x13\n\x0b\x64\x65lta_limit\x18\x06 \x01(\x01\x12\x13\n\x0b\x64\x65lta_spent\x18\x07 \x01(\x01\x12\x1c\n\x14\x65psilon_per_question\x18\x08 \x01(\x01\x12\x1a\n\x12\x64\x65lta_per_question\x18\t \x01(\x01\"\xe0\x01\n\x0c\x43olumnSchema\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x0c\n\x04unit\x18\x04 \x01(\t\x12,\n\x0bsensitivity\x18\x05 \x01(\x0e\x32\x17.cityfed.v1.Sensitivity\x12\x10\n\x08nullable\x18\x06 \x01(\x08\x12\'\n\x06\x61\x63\x63\x65ss\x18\x07 \x01(\x0e\x32\x17.cityfed.v1.AccessLevel\x12\x13\n\x0blower_bound\x18\x08 \x01(\t\x12\x13\n\x0bupper_bound\x18\t \x01(\t\"\xa3\x01\n\x07\x44\x61taset\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12)\n\x07\x63olumns\x18\x03 \x03(\x0b\x32\x18.cityfed.v1.ColumnSchema\x12\x11\n\trow_count\x18\x04 \x01(\x03\x12\x1a\n\x0emin_group_size\x18\x05 \x01(\x05\x42\x02\x18\x01\x12\x1b\n\x13max_rows_per_person\x18\x06 \x01(\x05\" \n\x10\x41ggregateRequest\x12\x0c\n\x04plan\x18\x01 \x01(\x0c\"\x96\x01\n\x11\x41ggregateResponse\x12\x0c\n\x04\x63ity\x18\x01 \x01(\t\x12(\n\x06groups\x18\x02 \x03(\x0b\x32\x18.cityfed.v1.PartialGroup\x12\x1d\n\x11suppressed_groups\x18\x03 \x01(\x03\x42\x02\x18\x01\x12*\n\x07privacy\x18\x04 \x01(\x0b\x32\x19.cityfed.v1.PrivacyReport\"\xba\x01\n\rPrivacyReport\x12\x0f\n\x07\x65psilon\x18\x01 \x01(\x01\x12\r\n\x05\x64\x65lta\x18\x02 \x01(\x01\x12\x1b\n\x13max_rows_per_person\x18\x03 \x01(\x05\x12\x11\n\tthreshold\x18\x04 \x01(\x03\x12.\n\naggregates\x18\x05 \x03(\x0b\x32\x1a.cityfed.v1.AggregateNoise\x12)\n\x06\x62udget\x18\x06 \x01(\x0b\x32\x19.cityfed.v1.PrivacyBudget\"b\n\x0e\x41ggregateNoise\x12\x13\n\x0b\x63ount_scale\x18\x01 \x01(\x01\x12\x11\n\tsum_scale\x18\x02 \x01(\x01\x12\x13\n\x0blower_bound\x18\x03 \x01(\t\x12\x13\n\x0bupper_bound\x18\x04 \x01(\t*\x9b\x01\n\x0bSensitivity\x12\x1b\n\x17SENSITIVITY_UNSPECIFIED\x10\x00\x12\x16\n\x12SENSITIVITY_PUBLIC\x10\x01\x12 \n\x1cSENSITIVITY_QUASI_IDENTIFIER\x10\x02\x12\x1a\n\x16SENSITIVITY_IDENTIFIER\x10\x03\x12\x19\n\x15SENSITIVITY_SENSITIVE\x10\x04*\x8c\x01\n\x0b\x41\x63\x63\x65ssLevel\x12\x1c\n\x18\x41\x43\x43\x45SS_LEVEL_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41\x43\x43\x45SS_LEVEL_DENY\x10\x01\x12\x16\n\x12\x41\x43\x43\x45SS_LEVEL_MATCH\x10\x02\x12\x1a\n\x16\x41\x43\x43\x45SS_LEVEL_AGGREGATE\x10\x03\x12\x14\n\x10\x41\x43\x43\x45SS_LEVEL_ROW\x10\x04\x32\xfa\x01\n\x0bNodeService\x12N\n\x0bGetNodeInfo\x12\x1e.cityfed.v1.GetNodeInfoRequest\x1a\x1f.cityfed.v1.GetNodeInfoResponse\x12Q\n\x0cListDatasets\x12\x1f.cityfed.v1.ListDatasetsRequest\x1a .cityfed.v1.ListDatasetsResponse\x12H\n\tAggregate\x12\x1c.cityfed.v1.AggregateRequest\x1a\x1d.cityfed.v1.AggregateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x63ityfed/v1/node.proto\x12\ncityfed.v1\x1a\x18\x63ityfed/v1/linkage.proto\x1a\x16\x63ityfed/v1/query.proto\"\x14\n\x12GetNodeInfoRequest\"S\n\x13GetNodeInfoResponse\x12\x0c\n\x04\x63ity\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x18\n\x10software_version\x18\x03 \x01(\t\"&\n\x13ListDatasetsRequest\x12\x0f\n\x07purpose\x18\x01 \x01(\t\"h\n\x14ListDatasetsResponse\x12%\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x13.cityfed.v1.Dataset\x12)\n\x06\x62udget\x18\x02 \x01(\x0b\x32\x19.cityfed.v1.PrivacyBudget\"\xd5\x01\n\rPrivacyBudget\x12\x0f\n\x07purpose\x18\x01 \x01(\t\x12\x0e\n\x06period\x18\x02 \x01(\t\x12\x11\n\tresets_at\x18\x03 \x01(\t\x12\x15\n\repsilon_limit\x18\x04 \x01(\x01\x12\x15\n\repsilon_spent\x18\x05 \x01(\x01\x12\x13\n\x0b\x64\x65lta_limit\x18\x06 \x01(\x01\x12\x13\n\x0b\x64\x65lta_spent\x18\x07 \x01(\x01\x12\x1c\n\x14\x65psilon_per_question\x18\x08 \x01(\x01\x12\x1a\n\x12\x64\x65lta_per_question\x18\t \x01(\x01\"\xe0\x01\n\x0c\x43olumnSchema\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x0c\n\x04unit\x18\x04 \x01(\t\x12,\n\x0bsensitivity\x18\x05 \x01(\x0e\x32\x17.cityfed.v1.Sensitivity\x12\x10\n\x08nullable\x18\x06 \x01(\x08\x12\'\n\x06\x61\x63\x63\x65ss\x18\x07 \x01(\x0e\x32\x17.cityfed.v1.AccessLevel\x12\x13\n\x0blower_bound\x18\x08 \x01(\t\x12\x13\n\x0bupper_bound\x18\t \x01(\t\"\xa3\x01\n\x07\x44\x61taset\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12)\n\x07\x63olumns\x18\x03 \x03(\x0b\x32\x18.cityfed.v1.ColumnSchema\x12\x11\n\trow_count\x18\x04 \x01(\x03\x12\x1a\n\x0emin_group_size\x18\x05 \x01(\x05\x42\x02\x18\x01\x12\x1b\n\x13max_rows_per_person\x18\x06 \x01(\x05\" \n\x10\x41ggregateRequest\x12\x0c\n\x04plan\x18\x01 \x01(\x0c\"\x96\x01\n\x11\x41ggregateResponse\x12\x0c\n\x04\x63ity\x18\x01 \x01(\t\x12(\n\x06groups\x18\x02 \x03(\x0b\x32\x18.cityfed.v1.PartialGroup\x12\x1d\n\x11suppressed_groups\x18\x03 \x01(\x03\x42\x02\x18\x01\x12*\n\x07privacy\x18\x04 \x01(\x0b\x32\x19.cityfed.v1.PrivacyReport\"\xba\x01\n\rPrivacyReport\x12\x0f\n\x07\x65psilon\x18\x01 \x01(\x01\x12\r\n\x05\x64\x65lta\x18\x02 \x01(\x01\x12\x1b\n\x13max_rows_per_person\x18\x03 \x01(\x05\x12\x11\n\tthreshold\x18\x04 \x01(\x03\x12.\n\naggregates\x18\x05 \x03(\x0b\x32\x1a.cityfed.v1.AggregateNoise\x12)\n\x06\x62udget\x18\x06 \x01(\x0b\x32\x19.cityfed.v1.PrivacyBudget\"b\n\x0e\x41ggregateNoise\x12\x13\n\x0b\x63ount_scale\x18\x01 \x01(\x01\x12\x11\n\tsum_scale\x18\x02 \x01(\x01\x12\x13\n\x0blower_bound\x18\x03 \x01(\t\x12\x13\n\x0bupper_bound\x18\x04 \x01(\t\"\"\n\x12OpenLinkageRequest\x12\x0c\n\x04plan\x18\x01 \x01(\x0c\"B\n\x13OpenLinkageResponse\x12+\n\x07message\x18\x01 \x01(\x0b\x32\x1a.cityfed.v1.LinkageMessage\"D\n\x15ReblindLinkageRequest\x12+\n\x07message\x18\x01 \x01(\x0b\x32\x1a.cityfed.v1.LinkageMessage\"E\n\x16ReblindLinkageResponse\x12+\n\x07message\x18\x01 \x01(\x0b\x32\x1a.cityfed.v1.LinkageMessage\"C\n\x14\x46inishLinkageRequest\x12+\n\x07message\x18\x01 \x01(\x0b\x32\x1a.cityfed.v1.LinkageMessage\"m\n\x15\x46inishLinkageResponse\x12)\n\x06result\x18\x01 \x01(\x0b\x32\x19.cityfed.v1.LinkageResult\x12)\n\x06\x62udget\x18\x02 \x01(\x0b\x32\x19.cityfed.v1.PrivacyBudget*\x9b\x01\n\x0bSensitivity\x12\x1b\n\x17SENSITIVITY_UNSPECIFIED\x10\x00\x12\x16\n\x12SENSITIVITY_PUBLIC\x10\x01\x12 \n\x1cSENSITIVITY_QUASI_IDENTIFIER\x10\x02\x12\x1a\n\x16SENSITIVITY_IDENTIFIER\x10\x03\x12\x19\n\x15SENSITIVITY_SENSITIVE\x10\x04*\x8c\x01\n\x0b\x41\x63\x63\x65ssLevel\x12\x1c\n\x18\x41\x43\x43\x45SS_LEVEL_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41\x43\x43\x45SS_LEVEL_DENY\x10\x01\x12\x16\n\x12\x41\x43\x43\x45SS_LEVEL_MATCH\x10\x02\x12\x1a\n\x16\x41\x43\x43\x45SS_LEVEL_AGGREGATE\x10\x03\x12\x14\n\x10\x41\x43\x43\x45SS_LEVEL_ROW\x10\x04\x32\x81\x04\n\x0bNodeService\x12N\n\x0bGetNodeInfo\x12\x1e.cityfed.v1.GetNodeInfoRequest\x1a\x1f.cityfed.v1.GetNodeInfoResponse\x12Q\n\x0cListDatasets\x12\x1f.cityfed.v1.ListDatasetsRequest\x1a .cityfed.v1.ListDatasetsResponse\x12H\n\tAggregate\x12\x1c.cityfed.v1.AggregateRequest\x1a\x1d.cityfed.v1.AggregateResponse\x12P\n\x0bOpenLinkage\x12\x1e.cityfed.v1.OpenLinkageRequest\x1a\x1f.cityfed.v1.OpenLinkageResponse0\x01\x12[\n\x0eReblindLinkage\x12!.cityfed.v1.ReblindLinkageRequest\x1a\".cityfed.v1.ReblindLinkageResponse(\x01\x30\x01\x12V\n\rFinishLinkage\x12 .cityfed.v1.FinishLinkageRequest\x1a!.cityfed.v1.FinishLinkageResponse(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,32 +37,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DATASET'].fields_by_name['min_group_size']._serialized_options = b'\030\001'
   _globals['_AGGREGATERESPONSE'].fields_by_name['suppressed_groups']._loaded_options = None
   _globals['_AGGREGATERESPONSE'].fields_by_name['suppressed_groups']._serialized_options = b'\030\001'
-  _globals['_SENSITIVITY']._serialized_start=1400
-  _globals['_SENSITIVITY']._serialized_end=1555
-  _globals['_ACCESSLEVEL']._serialized_start=1558
-  _globals['_ACCESSLEVEL']._serialized_end=1698
-  _globals['_GETNODEINFOREQUEST']._serialized_start=61
-  _globals['_GETNODEINFOREQUEST']._serialized_end=81
-  _globals['_GETNODEINFORESPONSE']._serialized_start=83
-  _globals['_GETNODEINFORESPONSE']._serialized_end=166
-  _globals['_LISTDATASETSREQUEST']._serialized_start=168
-  _globals['_LISTDATASETSREQUEST']._serialized_end=206
-  _globals['_LISTDATASETSRESPONSE']._serialized_start=208
-  _globals['_LISTDATASETSRESPONSE']._serialized_end=312
-  _globals['_PRIVACYBUDGET']._serialized_start=315
-  _globals['_PRIVACYBUDGET']._serialized_end=528
-  _globals['_COLUMNSCHEMA']._serialized_start=531
-  _globals['_COLUMNSCHEMA']._serialized_end=755
-  _globals['_DATASET']._serialized_start=758
-  _globals['_DATASET']._serialized_end=921
-  _globals['_AGGREGATEREQUEST']._serialized_start=923
-  _globals['_AGGREGATEREQUEST']._serialized_end=955
-  _globals['_AGGREGATERESPONSE']._serialized_start=958
-  _globals['_AGGREGATERESPONSE']._serialized_end=1108
-  _globals['_PRIVACYREPORT']._serialized_start=1111
-  _globals['_PRIVACYREPORT']._serialized_end=1297
-  _globals['_AGGREGATENOISE']._serialized_start=1299
-  _globals['_AGGREGATENOISE']._serialized_end=1397
-  _globals['_NODESERVICE']._serialized_start=1701
-  _globals['_NODESERVICE']._serialized_end=1951
+  _globals['_SENSITIVITY']._serialized_start=1851
+  _globals['_SENSITIVITY']._serialized_end=2006
+  _globals['_ACCESSLEVEL']._serialized_start=2009
+  _globals['_ACCESSLEVEL']._serialized_end=2149
+  _globals['_GETNODEINFOREQUEST']._serialized_start=87
+  _globals['_GETNODEINFOREQUEST']._serialized_end=107
+  _globals['_GETNODEINFORESPONSE']._serialized_start=109
+  _globals['_GETNODEINFORESPONSE']._serialized_end=192
+  _globals['_LISTDATASETSREQUEST']._serialized_start=194
+  _globals['_LISTDATASETSREQUEST']._serialized_end=232
+  _globals['_LISTDATASETSRESPONSE']._serialized_start=234
+  _globals['_LISTDATASETSRESPONSE']._serialized_end=338
+  _globals['_PRIVACYBUDGET']._serialized_start=341
+  _globals['_PRIVACYBUDGET']._serialized_end=554
+  _globals['_COLUMNSCHEMA']._serialized_start=557
+  _globals['_COLUMNSCHEMA']._serialized_end=781
+  _globals['_DATASET']._serialized_start=784
+  _globals['_DATASET']._serialized_end=947
+  _globals['_AGGREGATEREQUEST']._serialized_start=949
+  _globals['_AGGREGATEREQUEST']._serialized_end=981
+  _globals['_AGGREGATERESPONSE']._serialized_start=984
+  _globals['_AGGREGATERESPONSE']._serialized_end=1134
+  _globals['_PRIVACYREPORT']._serialized_start=1137
+  _globals['_PRIVACYREPORT']._serialized_end=1323
+  _globals['_AGGREGATENOISE']._serialized_start=1325
+  _globals['_AGGREGATENOISE']._serialized_end=1423
+  _globals['_OPENLINKAGEREQUEST']._serialized_start=1425
+  _globals['_OPENLINKAGEREQUEST']._serialized_end=1459
+  _globals['_OPENLINKAGERESPONSE']._serialized_start=1461
+  _globals['_OPENLINKAGERESPONSE']._serialized_end=1527
+  _globals['_REBLINDLINKAGEREQUEST']._serialized_start=1529
+  _globals['_REBLINDLINKAGEREQUEST']._serialized_end=1597
+  _globals['_REBLINDLINKAGERESPONSE']._serialized_start=1599
+  _globals['_REBLINDLINKAGERESPONSE']._serialized_end=1668
+  _globals['_FINISHLINKAGEREQUEST']._serialized_start=1670
+  _globals['_FINISHLINKAGEREQUEST']._serialized_end=1737
+  _globals['_FINISHLINKAGERESPONSE']._serialized_start=1739
+  _globals['_FINISHLINKAGERESPONSE']._serialized_end=1848
+  _globals['_NODESERVICE']._serialized_start=2152
+  _globals['_NODESERVICE']._serialized_end=2665
 # @@protoc_insertion_point(module_scope)

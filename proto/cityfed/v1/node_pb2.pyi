@@ -1,3 +1,4 @@
+from cityfed.v1 import linkage_pb2 as _linkage_pb2
 from cityfed.v1 import query_pb2 as _query_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -167,3 +168,41 @@ class AggregateNoise(_message.Message):
     lower_bound: str
     upper_bound: str
     def __init__(self, count_scale: _Optional[float] = ..., sum_scale: _Optional[float] = ..., lower_bound: _Optional[str] = ..., upper_bound: _Optional[str] = ...) -> None: ...
+
+class OpenLinkageRequest(_message.Message):
+    __slots__ = ("plan",)
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    plan: bytes
+    def __init__(self, plan: _Optional[bytes] = ...) -> None: ...
+
+class OpenLinkageResponse(_message.Message):
+    __slots__ = ("message",)
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    message: _linkage_pb2.LinkageMessage
+    def __init__(self, message: _Optional[_Union[_linkage_pb2.LinkageMessage, _Mapping]] = ...) -> None: ...
+
+class ReblindLinkageRequest(_message.Message):
+    __slots__ = ("message",)
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    message: _linkage_pb2.LinkageMessage
+    def __init__(self, message: _Optional[_Union[_linkage_pb2.LinkageMessage, _Mapping]] = ...) -> None: ...
+
+class ReblindLinkageResponse(_message.Message):
+    __slots__ = ("message",)
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    message: _linkage_pb2.LinkageMessage
+    def __init__(self, message: _Optional[_Union[_linkage_pb2.LinkageMessage, _Mapping]] = ...) -> None: ...
+
+class FinishLinkageRequest(_message.Message):
+    __slots__ = ("message",)
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    message: _linkage_pb2.LinkageMessage
+    def __init__(self, message: _Optional[_Union[_linkage_pb2.LinkageMessage, _Mapping]] = ...) -> None: ...
+
+class FinishLinkageResponse(_message.Message):
+    __slots__ = ("result", "budget")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    result: _linkage_pb2.LinkageResult
+    budget: PrivacyBudget
+    def __init__(self, result: _Optional[_Union[_linkage_pb2.LinkageResult, _Mapping]] = ..., budget: _Optional[_Union[PrivacyBudget, _Mapping]] = ...) -> None: ...

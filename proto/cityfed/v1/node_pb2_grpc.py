@@ -51,6 +51,21 @@ class NodeServiceStub:
                 request_serializer=cityfed_dot_v1_dot_node__pb2.AggregateRequest.SerializeToString,
                 response_deserializer=cityfed_dot_v1_dot_node__pb2.AggregateResponse.FromString,
                 _registered_method=True)
+        self.OpenLinkage = channel.unary_stream(
+                '/cityfed.v1.NodeService/OpenLinkage',
+                request_serializer=cityfed_dot_v1_dot_node__pb2.OpenLinkageRequest.SerializeToString,
+                response_deserializer=cityfed_dot_v1_dot_node__pb2.OpenLinkageResponse.FromString,
+                _registered_method=True)
+        self.ReblindLinkage = channel.stream_stream(
+                '/cityfed.v1.NodeService/ReblindLinkage',
+                request_serializer=cityfed_dot_v1_dot_node__pb2.ReblindLinkageRequest.SerializeToString,
+                response_deserializer=cityfed_dot_v1_dot_node__pb2.ReblindLinkageResponse.FromString,
+                _registered_method=True)
+        self.FinishLinkage = channel.stream_unary(
+                '/cityfed.v1.NodeService/FinishLinkage',
+                request_serializer=cityfed_dot_v1_dot_node__pb2.FinishLinkageRequest.SerializeToString,
+                response_deserializer=cityfed_dot_v1_dot_node__pb2.FinishLinkageResponse.FromString,
+                _registered_method=True)
 
 
 class NodeServiceServicer:
@@ -105,6 +120,54 @@ class NodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def OpenLinkage(self, request, context):
+        """OpenLinkage starts this city's side of a private set intersection (docs/linkage.md): the
+        node evaluates its side of the plan, draws a one-time secret scalar and streams its set,
+        hashed to curve points and blinded, in an order drawn at random, padded with dummy points
+        where its policy is below `row`, in signed chunks followed by a signed summary. The receipt
+        in the trailing metadata covers the plan and the summary. Needs a request token bound to
+        the plan bytes, like Aggregate. A linkage id is answered once; the session expires after
+        the node's linkage_session_seconds.
+        Returns UNAUTHENTICATED without a valid token; INVALID_ARGUMENT for a malformed plan, a
+        plan this city has no side in, or a key column that is not VARCHAR; PERMISSION_DENIED
+        (reason POLICY_DENIED) when a key or filter column is not granted at least `match`, or when
+        REVEAL_TO_OWNER is asked by a member other than the owner city; PERMISSION_DENIED (reason
+        LINKAGE_REPLAYED) for a linkage id this node has seen; RESOURCE_EXHAUSTED when the set is
+        larger than the node's linkage_max_points, too many sessions are open, or the privacy
+        budget is spent; DEADLINE_EXCEEDED and CANCELLED as for Aggregate.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReblindLinkage(self, request_iterator, context):
+        """ReblindLinkage blinds the counterpart's set again with this city's session scalar, chunk by
+        chunk, in the order received. It accepts only the chunks the counterpart city's node
+        signed for the same linkage id, each index once and in order, and only once per session
+        (no blinding oracle). The partner city of the plan serves it; the caller must be the
+        member that opened the session.
+        Returns PERMISSION_DENIED (reason LINKAGE_REFUSED) for a chunk that is not the counterpart's
+        signed chunk of this linkage, out of order, or a second pass; NOT_FOUND (reason
+        LINKAGE_SESSION_UNKNOWN) for a linkage id with no open session of this caller here (never
+        opened, expired, or finished); INVALID_ARGUMENT for points that are not curve points.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FinishLinkage(self, request_iterator, context):
+        """FinishLinkage gives the owner city's node the partner's blinded set and the partner's
+        re-blinding of the owner's set (interleaved in any order, each stream ending with its
+        signed summary); the node compares them and answers with the count or the owner's matched
+        records, as the plan's mode says. Ends the session. The receipt in the trailing metadata
+        covers the plan and this response.
+        Returns the codes of ReblindLinkage, and FAILED_PRECONDITION when a stream ended without
+        its summary or the counts do not agree.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -122,6 +185,21 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     servicer.Aggregate,
                     request_deserializer=cityfed_dot_v1_dot_node__pb2.AggregateRequest.FromString,
                     response_serializer=cityfed_dot_v1_dot_node__pb2.AggregateResponse.SerializeToString,
+            ),
+            'OpenLinkage': grpc.unary_stream_rpc_method_handler(
+                    servicer.OpenLinkage,
+                    request_deserializer=cityfed_dot_v1_dot_node__pb2.OpenLinkageRequest.FromString,
+                    response_serializer=cityfed_dot_v1_dot_node__pb2.OpenLinkageResponse.SerializeToString,
+            ),
+            'ReblindLinkage': grpc.stream_stream_rpc_method_handler(
+                    servicer.ReblindLinkage,
+                    request_deserializer=cityfed_dot_v1_dot_node__pb2.ReblindLinkageRequest.FromString,
+                    response_serializer=cityfed_dot_v1_dot_node__pb2.ReblindLinkageResponse.SerializeToString,
+            ),
+            'FinishLinkage': grpc.stream_unary_rpc_method_handler(
+                    servicer.FinishLinkage,
+                    request_deserializer=cityfed_dot_v1_dot_node__pb2.FinishLinkageRequest.FromString,
+                    response_serializer=cityfed_dot_v1_dot_node__pb2.FinishLinkageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -207,6 +285,87 @@ class NodeService:
             '/cityfed.v1.NodeService/Aggregate',
             cityfed_dot_v1_dot_node__pb2.AggregateRequest.SerializeToString,
             cityfed_dot_v1_dot_node__pb2.AggregateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenLinkage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/cityfed.v1.NodeService/OpenLinkage',
+            cityfed_dot_v1_dot_node__pb2.OpenLinkageRequest.SerializeToString,
+            cityfed_dot_v1_dot_node__pb2.OpenLinkageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReblindLinkage(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/cityfed.v1.NodeService/ReblindLinkage',
+            cityfed_dot_v1_dot_node__pb2.ReblindLinkageRequest.SerializeToString,
+            cityfed_dot_v1_dot_node__pb2.ReblindLinkageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FinishLinkage(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/cityfed.v1.NodeService/FinishLinkage',
+            cityfed_dot_v1_dot_node__pb2.FinishLinkageRequest.SerializeToString,
+            cityfed_dot_v1_dot_node__pb2.FinishLinkageResponse.FromString,
             options,
             channel_credentials,
             insecure,
