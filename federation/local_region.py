@@ -142,6 +142,58 @@ note = "Enrolment statistics"
 """
 
 
+# The fraud checks (docs/linkage.md) each demo city adds to DEMO_POLICY: member cities and the
+# authorities may use the checks' key and condition columns as linkage keys only (`match`, so
+# their counts come noised and both sets padded), and the city itself may learn which of its own
+# records match (`row` on its own registries, for reveal-to-owner).
+LINKAGE_POLICY = """
+[[rules]]
+dataset = "population"
+columns = ["person_id", "deceased_on"]
+callers = ["role:city", "group:authorities"]
+purposes = ["pension-fraud-check"]
+level = "match"
+note = "Deaths, as a linkage key only: pensions still paid for the deceased"
+
+[[rules]]
+dataset = "social_insurance"
+columns = ["person_id", "scheme", "status"]
+callers = ["role:city", "group:authorities"]
+purposes = ["pension-fraud-check", "medical-insurance-check"]
+level = "match"
+note = "Active pensions and medical insurance, as a linkage key only"
+
+[[rules]]
+dataset = "marriages"
+columns = ["spouse1_id", "spouse2_id", "dissolved_on"]
+callers = ["role:city", "group:authorities"]
+purposes = ["marriage-registry-check"]
+level = "match"
+note = "Marriages in force, as a linkage key only: bigamy across cities"
+
+[[rules]]
+dataset = "social_insurance"
+columns = ["*"]
+callers = ["{city}"]
+purposes = ["pension-fraud-check", "medical-insurance-check"]
+level = "row"
+note = "The city's own enrolments, to itself: which of its records a check matched"
+
+[[rules]]
+dataset = "marriages"
+columns = ["*"]
+callers = ["{city}"]
+purposes = ["marriage-registry-check"]
+level = "row"
+note = "The city's own marriage register, to itself"
+"""
+
+
+def demo_policy(city: str) -> str:
+    """The demo policy of one city: DEMO_POLICY and the fraud checks' rules."""
+    return DEMO_POLICY + LINKAGE_POLICY.replace("{city}", city)
+
+
 def node_config_toml(directory: RegionDirectory, city: str, display_name: str,
                      listen: str, threads: int = 2, memory_limit: str = "2GB") -> str:
     member = directory.member(city).relative_to(directory.path)
@@ -165,7 +217,7 @@ policy = "{city}.policy.toml"
 def write_region(directory: Path, *, scale=None, seed: int = 7,
                  cities: tuple[str, ...] | None = None,
                  authorities: tuple[str, ...] = (AUTHORITY,),
-                 policy: str = DEMO_POLICY) -> TrustedRegion:
+                 policy: str | None = None) -> TrustedRegion:
     """A whole region in one folder: trust material and signed manifest, every city's
     generated store, its policy and its node config. The folder, the keys, the stores and the
     ground truth are readable by this user only."""
@@ -180,7 +232,8 @@ def write_region(directory: Path, *, scale=None, seed: int = 7,
                                   authorities=authorities)
     generate_region(directory, scale or RegionScale(), seed=seed, cities=cities)
     for city in cities:
-        (directory / f"{city}.policy.toml").write_text(policy)
+        (directory / f"{city}.policy.toml").write_text(
+            demo_policy(city) if policy is None else policy)
         (directory / f"{city}.toml").write_text(node_config_toml(
             trusted.directory, city, member(city).name, trusted.endpoint(city)))
     return trusted

@@ -11,6 +11,8 @@ Usage: python scripts/demo.py [--dir DIR] [--people N] [--trips N] [--visits N]
 from __future__ import annotations
 
 import argparse
+import io
+import json
 import sys
 import time
 from collections import defaultdict
@@ -232,6 +234,47 @@ def quota_failure(coordinator: Coordinator, city: str) -> None:
     console.print(f"[red]{city} answered: its budget was not spent[/]")
 
 
+def fraud_checks(region: Path) -> None:
+    """The seeds' checks by private set intersection: each city's pension office and marriage
+    register against every other city, and a count for the authority."""
+    heading("Fraud checks across cities: private set intersection, no ID list leaves a city")
+    truth = json.loads((region / "ground_truth.json").read_text())
+    cities = [c for c in truth["cities"]]
+    for check, owner, planted in (
+            ("deceased-pension", "tianjin", lambda p: {
+                c["person_id"] for c in truth["deceased_with_active_pension"]
+                if c["pension_city"] == "tianjin" and c["deceased_in"] == p}),
+            ("bigamy", "beijing", lambda p: {
+                c["person_id"] for c in truth["married_in_two_cities"]
+                if set(c["cities"]) == {"beijing", p}})):
+        console.print(f"[dim]$ cityfed match {check} --owner {owner} --partner CITY "
+                      f"--mode reveal-to-owner --as {owner}   (for each other city)[/]")
+        shown = False
+        for partner in (c for c in cities if c != owner):
+            argv = ["match", check, "--owner", owner, "--partner", partner, "--mode",
+                    "reveal-to-owner", "--as", owner, "--region", str(region)]
+            if not shown:  # the first pair in full: the matches and what each party learned
+                cityfed(argv, out=sys.stdout)
+                shown = True
+            out = io.StringIO()
+            cityfed([*argv, "--json"], out=out)
+            (result,) = json.loads(out.getvalue())
+            expected = planted(partner)
+            verdict = ("[green]every planted case, no false match[/]"
+                       if set(result["matched_keys"]) == expected else "[red]MISMATCH[/]")
+            console.print(f"  {owner} × {partner:<13} {len(result['matched_keys'])} found, "
+                          f"{len(expected)} planted: {verdict}")
+    pair = ("beijing", "tianjin")
+    console.print(f"[dim]$ cityfed match medical-two-cities --owner {pair[0]} --partner "
+                  f"{pair[1]} --as {AUTHORITY}   (a count for the authority: noised, since "
+                  "both cities grant it only `match`)[/]")
+    cityfed(["match", "medical-two-cities", "--owner", pair[0], "--partner", pair[1],
+             "--as", AUTHORITY, "--region", str(region)], out=sys.stdout)
+    planted = sum(1 for c in truth["medical_insurance_in_two_cities"] if set(c["cities"]) ==
+                  set(pair))
+    console.print(f"[dim]planted in ground_truth.json: {planted}[/]")
+
+
 def verify_logs_and_receipts(region: Path, cities: tuple[str, ...], manifest) -> None:
     heading("Every city's audit log, verified; every receipt, checked against its log")
     for city in cities:
@@ -290,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
                 refused_question(args.dir)
                 same_answer_over_grpc(gateway.port, AGE_BANDS, coordinator)
                 budget_spent(args.dir, coordinator, cities)
+            fraud_checks(args.dir)
 
             heading("Langfang's node goes down: the answer says so, it does not hide it")
             running.kill("langfang")
