@@ -70,6 +70,7 @@ def test_blinding_commutes_on_the_curve_and_on_its_twist(blinder):
     assert blinder.blind(b, a_first) == blinder.blind(a, b_first)
     hashed = b"".join(hash_to_point(i) for i in ids)
     assert blinder.blind(a, hashed) == a_first
+    assert blinder.hash_and_blind(a, []) == b"" == blinder.blind(a, b"")
 
 
 def test_different_identifiers_give_different_points(blinder):
@@ -177,9 +178,11 @@ def test_threads_share_one_blinder(blinder):
 
 def test_large_inputs_are_cut_into_tasks_of_at_most_a_chunk():
     b = Blinder(workers=2)
-    assert b._task_size(10) == 256
+    assert b._task_size(0) == b._task_size(10) == 256
     assert b._task_size(4000) == 2000
-    assert b._task_size(10**6) == CHUNK_POINTS
+    for points in (10**5, 10**6, 2 * CHUNK_POINTS + 1):
+        size = b._task_size(points)
+        assert size <= CHUNK_POINTS and -(-points // size) % 2 == 0
     b.close()
     with pytest.raises(RuntimeError):
         b.blind(new_scalar(), b"")

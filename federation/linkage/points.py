@@ -81,8 +81,8 @@ def x25519_seconds_per_op(samples: int = 20000) -> float:
     return (time.perf_counter() - start) / samples
 
 
-# The two tasks a worker runs. Each multiplication is one call into the library; the rest of the
-# loop (slice, hash, list append) is about 0.5 µs a point beside the 32 µs of the product.
+# The two tasks a worker runs, about 32 µs a point here: 30 µs the product, 1.8 µs the library's
+# loading of the peer point, 0.4 µs the hash, 0.1 µs the loop itself.
 
 def _blind_task(scalar: bytes, points: bytes) -> bytes | None:
     exchange = X25519PrivateKey.from_private_bytes(scalar).exchange
@@ -158,8 +158,11 @@ class Blinder:
         self.close()
 
     def _task_size(self, points: int) -> int:
-        """Points per task: a chunk at most, and enough tasks to keep every worker busy."""
-        return max(SMALLEST_TASK, min(CHUNK_POINTS, -(-points // self.workers)))
+        """Points per task: a chunk at most, in a multiple of `workers` tasks of about equal
+        size, so that no worker is left alone with the last one."""
+        tasks = -(-points // CHUNK_POINTS)
+        tasks = -(-tasks // self.workers) * self.workers
+        return max(SMALLEST_TASK, -(-points // tasks)) if tasks else SMALLEST_TASK
 
     def _pool(self) -> ProcessPoolExecutor:
         with self._lock:
