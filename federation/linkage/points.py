@@ -36,7 +36,9 @@ CHUNK_POINTS = 8192  # points per chunk on the wire: 256 KiB, 0.25 s of one core
 SCALAR_BYTES = 32
 
 DOMAIN = b"cityfed-linkage-v1\x00"
-DUMMY_PREFIX = "\x00dummy:"  # real identifiers never hold a NUL (checked where they are read)
+# A dummy is this prefix and 128 random bits, never shown to anyone: no real identifier can be
+# one by chance, and none with a NUL at all if the reader of identifiers refuses NULs.
+DUMMY_PREFIX = "\x00dummy:"
 
 SMALLEST_TASK = 256  # points; below this, shipping a task to a worker costs more than it saves
 
