@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 
+import duckdb
 import grpc
 import pytest
-from cityfed.v1 import linkage_pb2, node_pb2
+from cityfed.v1 import federation_pb2, federation_pb2_grpc, linkage_pb2, node_pb2
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from federation.coordinator import CityStatus, Coordinator
 from federation.grpc_errors import error_reason
@@ -28,21 +32,27 @@ PRIVATE = "jjj-health"  # an authority granted `match`: its counts are noised
 OUTSIDER = "outsider"  # granted nothing
 PURPOSES = '["pension-fraud-check", "medical-insurance-check", "marriage-registry-check"]'
 LINKAGE_COLUMNS = {
-    "population": '["person_id", "deceased_on"]',
+    "population": '["person_id", "deceased_on", "sex", "birth_date"]',
     "social_insurance": '["person_id", "scheme", "status"]',
-    "marriages": '["spouse1_id", "spouse2_id", "dissolved_on"]',
+    "marriages": '["spouse1_id", "spouse2_id", "dissolved_on", "registered_on"]',
 }
+
+
+ORACLE_PURPOSE = "population-statistics"  # cities grant each other `row` for it: no budget
 
 
 def city_policy(city: str) -> str:
     rules = ["[privacy]\nepsilon_per_question = 1.0\ndelta_per_question = 1e-9\n"
-             "epsilon_per_period = 4.0\ndelta_per_period = 1e-6\nperiod = \"day\"\n"]
+             "epsilon_per_period = 6.0\ndelta_per_period = 1e-6\nperiod = \"day\"\n"]
     for dataset, columns in LINKAGE_COLUMNS.items():
         rules.append(f'[[rules]]\ndataset = "{dataset}"\ncolumns = {columns}\n'
                      f'callers = ["role:city", "{PRIVATE}"]\npurposes = {PURPOSES}\n'
                      'level = "match"\n')
         rules.append(f'[[rules]]\ndataset = "{dataset}"\ncolumns = ["*"]\n'
                      f'callers = ["{city}", "{EXACT}"]\npurposes = {PURPOSES}\nlevel = "row"\n')
+        rules.append(f'[[rules]]\ndataset = "{dataset}"\ncolumns = ["*"]\n'
+                     f'callers = ["role:city", "{EXACT}"]\npurposes = ["{ORACLE_PURPOSE}"]\n'
+                     'level = "row"\n')
     return "\n".join(rules)
 
 
@@ -54,6 +64,10 @@ def region(tmp_path_factory):
     truth_path = generate_region(directory, RegionScale(people_per_city=2_000,
                                                         trips_per_city=1_000,
                                                         visits_per_city=1_000), seed=11)
+    central = duckdb.connect()  # the oracle: copies of the cities' files, read-only
+    for city in CITIES:
+        shutil.copy(directory / f"{city}.duckdb", directory / f"central-{city}.duckdb")
+        central.execute(f"ATTACH '{directory / f'central-{city}.duckdb'}' AS {city} (READ_ONLY)")
     nodes = {}
     for city in CITIES:
         policy = directory / f"{city}.policy.toml"
@@ -75,7 +89,9 @@ def region(tmp_path_factory):
     running.directory, running.trusted, running.nodes = directory, trusted, nodes
     running.coordinator = coordinator
     running.truth = json.loads(truth_path.read_text())
+    running.central = central
     yield running
+    central.close()
     for c in coordinators.values():
         c.close()
     for node in nodes.values():
@@ -106,6 +122,55 @@ def test_every_planted_case_is_found_for_every_ordered_pair(region, check):
             (owner, "open"), (owner, "finish"), (partner, "open"), (partner, "reblind")}
 
 
+# Conditions per dataset for the oracle, in cityfed's SQL and in DuckDB's (the same text here).
+SIDES = {
+    "population": (("person_id",), ("", "deceased_on IS NOT NULL", "deceased_on IS NULL",
+                                     "sex = 'F'", "birth_date < DATE '1960-01-01'")),
+    "social_insurance": (("person_id",), ("", "scheme = 'pension'", "scheme = 'medical'",
+                                           "status = 'active'",
+                                           "scheme = 'medical' AND status <> 'closed'")),
+    "marriages": (("spouse1_id", "spouse2_id"), ("", "dissolved_on IS NULL",
+                                                  "registered_on >= DATE '2000-01-01'")),
+}
+
+
+def sides():
+    return st.sampled_from(sorted(SIDES)).flatmap(
+        lambda dataset: st.tuples(st.just(dataset), st.sampled_from(SIDES[dataset][1])))
+
+
+def central_set(region, city: str, dataset: str, condition: str) -> str:
+    keys, _ = SIDES[dataset]
+    where = f" WHERE {condition}" if condition else ""
+    return " UNION ".join(f"SELECT {k} AS k FROM {city}.{dataset}{where}" for k in keys)
+
+
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pair=st.permutations(CITIES).map(lambda c: c[:2]), owner_side=sides(),
+       partner_side=sides())
+def test_matches_equal_duckdb_over_both_cities(region, pair, owner_side, partner_side):
+    """The oracle: what the owner learns equals DuckDB's intersection of the two sets, computed
+    over copies of both cities' files; and a member granted row gets the same count, exact."""
+    owner, partner = pair
+    plan_sides = [side(city, SideSpec(dataset, SIDES[dataset][0], condition))
+                  for city, (dataset, condition) in zip(pair, (owner_side, partner_side),
+                                                        strict=True)]
+    expected = {row[0] for row in region.central.execute(
+        f"SELECT k FROM ({central_set(region, owner, *owner_side)}) WHERE k IS NOT NULL "
+        f"INTERSECT SELECT k FROM ({central_set(region, partner, *partner_side)})").fetchall()}
+    revealed = run_linkage(region.coordinator(owner), plan_for(
+        owner=plan_sides[0], partner=plan_sides[1], mode="reveal-to-owner"),
+        purpose=ORACLE_PURPOSE)
+    assert revealed.complete, revealed.outcomes
+    assert set(revealed.result.matched_keys) == expected
+    counted = run_linkage(region.coordinator(EXACT), plan_for(
+        owner=plan_sides[0], partner=plan_sides[1], mode="count"),
+        purpose=ORACLE_PURPOSE)
+    assert counted.complete, counted.outcomes
+    assert counted.result.exact and counted.result.count == len(expected)
+
+
 def test_an_exact_count_for_a_member_granted_row(region):
     check = "medical-two-cities"
     for owner, partner in (("beijing", "tianjin"), ("tianjin", "langfang")):
@@ -126,6 +191,23 @@ def test_a_count_under_match_is_noised_padded_and_charged(region):
     assert not result.matched_keys
     assert outcome.budget.epsilon_spent >= 1.0
     assert all(o.private for o in outcome.outcomes)
+
+
+def test_a_spent_budget_refuses_the_linkage_before_anything_leaves(region):
+    """Each linkage under `match` charges ε 1 at each city; the seventh finds the day's ε 6
+    spent. The city that refuses says so; nothing of its set left it."""
+    check = "medical-two-cities"
+    for _ in range(7):
+        plan = build_plan(check, owner="shijiazhuang", partner="baoding", mode="count")
+        outcome = run_linkage(region.coordinator(PRIVATE), plan, purpose=CHECKS[check].purpose)
+        if not outcome.complete:
+            break
+    assert not outcome.complete
+    refused = [o for o in outcome.outcomes if o.status is CityStatus.REFUSED]
+    assert refused and refused[0].code == "RESOURCE_EXHAUSTED", outcome.outcomes
+    assert "budget" in refused[0].detail
+    assert refused_in_audit(region, refused[0].city, PRIVATE, "PRIVACY_BUDGET_EXHAUSTED")
+    assert outcome.traffic["partner→owner"] == 0 or refused[0].city == "shijiazhuang"
 
 
 def test_reveal_to_owner_for_another_citys_records_is_refused_and_audited(region):
@@ -266,3 +348,55 @@ def refused_in_audit(region, city: str, caller: str, reason: str) -> bool:
     records = read_records(region.directory / f"{city}.state" / "audit", caller=caller,
                            decision="refused")
     return any(r.get("reason", "").startswith(reason) for r in records)
+
+
+def test_cityfed_match_prints_each_pair_and_what_each_party_learned(region, capsys):
+    from node.cli import main as cityfed
+
+    argv = ["match", "deceased-pension", "--all-pairs", "--mode", "reveal-to-owner", "--as",
+            "tianjin", "--region", str(region.directory), "--json"]
+    assert cityfed(argv) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [(r["owner"], r["partner"]) for r in results] == [
+        ("tianjin", p) for p in CITIES if p != "tianjin"]
+    for result in results:
+        assert set(result["matched_keys"]) == planted(
+            region.truth, "deceased-pension", "tianjin", result["partner"])
+        assert {r["step"] for r in result["receipts"]} == {"open", "reblind", "finish"}
+    assert cityfed(["match", "bigamy", "--owner", "beijing", "--partner", "baoding", "--as",
+                    PRIVATE, "--region", str(region.directory)]) == 0
+    said = capsys.readouterr().out
+    assert "about" in said and "differentially private" in said
+    assert "baoding learned the size of beijing's set" in said
+    # A refusal is an incomplete answer (exit 3) naming the city and why.
+    assert cityfed(["match", "bigamy", "--owner", "beijing", "--partner", "baoding", "--as",
+                    OUTSIDER, "--region", str(region.directory)]) == 3
+    assert "needs match" in capsys.readouterr().out
+
+
+def test_federated_match_through_a_gateway(region):
+    from federation.gateway import start_gateway
+    from federation.identity import channel_options
+
+    manifest, identity = region.trusted.directory.open_as("langfang")
+    gateway = start_gateway(manifest, identity, "127.0.0.1:0")
+    try:
+        channel = grpc.secure_channel(f"127.0.0.1:{gateway.port}",
+                                      identity.channel_credentials(),
+                                      options=channel_options("langfang", manifest.region))
+        stub = federation_pb2_grpc.FederationServiceStub(channel)
+        response = stub.FederatedMatch(federation_pb2.FederatedMatchRequest(
+            check="medical-two-cities", owner="langfang", partner="beijing",
+            mode=linkage_pb2.LINKAGE_MODE_REVEAL_TO_OWNER), timeout=60)
+        assert set(response.result.matched_keys) == planted(
+            region.truth, "medical-two-cities", "langfang", "beijing")
+        assert [o.city for o in response.outcomes] == ["langfang", "beijing"]
+        assert all(o.receipt for o in response.outcomes)
+        assert len(response.plan.linkage_id) == 16
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.FederatedMatch(federation_pb2.FederatedMatchRequest(
+                check="no-such-check", owner="langfang", partner="beijing"), timeout=10)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        channel.close()
+    finally:
+        gateway.stop()

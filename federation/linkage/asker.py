@@ -170,11 +170,17 @@ class _Run:
                 self.owner).with_call(self._partner_points(to_owner), timeout=self._left())
             self.traffic["owner result"][0] += len(self.finish_bytes)
         except grpc.RpcError as error:
-            self.errors.setdefault(self.owner.id, error)
+            finish_error = error
+        else:
+            finish_error = None
         for relay in self.relays:
             relay.join(timeout=5)
-            if relay.error is not None:
-                self.errors.setdefault(self.partner.id, relay.error)
+        partner_errors = [r.error for r in self.relays if r.error is not None]
+        if partner_errors:
+            # The owner's FinishLinkage then failed only for want of the partner's points.
+            self.errors.setdefault(self.partner.id, _first_cause(partner_errors))
+        elif finish_error is not None:
+            self.errors.setdefault(self.owner.id, finish_error)
 
     def _owner_points(self, first) -> Iterator[node_pb2.ReblindLinkageRequest]:
         try:
@@ -254,6 +260,11 @@ class _Run:
         for member, step, call, covered in steps:
             outcome.receipts.append(StepReceipt(member.id, step, _receipt(
                 self.coordinator, member, call, self.plan_bytes, covered)))
+
+
+def _first_cause(errors: list[grpc.RpcError]) -> grpc.RpcError:
+    """The error that says why: a relay cancelled because the other one failed says nothing."""
+    return next((e for e in errors if e.code() != grpc.StatusCode.CANCELLED), errors[0])
 
 
 def _bytes(summary: linkage_pb2.LinkageSummary | None) -> bytes:
