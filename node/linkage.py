@@ -73,6 +73,7 @@ class LinkageLimits:
     session_seconds: float = 900.0
     max_points: int = 20_000_000
     max_sessions: int = 4
+    max_response_bytes: int = 64 * 1024 * 1024
 
     @property
     def per_caller(self) -> int:
@@ -382,8 +383,11 @@ class LinkageNode:
             owner_points=session.points, owner_padded=session.private,
             partner_points=partner.points, partner_padded=partner.padded)
         if session.plan.mode == Mode.LINKAGE_MODE_REVEAL_TO_OWNER:
-            matched = session.keys.take(pa.array(session.order[positions])).to_pylist()
-            result.matched_keys.extend(sorted(matched))
+            matched = session.keys.take(pa.array(session.order[positions]))
+            if matched.nbytes + 8 * len(matched) > self.limits.max_response_bytes:
+                raise TooLarge(f"{len(matched)} of this city's records matched, more than one "
+                               "answer of this node holds; narrow the condition or ask a count")
+            result.matched_keys.extend(sorted(matched.to_pylist()))
             result.count, result.exact = len(matched), True
         else:
             _release_count(result, len(positions), session.count_epsilon, partner.count_epsilon)

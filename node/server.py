@@ -256,7 +256,8 @@ def start_node(config: NodeConfig) -> RunningNode:
                           blinder=blinder, limits=LinkageLimits(
                               session_seconds=config.linkage_session_seconds,
                               max_points=config.linkage_max_points,
-                              max_sessions=config.linkage_max_sessions))
+                              max_sessions=config.linkage_max_sessions,
+                              max_response_bytes=config.max_response_bytes))
     node_pb2_grpc.add_NodeServiceServicer_to_server(
         NodeServicer(config, store, trust, budget, linkage), server)
     health_servicer = add_health_and_reflection(server, [NODE_SERVICE])
