@@ -225,7 +225,7 @@ class Coordinator:
             response_bytes, call = self._aggregate_call(member).with_call(
                 request, timeout=timeout, metadata=(("authorization", f"Bearer {token}"),))
         except grpc.RpcError as error:
-            return _failure(member, error, _elapsed_ms(started)), None
+            return failed_call(member, error, _elapsed_ms(started)), None
         elapsed = _elapsed_ms(started)
         try:
             receipt = self._check_receipt(member, call, request.plan, response_bytes)
@@ -261,7 +261,8 @@ def _elapsed_ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def _failure(member: Member, error: grpc.RpcError, elapsed_ms: float) -> CityOutcome:
+def failed_call(member: Member, error: grpc.RpcError, elapsed_ms: float) -> CityOutcome:
+    """A city's outcome for a call that ended in an error: refused, timed out, unreachable."""
     code = error.code()
     status = _STATUS_OF_CODE.get(code, CityStatus.FAILED)
     if error_reason(error) == BudgetExhausted.reason:  # the city's policy refuses: not a fault

@@ -21,7 +21,7 @@ import grpc
 from cityfed.v1 import linkage_pb2, node_pb2
 from google.protobuf.message import DecodeError
 
-from federation.coordinator import CityOutcome, CityStatus, Coordinator, _failure
+from federation.coordinator import CityOutcome, CityStatus, Coordinator, failed_call
 from federation.errors import InvalidArgument, InvalidQuery
 from federation.linkage.plan import check_linkage_plan
 from federation.members import Member
@@ -215,7 +215,7 @@ class _Run:
         if self.errors:
             self._refuse_invalid()
             outcome.outcomes = [
-                _failure(m, self.errors[m.id], elapsed * 1000) if m.id in self.errors else
+                failed_call(m, self.errors[m.id], elapsed * 1000) if m.id in self.errors else
                 CityOutcome(m.id, CityStatus.FAILED, code="ABORTED",
                             detail="the other city did not complete its part",
                             elapsed_ms=elapsed * 1000)
