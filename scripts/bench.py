@@ -6,6 +6,11 @@ breakdown and the naive pull-the-rows alternative; writes REPORT.md, results.jso
     .venv/bin/python scripts/bench.py --policy demo   # the deployed policy: private answers
     .venv/bin/python scripts/bench.py --only private-10m   # issue 9's figures only, into
                                                    # bench-results/private/ (~2 minutes cached)
+    .venv/bin/python scripts/bench.py --only psi   # private set intersection: the real
+                                                   # protocol at 1e5, 1e6 and 1e7 identifiers a
+                                                   # side beside openmined-psi, into
+                                                   # bench-results/psi/ (~40 minutes; --quick:
+                                                   # 1e4 only, seconds)
     .venv/bin/python scripts/bench.py --out DIR    # write somewhere other than bench-results/
 
 The machine is shared and noisy, so every figure that is compared is measured alternately with
@@ -35,6 +40,8 @@ from benchlib.measure import (
 )
 from benchlib.noise import measure_noise
 from benchlib.private import layout_trial, private_floor
+from benchlib.psi import PSI_FULL, PSI_QUICK, run_psi
+from benchlib.psi_report import write_psi_outputs
 from benchlib.pushdown import NaiveCoordinator, compare_naive
 from benchlib.queries import BY_HOUR, LATENCY_QUERIES, SMALL, compared
 from benchlib.report import write_outputs
@@ -115,6 +122,8 @@ PRIVATE_QUICK = replace(PRIVATE_10M, mode="private-quick", row_sweep=(20_000,),
                         private_floor_runs=2)
 # --only NAME: (config, config with --quick, policy, output folder under bench-results/)
 ONLY = {"private-10m": (PRIVATE_10M, PRIVATE_QUICK, "demo", "private")}
+# --only psi: the private set intersection between two nodes (benchlib.psi), its own section.
+PSI = "psi"
 
 
 @dataclass(frozen=True)
@@ -144,6 +153,8 @@ def plan_scales(config: BenchConfig) -> list[ScaleTasks]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.only == PSI:
+        return run_psi_section(args)
     config, policy = QUICK if args.quick else FULL, args.policy
     out = args.out or RESULTS
     work = args.work or out / "tmp"
@@ -158,6 +169,18 @@ def main(argv: list[str] | None = None) -> int:
     bench.results.note = args.note
     results = bench.run()
     checked = write_outputs(results, out)
+    print_verdicts(checked, out)
+    return 0
+
+
+def run_psi_section(args: argparse.Namespace) -> int:
+    out = (args.out or RESULTS / PSI).resolve()
+    work = (args.work or out.parent / "tmp").resolve()  # beside it, as for private-10m
+    config = PSI_QUICK if args.quick else PSI_FULL
+    if args.psi_sizes:
+        config = config.with_sizes(tuple(args.psi_sizes))
+    results = run_psi(config, work, machine_info(ROOT), note=args.note, log=console.log)
+    checked = write_psi_outputs(results, out)
     print_verdicts(checked, out)
     return 0
 
@@ -180,12 +203,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "name for it) or demo (the deployed policy: the aggregate level, "
                              "differentially private answers, with a budget per period large "
                              "enough for the bench)")
-    parser.add_argument("--only", choices=sorted(ONLY),
+    parser.add_argument("--only", choices=sorted([*ONLY, PSI]),
                         help="private-10m: only issue 9's figures (the demo policy at 5 cities "
                              "× 10M rows against central and against pulling the raw rows, the "
                              "private path's floor, the same questions exact), written to "
                              "bench-results/private/ unless --out says otherwise; with --quick "
-                             "the same at 5 × 20,000 rows")
+                             "the same at 5 × 20,000 rows. psi: private set intersection "
+                             "between two nodes at 1e5, 1e6 and 1e7 identifiers a side, its "
+                             "floor and openmined-psi at 1e5 and 1e6, written to "
+                             "bench-results/psi/ (--node-threads, --node-memory and --policy "
+                             "do not apply); with --quick at 1e4 only")
+    parser.add_argument("--psi-sizes", type=lambda text: int(float(text)), nargs="+",
+                        metavar="N", help="with --only psi: measure only these numbers of "
+                                          "identifiers per side (1e6 or 1000000); with --quick "
+                                          "the private linkage, the arithmetic alone and "
+                                          "openmined-psi at each too")
     parser.add_argument("--note", default="", help="a line about this run for the report")
     return parser.parse_args(argv)
 

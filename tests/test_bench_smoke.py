@@ -1,6 +1,7 @@
-"""`scripts/bench.py --quick` runs end to end and writes a well-formed report, and so does the
-private path's run (`--quick --only private-10m`); no timing is asserted (the machine is shared
-and noisy)."""
+"""`scripts/bench.py --quick` runs end to end and writes a well-formed report, and so do the
+private path's run (`--quick --only private-10m`) and the private set intersection's (`--quick
+--only psi`, at 2,000 identifiers a side); no timing is asserted (the machine is shared and
+noisy)."""
 
 from __future__ import annotations
 
@@ -113,3 +114,49 @@ def test_private_bench_reports_noisy_answers_their_error_and_floor(private_out: 
         assert comparison["results_match"] and not comparison["private"], comparison
     assert [v["status"] for v in results["verdicts"]] and all(
         v["status"] in ("PASS", "MISS") for v in results["verdicts"])
+
+
+@pytest.fixture(scope="module")
+def psi_out(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("bench-psi") / "psi"
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench.py"), "--quick", "--only", "psi",
+         "--psi-sizes", "2000", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    assert (out.parent / "tmp").is_dir()  # the data cache goes beside the report, not in it
+    return out
+
+
+@pytest.mark.timeout(180)
+def test_psi_bench_reports_the_real_protocol_its_floor_and_the_library(psi_out: Path):
+    report = (psi_out / "REPORT.md").read_text(encoding="utf-8")
+    for heading in ("## Targets", "## The real protocol, by size", "## The floor",
+                    "## Where the time goes", "## Memory per party",
+                    "## The private linkage (match grant)", "## OpenMined's PSI, same run"):
+        assert heading in report
+    results = json.loads((psi_out / "results.json").read_text())
+    assert results["mode"] == "psi-quick"
+    (size,) = results["sizes"]
+    assert size["n"] == 2000 and size["overlap"] == 200
+    for run in size["runs"]:  # the row grant: every count exact, the planted overlap
+        assert run["exact"] and run["correct"] and run["count"] == 200, run
+        assert run["owner_points"] == run["partner_points"] == 2000
+        assert run["bytes_moved"] >= 32 * 3 * 2000
+        for party in ("beijing", "tianjin"):  # the node, its fork server and its workers
+            use = run["parties"][party]
+            assert use["processes"] >= 3 and use["peak_hwm_sum_mb"] > 0
+            assert use["cpu_seconds"]["descendants"] > 0
+    (private,) = size["private_runs"]
+    assert not private["exact"] and private["owner_points"] > 2000
+    assert len(size["floors"]) == 2 and size["floor_seconds"] > 0
+    assert size["arithmetic"]["correct"] and size["library"]["raw"]["correct"]
+    assert [v["status"] for v in results["verdicts"]] and all(
+        v["status"] in ("PASS", "MISS") for v in results["verdicts"])
+
+
+@pytest.mark.timeout(180)
+def test_psi_bench_leaves_no_node_running(psi_out: Path):
+    leftover = subprocess.run(["pgrep", "-f", f"node serve --config {psi_out.parent}"],
+                              capture_output=True, text=True)
+    assert leftover.stdout.strip() == ""

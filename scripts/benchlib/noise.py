@@ -43,10 +43,13 @@ def _machine_seconds() -> tuple[float, float]:
 
 @contextmanager
 def measure_noise(section: str, pids: Sequence[int],
-                  record: Callable[[Noise], None]) -> Iterator[None]:
-    """Time a section and record how much CPU went to work other than the benchmark's."""
+                  record: Callable[[Noise], None], children: bool = False) -> Iterator[None]:
+    """Time a section and record how much CPU went to work other than the benchmark's; with
+    `children`, the bench's child processes that end within the section count as its own."""
     def own() -> float:
-        return time.process_time() + processes_cpu_seconds(pids)
+        reaped = os.times() if children else None
+        return (time.process_time() + processes_cpu_seconds(pids)
+                + (reaped.children_user + reaped.children_system if reaped else 0.0))
 
     busy, steal = _machine_seconds()
     mine, started = own(), time.perf_counter()

@@ -45,12 +45,13 @@ def identifiers(n: int, overlap: int, side: str) -> list[str]:
             + [f"{side}-{i:09d}" for i in range(n - overlap)])
 
 
-def floor_seconds(n_owner: int, n_partner: int, workers: int) -> dict[str, Any]:
+def floor_seconds(n_owner: int, n_partner: int, workers: int,
+                  samples: int = 20_000) -> dict[str, Any]:
     ops = 2 * (n_owner + n_partner)
-    alone = x25519_seconds_per_op()
+    alone = x25519_seconds_per_op(samples)
     with ProcessPoolExecutor(workers,
                              mp_context=multiprocessing.get_context("forkserver")) as pool:
-        loaded = max(pool.map(x25519_seconds_per_op, [20000] * workers))
+        loaded = max(pool.map(x25519_seconds_per_op, [samples] * workers))
     return {
         "n_owner": n_owner, "n_partner": n_partner, "workers": workers, "x25519_ops": ops,
         "x25519_us_alone": round(alone * 1e6, 2),
