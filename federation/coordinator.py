@@ -228,7 +228,7 @@ class Coordinator:
             return failed_call(member, error, _elapsed_ms(started)), None
         elapsed = _elapsed_ms(started)
         try:
-            receipt = self._check_receipt(member, call, request.plan, response_bytes)
+            receipt = self.check_receipt(member, call, request.plan, response_bytes)
             response = node_pb2.AggregateResponse.FromString(response_bytes)
         except (ReceiptInvalid, DecodeError) as error:
             return CityOutcome(member.id, CityStatus.FAILED, code="DATA_LOSS",
@@ -243,12 +243,14 @@ class Coordinator:
                            epsilon_charged=report.epsilon, epsilon_remaining=left,
                            privacy=report), response.groups
 
-    def _check_receipt(self, member: Member, call, plan_bytes: bytes,
-                       response_bytes: bytes) -> Receipt | None:
+    def check_receipt(self, member: Member, call, plan_bytes: bytes,
+                      response_bytes: bytes) -> Receipt | None:
+        """The receipt in a call's trailing metadata, verified to be `member`'s for exactly
+        these plan and response bytes (unless receipts are not verified)."""
         found = [v for k, v in call.trailing_metadata() or () if k == RECEIPT_METADATA_KEY]
         if not found:
             if self.verify_receipts:
-                raise ReceiptInvalid("the city sent no receipt")
+                raise ReceiptInvalid(f"{member.id} sent no receipt")
             return None
         receipt = Receipt.from_json(found[0])
         if self.verify_receipts:

@@ -8,8 +8,10 @@ row's value is ever cast, and quoted in an error, at run time.
 from __future__ import annotations
 
 import hashlib
+from typing import TypeVar
 
 from cityfed.v1 import query_pb2
+from google.protobuf.message import Message
 
 from federation.compile import ARITY, date_part_name
 from federation.datasets import DATASETS, Dataset
@@ -17,6 +19,7 @@ from federation.errors import InvalidQuery, TooLarge
 from federation.typecheck import PlanTypes, QueryTypeError, check_plan_types, check_query_types
 
 A = query_pb2.AggregateFunction
+M = TypeVar("M", bound=Message)
 F = query_pb2.Function
 
 MAX_EXPRESSION_NODES = 5_000
@@ -33,13 +36,18 @@ def plan_hash(plan_bytes: bytes) -> str:
 
 
 def parse_plan(plan_bytes: bytes) -> query_pb2.AggregatePlan:
+    return parse_plan_bytes(plan_bytes, query_pb2.AggregatePlan())
+
+
+def parse_plan_bytes(plan_bytes: bytes, plan: M) -> M:
+    """Parse plan bytes of at most MAX_PLAN_BYTES into `plan`, an empty message."""
     if len(plan_bytes) > MAX_PLAN_BYTES:
         raise TooLarge(f"the plan is {len(plan_bytes)} bytes; the limit is {MAX_PLAN_BYTES}")
-    plan = query_pb2.AggregatePlan()
     try:
         plan.ParseFromString(plan_bytes)
     except Exception:  # protobuf raises its own DecodeError, sometimes others, on bad bytes
-        raise InvalidQuery("the plan bytes are not a serialized cityfed.v1.AggregatePlan") from None
+        raise InvalidQuery(f"the plan bytes are not a serialized "
+                           f"{plan.DESCRIPTOR.full_name}") from None
     return plan
 
 

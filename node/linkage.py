@@ -290,22 +290,16 @@ class LinkageNode:
 
     def reblind(self, messages: Iterator[Message], caller: Caller) -> Iterator[Message]:
         facts = call_facts.current()
-        messages = iter(messages)
-        first = next(messages, None)
-        if first is None:
-            raise LinkageIncomplete("no points were sent")
-        session = self.sessions.get(_linkage_id(first), caller.id, PARTNER)
-        self._claim(session, "reblinding", "the counterpart's set was already re-blinded in "
-                                           "this session; each set is re-blinded once")
-        facts.update(plan_bytes=session.plan_bytes, linkage_id=session.linkage_id.hex(),
-                     linkage_role=PARTNER, linkage_mode=mode_name(session.plan.mode),
-                     purpose=session.purpose)
+        session, messages = self._continue(
+            messages, caller, PARTNER, "reblinding",
+            "the counterpart's set was already re-blinded in this session; each set is "
+            "re-blinded once", facts)
         incoming = _Incoming(session.counterpart, Step.LINKAGE_STEP_BLINDED,
                              self.limits.max_points)
         try:
             digest = hashlib.sha256()
             sent = 0
-            points_in = incoming.points(_prepend(first, messages))
+            points_in = incoming.points(messages)
             for index, points in enumerate(self.blinder.blind_stream(session.scalar,
                                                                      points_in)):
                 digest.update(points)
@@ -334,18 +328,11 @@ class LinkageNode:
     def finish(self, messages: Iterator[Message], caller: Caller,
                ) -> tuple[linkage_pb2.LinkageResult, BudgetState | None]:
         facts = call_facts.current()
-        messages = iter(messages)
-        first = next(messages, None)
-        if first is None:
-            raise LinkageIncomplete("no points were sent")
-        session = self.sessions.get(_linkage_id(first), caller.id, OWNER)
-        self._claim(session, "finishing", "this linkage was already compared; each is "
-                                          "compared once")
-        facts.update(plan_bytes=session.plan_bytes, linkage_id=session.linkage_id.hex(),
-                     linkage_role=OWNER, linkage_mode=mode_name(session.plan.mode),
-                     purpose=session.purpose)
+        session, messages = self._continue(
+            messages, caller, OWNER, "finishing",
+            "this linkage was already compared; each is compared once", facts)
         try:
-            return self._compare(session, _prepend(first, messages), facts), session.budget
+            return self._compare(session, messages, facts), session.budget
         finally:
             self.sessions.end(session)
 
@@ -396,11 +383,23 @@ class LinkageNode:
 
     # Helpers ----------------------------------------------------------------------------------
 
-    def _claim(self, session: Session, phase: str, refusal: str) -> None:
+    def _continue(self, messages: Iterator[Message], caller: Caller, role: str, phase: str,
+                  refusal: str, facts: dict) -> tuple[Session, Iterator[Message]]:
+        """The session the first message names, this phase of it claimed (once: `refusal`
+        otherwise), and every message, the first included."""
+        messages = iter(messages)
+        first = next(messages, None)
+        if first is None:
+            raise LinkageIncomplete("no points were sent")
+        session = self.sessions.get(_linkage_id(first), caller.id, role)
         with session.lock:
             if getattr(session, phase):
                 raise LinkageRefused(refusal)
             setattr(session, phase, True)
+        facts.update(plan_bytes=session.plan_bytes, linkage_id=session.linkage_id.hex(),
+                     linkage_role=role, linkage_mode=mode_name(session.plan.mode),
+                     purpose=session.purpose)
+        return session, _prepend(first, messages)
 
     def _signed_chunk(self, session: Session, step: int, index: int,
                       points: bytes) -> linkage_pb2.LinkageChunk:

@@ -25,7 +25,7 @@ from federation.coordinator import CityOutcome, CityStatus, Coordinator, failed_
 from federation.errors import InvalidArgument, InvalidQuery
 from federation.linkage.plan import check_linkage_plan
 from federation.members import Member
-from federation.receipts import RECEIPT_METADATA_KEY, Receipt, ReceiptInvalid, verify_receipt
+from federation.receipts import Receipt, ReceiptInvalid
 
 DEFAULT_LINKAGE_TIMEOUT = 600.0
 RELAY_DEPTH = 16  # messages waiting for the owner's FinishLinkage, per relay
@@ -258,8 +258,8 @@ class _Run:
                  (self.partner, "reblind", self.reblind, _bytes(reblind_relay.summary)),
                  (self.owner, "finish", self.finish_call, self.finish_bytes)]
         for member, step, call, covered in steps:
-            outcome.receipts.append(StepReceipt(member.id, step, _receipt(
-                self.coordinator, member, call, self.plan_bytes, covered)))
+            outcome.receipts.append(StepReceipt(member.id, step, self.coordinator.check_receipt(
+                member, call, self.plan_bytes, covered)))
 
 
 def _first_cause(errors: list[grpc.RpcError]) -> grpc.RpcError:
@@ -269,20 +269,6 @@ def _first_cause(errors: list[grpc.RpcError]) -> grpc.RpcError:
 
 def _bytes(summary: linkage_pb2.LinkageSummary | None) -> bytes:
     return summary.SerializeToString() if summary is not None else b""
-
-
-def _receipt(coordinator: Coordinator, member: Member, call, plan_bytes: bytes,
-             covered: bytes) -> Receipt | None:
-    found = [v for k, v in call.trailing_metadata() or () if k == RECEIPT_METADATA_KEY]
-    if not found:
-        if coordinator.verify_receipts:
-            raise ReceiptInvalid(f"{member.id} sent no receipt")
-        return None
-    receipt = Receipt.from_json(found[0])
-    if coordinator.verify_receipts:
-        verify_receipt(receipt, manifest=coordinator.manifest, city=member.id,
-                       plan_bytes=plan_bytes, response_bytes=covered)
-    return receipt
 
 
 def _prepend(first, rest):

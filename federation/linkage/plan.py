@@ -22,9 +22,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from federation.compile import expression_nodes
 from federation.datasets import DATASETS, Dataset
-from federation.errors import InvalidQuery, LinkageRefused, TooLarge
+from federation.errors import InvalidQuery, LinkageRefused
 from federation.manifest import Manifest
-from federation.plan import MAX_PLAN_BYTES, check_plan
+from federation.plan import check_plan, parse_plan_bytes
 
 LINKAGE_ID_BYTES = 16
 MAX_KEY_COLUMNS = 4
@@ -46,14 +46,7 @@ def mode_name(mode: int) -> str:
 
 
 def parse_linkage_plan(plan_bytes: bytes) -> linkage_pb2.LinkagePlan:
-    if len(plan_bytes) > MAX_PLAN_BYTES:
-        raise TooLarge(f"the plan is {len(plan_bytes)} bytes; the limit is {MAX_PLAN_BYTES}")
-    plan = linkage_pb2.LinkagePlan()
-    try:
-        plan.ParseFromString(plan_bytes)
-    except Exception:  # protobuf raises its own DecodeError, sometimes others, on bad bytes
-        raise InvalidQuery("the plan bytes are not a serialized cityfed.v1.LinkagePlan") from None
-    return plan
+    return parse_plan_bytes(plan_bytes, linkage_pb2.LinkagePlan())
 
 
 def check_linkage_plan(plan: linkage_pb2.LinkagePlan) -> None:
