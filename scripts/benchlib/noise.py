@@ -42,13 +42,15 @@ def _machine_seconds() -> tuple[float, float]:
 
 
 @contextmanager
-def measure_noise(section: str, pids: Sequence[int],
+def measure_noise(section: str, pids: Sequence[int] | Callable[[], Sequence[int]],
                   record: Callable[[Noise], None], children: bool = False) -> Iterator[None]:
-    """Time a section and record how much CPU went to work other than the benchmark's; with
-    `children`, the bench's child processes that end within the section count as its own."""
+    """Time a section and record how much CPU went to work other than the benchmark's. `pids`
+    may be a function, asked again at the end: a process started within the section counts
+    from zero. With `children`, the bench's child processes that end within the section count
+    as its own."""
     def own() -> float:
         reaped = os.times() if children else None
-        return (time.process_time() + processes_cpu_seconds(pids)
+        return (time.process_time() + processes_cpu_seconds(pids() if callable(pids) else pids)
                 + (reaped.children_user + reaped.children_system if reaped else 0.0))
 
     busy, steal = _machine_seconds()

@@ -422,7 +422,9 @@ def measure_size(config: PsiConfig, n: int, root: Path, *, cores: int,
             found.warm_up_seconds = time.perf_counter() - started
             log(f"warm-up: {warm.owner_points:,} × {warm.partner_points:,} points in "
                 f"{warm.seconds:.2f} s")
-            watched = [p for party in parties() for p in party.pids()]
+            def watched() -> list[int]:  # a node may start a blinding worker at any time
+                return [p for party in parties() for p in party.pids()]
+
             with _noise(on_noise, f"PSI {n:,} × {n:,}, real protocol", watched):
                 for index in range(config.runs_for(n)):
                     run = linkage_once(coordinator, data, parties(),
@@ -467,7 +469,7 @@ def _floor(n: int, cores: int, samples: int, when: str, log) -> dict[str, Any]:
     return floor
 
 
-def _noise(on_noise, section: str, pids: list[int], children: bool = False):
+def _noise(on_noise, section: str, pids, children: bool = False):
     if on_noise is None:
         return nullcontext()
     return measure_noise(section, pids, on_noise, children=children)
