@@ -125,8 +125,18 @@ class ConfigError(CityfedError):
 
 
 class StoreUnavailable(CityfedError):
+    """The city's database cannot be opened or written (a full disk, an I/O error)."""
+
     status = grpc.StatusCode.UNAVAILABLE
     reason = "STORE_UNAVAILABLE"
+
+
+class StateUnavailable(CityfedError):
+    """The node cannot write its own state: the memory of token ids or the privacy budget
+    (a full disk, an I/O error). Nothing is answered until it can; retry later."""
+
+    status = grpc.StatusCode.UNAVAILABLE
+    reason = "STATE_UNAVAILABLE"
 
 
 class LinkageRefused(CityfedError):

@@ -8,7 +8,9 @@ WAL mode: a committed charge survives `kill -9`; `sync=True` also survives power
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import logging
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -16,8 +18,11 @@ from pathlib import Path
 
 from cityfed.v1 import node_pb2
 
-from federation.errors import BudgetExhausted
+from federation.errors import BudgetExhausted, StateUnavailable
 from node.policy import PrivacySettings
+from node.replay import open_sqlite, write_failure
+
+log = logging.getLogger(__name__)
 
 _EPSILON_SLACK = 1e-9  # float sums of ε: 10 × 0.1 must fit a budget of 1.0
 
@@ -68,17 +73,19 @@ def period_of(kind: str, now: dt.datetime) -> tuple[str, dt.datetime]:
 
 class PrivacyBudget:
     def __init__(self, path: Path, *, sync: bool = False, clock=None) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._lock = threading.Lock()
-        self._connection = sqlite3.connect(str(path), check_same_thread=False,
-                                           isolation_level=None)
-        self._connection.execute("PRAGMA journal_mode=WAL")
-        self._connection.execute(f"PRAGMA synchronous={'FULL' if sync else 'NORMAL'}")
-        self._connection.execute(
-            "CREATE TABLE IF NOT EXISTS spent (caller TEXT NOT NULL, purpose TEXT NOT NULL, "
-            "period TEXT NOT NULL, epsilon REAL NOT NULL, delta REAL NOT NULL, "
-            "questions INTEGER NOT NULL, PRIMARY KEY (caller, purpose, period))")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._connection = open_sqlite(
+                path, f"PRAGMA synchronous={'FULL' if sync else 'NORMAL'}",
+                "CREATE TABLE IF NOT EXISTS spent (caller TEXT NOT NULL, purpose TEXT NOT NULL, "
+                "period TEXT NOT NULL, epsilon REAL NOT NULL, delta REAL NOT NULL, "
+                "questions INTEGER NOT NULL, PRIMARY KEY (caller, purpose, period))")
+        except (OSError, sqlite3.Error) as error:
+            raise StateUnavailable(f"cannot open the privacy budget {path}: "
+                                   f"{write_failure(error)}") from None
 
     def close(self) -> None:
         with self._lock:
@@ -101,8 +108,8 @@ class PrivacyBudget:
         key, resets_at = period_of(limits.period, self._clock())
         with self._lock:
             connection = self._connection
-            connection.execute("BEGIN IMMEDIATE")
             try:
+                connection.execute("BEGIN IMMEDIATE")
                 row = connection.execute(
                     "SELECT epsilon, delta FROM spent WHERE caller = ? AND purpose = ? "
                     "AND period = ?", (caller, purpose, key)).fetchone()
@@ -128,10 +135,23 @@ class PrivacyBudget:
                     "epsilon = epsilon + excluded.epsilon, delta = delta + excluded.delta, "
                     "questions = questions + 1", (caller, purpose, key, epsilon, delta))
                 connection.execute("COMMIT")
+            except sqlite3.Error as error:
+                self._roll_back()
+                log.error("%s: cannot charge a privacy budget: %s", self.path,
+                          write_failure(error))
+                raise StateUnavailable("this node cannot charge the privacy budget (its disk "
+                                       "may be full); nothing was answered, try again later"
+                                       ) from None
             except BaseException:
-                connection.execute("ROLLBACK")
+                self._roll_back()
                 raise
         return after
+
+    def _roll_back(self) -> None:
+        # SQLite rolls a transaction back itself when a disk is full; ROLLBACK would then fail.
+        if self._connection.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._connection.execute("ROLLBACK")
 
 
 def budget_limits(settings: PrivacySettings) -> BudgetLimits:

@@ -15,6 +15,7 @@ from federation import cli as federation_cli
 from federation.errors import CityfedError, FileMissing
 from node import audit_cli, policy_cli
 from node.config import load_config
+from node.doctor import cannot_start
 from node.ingest import IngestMode
 from node.server import keep_private, start_node
 from node.store import Store
@@ -68,7 +69,10 @@ def run_serve(args: argparse.Namespace, out, err) -> int:
     if args.listen:
         config = dataclasses.replace(config, listen=args.listen)
     stop = federation_cli.stop_on_signal()
-    running = start_node(config)
+    try:
+        running = start_node(config)
+    except OSError as error:  # a full disk, a folder it may not write: one line, no traceback
+        raise cannot_start(config, error) from None
     print(f"{config.city} listening on {running.address}", file=out, flush=True)
     stop.wait()
     running.stop()

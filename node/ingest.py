@@ -8,6 +8,7 @@ changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import secrets
 from dataclasses import dataclass
@@ -117,8 +118,15 @@ def add_rank_column(cursor: duckdb.DuckDBPyConnection, dataset: Dataset) -> None
         rank_rows_if_new(cursor, dataset)
         cursor.execute("COMMIT")
     except BaseException:
-        cursor.execute("ROLLBACK")
+        roll_back(cursor)
         raise
+
+
+def roll_back(cursor: duckdb.DuckDBPyConnection) -> None:
+    """Roll back the open transaction, if DuckDB has not already ended it: a commit that failed
+    to write (a full disk) leaves none, and ROLLBACK would hide why it failed."""
+    with contextlib.suppress(duckdb.TransactionException):
+        cursor.execute("ROLLBACK")
 
 
 def rank_rows_if_new(cursor: duckdb.DuckDBPyConnection, dataset: Dataset) -> None:
@@ -173,7 +181,7 @@ def load_into(cursor: duckdb.DuckDBPyConnection, dataset: Dataset, path: Path,
             rank_rows_if_new(cursor, dataset)
             cursor.execute("COMMIT")
         except BaseException:
-            cursor.execute("ROLLBACK")
+            roll_back(cursor)
             raise
     finally:
         cursor.unregister(STAGING)

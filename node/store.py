@@ -46,9 +46,16 @@ class Store:
             raise StoreUnavailable(f"cannot open {database}: {error}") from None
         self._max_result_groups = max_result_groups
         self._load_locks = {name: threading.Lock() for name in DATASETS}
-        for dataset in DATASETS.values():
-            self._connection.execute(create_table_sql(dataset))
-            add_rank_column(self._connection, dataset)
+        try:
+            for dataset in DATASETS.values():
+                self._connection.execute(create_table_sql(dataset))
+                add_rank_column(self._connection, dataset)
+        except duckdb.Error as error:
+            self._connection.close()
+            if not is_write_failure(error):
+                raise
+            raise StoreUnavailable(f"cannot write {database}: {write_failure_text(error)}"
+                                   ) from None
 
     def close(self) -> None:
         self._connection.close()
@@ -123,6 +130,8 @@ class Store:
         except duckdb.OutOfMemoryException:
             raise TooLarge("the query needs more memory than this node allows") from None
         except duckdb.Error as error:
+            if is_write_failure(error):  # a spill to a full disk
+                raise store_unavailable(error) from None
             # DuckDB's text quotes the values it failed on: only its class is logged.
             log.info("a query failed at run time: %s", type(error).__name__)
             raise runtime_failure(error, clauses) from None
@@ -146,12 +155,35 @@ class Store:
         cursor = self._connection.cursor()
         try:
             result = load_into(cursor, DATASETS[dataset], path, mode)
+        except duckdb.Error as error:
+            if not is_write_failure(error):
+                raise
+            raise store_unavailable(error) from None
         finally:
             cursor.close()
             lock.release()
         log.info("loaded %d rows into %s (%s) in %.2fs", result.rows_loaded, dataset,
                  mode.value, time.perf_counter() - started)
         return result
+
+
+def is_write_failure(error: duckdb.Error) -> bool:
+    """Whether DuckDB could not write its files (a full disk, an I/O error), rather than
+    failing on the question or the data."""
+    return isinstance(error, duckdb.IOException) or (
+        isinstance(error, duckdb.TransactionException) and "Failed to commit" in str(error))
+
+
+def write_failure_text(error: duckdb.Error) -> str:
+    """DuckDB's words for a write failure: the file and the operating system's error, which
+    carry no value of a row."""
+    return str(error).split("\n", 1)[0].removeprefix("TransactionContext Error: ")[:300]
+
+
+def store_unavailable(error: duckdb.Error) -> StoreUnavailable:
+    log.error("the database cannot be written: %s", write_failure_text(error))
+    return StoreUnavailable("this node cannot write its database (its disk may be full); "
+                            "nothing was changed, try again later")
 
 
 def _clauses(compiled: CompiledPlan) -> list[tuple[str, str]]:
