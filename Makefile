@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PROTOS := $(wildcard proto/cityfed/v1/*.proto)
 
-.PHONY: setup demo test proto lint check check-stubs bench clean
+.PHONY: setup demo test proto docs lint check check-stubs bench clean
 
 setup: $(BIN)/cityfed clients/node/node_modules
 
@@ -28,6 +28,10 @@ test: setup
 proto:
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=proto --pyi_out=proto \
 		--grpc_python_out=proto $(PROTOS)
+
+# Regenerates docs/configuration.md from NodeConfig; a test fails when it is stale.
+docs: setup
+	$(BIN)/python scripts/config_reference.py
 
 lint: setup
 	$(BIN)/ruff check .

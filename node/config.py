@@ -2,59 +2,91 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from federation.config_files import build, read_toml
 from federation.errors import ConfigError
 from federation.pki import NAME
 
+DESCRIPTION = "description"  # the key of a setting's description in its field's metadata
+
+
+def setting(description: str, default: Any = MISSING) -> Any:
+    """A config field (required when it has no default) with the description
+    docs/configuration.md gives it."""
+    return field(default=default, metadata={DESCRIPTION: description})
+
 
 @dataclass(frozen=True)
 class NodeConfig:
-    city: str
-    database: Path
-    # Trust: the region's signed manifest, its pinned root key, this node's TLS identity.
-    manifest: Path
-    root_public_key: Path
-    tls_certificate: Path
-    tls_private_key: Path
-    tls_ca: Path
-    # This city's Ed25519 key as the manifest lists it: signs receipts and audit checkpoints.
-    signing_key: Path
-    # The owner's sharing policy; without one the node refuses every question.
-    policy: Path | None = None
-    # The held manifest and the token ids seen; beside the database if unset.
-    state_dir: Path | None = None
-    display_name: str = ""
-    listen: str = "127.0.0.1:7401"
-    # The operator's Unix socket for loads into the running node; next to the database if unset.
-    admin_socket: Path | None = None
-    memory_limit: str = "2GB"
-    threads: int = 2
-    # Threads answering calls; calls beyond them wait for one.
-    max_workers: int = 32
-    # Calls answered at once, all callers together, and by any one caller (the member its TLS
-    # certificate names); unset: a quarter of max_concurrent_rpcs, at most half the workers.
-    max_concurrent_rpcs: int = 64
-    max_concurrent_per_caller: int | None = None
-    max_request_bytes: int = 1024 * 1024
-    max_response_bytes: int = 64 * 1024 * 1024
-    max_result_groups: int = 100_000
-    # The longest a query may run when the caller sets no shorter deadline.
-    max_query_seconds: float = 60.0
-    # Audit: a signed checkpoint every so many records or seconds; fsync every record (slower,
-    # survives power loss; without it a record survives the process being killed).
-    audit_checkpoint_every: int = 1000
-    audit_checkpoint_seconds: float = 10.0
-    audit_fsync: bool = False
-    # Linkage (docs/linkage.md): how long a session may stay open, the largest set this node
-    # blinds, how many sessions may be open at once, and the processes that blind (0: a core
-    # each).
-    linkage_session_seconds: float = 900.0
-    linkage_max_points: int = 20_000_000
-    linkage_max_sessions: int = 4
-    linkage_workers: int = 0
+    """Every setting of a node. docs/configuration.md is generated from these fields and their
+    descriptions (`make docs`); a test fails when one is undocumented."""
+
+    city: str = setting("This node's member id in the manifest, like `tianjin`.")
+    database: Path = setting("The city's DuckDB file.")
+    manifest: Path = setting(
+        "The region's signed member manifest. The node refuses one that is unsigned, signed by "
+        "another root, expired, or older than the one it held before.")
+    root_public_key: Path = setting(
+        "The region's root public key, pinned: manifests must be signed by it.")
+    tls_certificate: Path = setting(
+        "This node's TLS certificate from the region's CA; its fingerprint must be the one "
+        "the manifest lists for the city.")
+    tls_private_key: Path = setting("The TLS certificate's private key.")
+    tls_ca: Path = setting("The region's CA certificate: callers' certificates must chain to it.")
+    signing_key: Path = setting(
+        "This city's Ed25519 key as the manifest lists it: signs receipts and audit "
+        "checkpoints.")
+    policy: Path | None = setting(
+        "The owner's sharing policy (docs/policy.md); without one the node refuses every "
+        "question.", None)
+    state_dir: Path | None = setting(
+        "The node's state: the held manifest, the token ids seen, the audit log and the "
+        "privacy budget. Unset: beside the database (`tianjin.duckdb` → `tianjin.state`).", None)
+    display_name: str = setting("The city's name as people read it, like `天津`; unset: the "
+                                "member id.", "")
+    listen: str = setting("Address and port of the public gRPC server (mutual TLS only).",
+                          "127.0.0.1:7401")
+    admin_socket: Path | None = setting(
+        "The operator's Unix socket for loads into the running node, open to the node's user "
+        "only. Unset: beside the database (`tianjin.admin.sock`).", None)
+    memory_limit: str = setting("DuckDB's memory limit.", "2GB")
+    threads: int = setting("DuckDB's threads.", 2)
+    max_workers: int = setting("Threads answering calls; calls beyond them wait for one.", 32)
+    max_concurrent_rpcs: int = setting(
+        "Calls answered at once, all callers together; more are refused with "
+        "`RESOURCE_EXHAUSTED` (`OVERLOADED`).", 64)
+    max_concurrent_per_caller: int | None = setting(
+        "Calls answered at once for any one caller (the member its TLS certificate names); "
+        "more are refused with `RESOURCE_EXHAUSTED` (`TOO_MANY_CALLS`). Must be below "
+        "`max_workers`. Unset: a quarter of `max_concurrent_rpcs`, at most half the workers.",
+        None)
+    max_request_bytes: int = setting(
+        "The largest request; a larger one is refused with `RESOURCE_EXHAUSTED` (`TOO_LARGE`).",
+        1024 * 1024)
+    max_response_bytes: int = setting("The largest response the node sends.", 64 * 1024 * 1024)
+    max_result_groups: int = setting(
+        "The most groups an answer may hold; a larger result is refused, never truncated.",
+        100_000)
+    max_query_seconds: float = setting(
+        "The longest a query may run when the caller sets no shorter deadline.", 60.0)
+    audit_checkpoint_every: int = setting(
+        "The audit log (docs/audit.md) signs a checkpoint every so many records, or "
+        "`audit_checkpoint_seconds` after the first record none covers, whichever comes first.",
+        1000)
+    audit_checkpoint_seconds: float = setting(
+        "Seconds after the first record no checkpoint covers before one is signed.", 10.0)
+    audit_fsync: bool = setting(
+        "fsync every audit record and budget charge before answering: slower, survives power "
+        "loss; without it a record survives the node process being killed.", False)
+    linkage_session_seconds: float = setting(
+        "The longest a linkage session (docs/linkage.md) may stay open.", 900.0)
+    linkage_max_points: int = setting("The largest set this node blinds in one linkage.",
+                                      20_000_000)
+    linkage_max_sessions: int = setting("Linkage sessions open at once.", 4)
+    linkage_workers: int = setting("Processes that blind linkage points; 0: one per core.", 0)
 
     @property
     def admin_socket_path(self) -> Path:
