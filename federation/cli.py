@@ -88,6 +88,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--serve", default="",
                        help="comma-separated members it answers (default: only the --as member)")
     serve.add_argument("--timeout", type=float, default=10.0, help="default seconds per city")
+    serve.add_argument("--metrics-listen", default="127.0.0.1:0",
+                       help="HOST:PORT of its Prometheus metrics (default: a free loopback port, "
+                            "logged; empty: none)")
     serve.set_defaults(run=run_gateway)
 
     add_match_command(commands, add_identity_arguments)
@@ -313,7 +316,7 @@ def run_gateway(args: argparse.Namespace, out: io.TextIOBase, err: io.TextIOBase
     serves = frozenset(m.strip() for m in args.serve.split(",") if m.strip()) or None
     stop = stop_on_signal()
     gateway = start_gateway(manifest, identity, args.listen, serves=serves,
-                            city_timeout=args.timeout)
+                            city_timeout=args.timeout, metrics_listen=args.metrics_listen)
     host = args.listen.rsplit(":", 1)[0]
     print(f"gateway listening on {host}:{gateway.port}", file=out, flush=True)
     stop.wait()

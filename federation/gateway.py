@@ -24,6 +24,7 @@ from federation.linkage.asker import DEFAULT_LINKAGE_TIMEOUT, run_linkage
 from federation.linkage.checks import CHECKS, build_plan
 from federation.linkage.plan import mode_name, new_linkage_id
 from federation.manifest import Manifest
+from federation.metrics import MetricsEndpoint, ServerMetrics, serve_metrics
 from federation.values import to_value
 
 log = logging.getLogger(__name__)
@@ -122,8 +123,11 @@ class RunningGateway:
     server: grpc.Server
     coordinator: Coordinator
     port: int
+    metrics: MetricsEndpoint | None = None
 
     def stop(self, grace: float | None = 2.0) -> None:
+        if self.metrics is not None:
+            self.metrics.stop()
         self.server.stop(grace).wait()
         self.coordinator.close()
 
@@ -142,14 +146,17 @@ def gateway_guard(trust: TrustState, serves: frozenset[str]) -> Guard:
 
 def start_gateway(manifest: Manifest, identity: Identity, listen: str = "127.0.0.1:7400", *,
                   serves: frozenset[str] | None = None, city_timeout: float = 10.0,
-                  max_workers: int = 16) -> RunningGateway:
+                  max_workers: int = 16,
+                  metrics_listen: str = "127.0.0.1:0") -> RunningGateway:
     """Serve FederationService as `identity`'s member, to the members in `serves` (default:
     that member only)."""
     coordinator = Coordinator(manifest, identity, city_timeout=city_timeout)
     serves = serves or frozenset({identity.member_id})
+    metrics = ServerMetrics()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="gateway"),
-        interceptors=[ErrorTranslator(), gateway_guard(TrustState(manifest), serves)],
+        interceptors=[ErrorTranslator(meter=metrics),
+                      gateway_guard(TrustState(manifest), serves)],
         options=[("grpc.max_receive_message_length", 1024 * 1024),
                  ("grpc.max_send_message_length", 64 * 1024 * 1024),
                  ("grpc.so_reuseport", 0)],
@@ -167,4 +174,5 @@ def start_gateway(manifest: Manifest, identity: Identity, listen: str = "127.0.0
     server.start()
     log.info("gateway of %s for region %s serving on port %d", identity.member_id,
              manifest.region, port)
-    return RunningGateway(server, coordinator, port)
+    return RunningGateway(server, coordinator, port,
+                          serve_metrics(metrics.registry, metrics_listen))

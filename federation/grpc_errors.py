@@ -61,14 +61,23 @@ class CallObserver(Protocol):
         before the answer leaves. Raising a CityfedError replaces the answer with that error."""
 
 
+class CallMeter(Protocol):
+    def observe(self, method: str, facts: dict, error, started: float) -> None:
+        """Called once per call with the error it ends with (None: answered), after the
+        observer; must not raise."""
+
+
 class ErrorTranslator(grpc.ServerInterceptor):
     """Wraps every handler so that exceptions leave as proper statuses, and the observer sees
     each call once with its outcome: a unary or client-streaming call with its response, a
     server-streaming call with the summary its servicer left in the call's facts under
-    STREAM_SUMMARY (or none), after its last message and before its status."""
+    STREAM_SUMMARY (or none), after its last message and before its status. The meter (metrics)
+    then counts the call with the status it leaves with."""
 
-    def __init__(self, observer: CallObserver | None = None) -> None:
+    def __init__(self, observer: CallObserver | None = None,
+                 meter: CallMeter | None = None) -> None:
         self._observer = observer
+        self._meter = meter
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
@@ -126,6 +135,15 @@ class ErrorTranslator(grpc.ServerInterceptor):
 
     def _observe(self, method, context, response, error, started):
         """(response, error) as the caller gets them once the observer has seen the call."""
+        response, error = self._record(method, context, response, error, started)
+        if self._meter is not None:
+            try:
+                self._meter.observe(method, call_facts.current(), error, started)
+            except Exception:
+                _log_unexpected("%s: the metrics failed", method)
+        return response, error
+
+    def _record(self, method, context, response, error, started):
         if self._observer is None:
             return response, error
         try:

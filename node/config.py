@@ -8,6 +8,7 @@ from typing import Any
 
 from federation.config_files import build, read_toml
 from federation.errors import ConfigError
+from federation.metrics import parse_listen
 from federation.pki import NAME
 
 DESCRIPTION = "description"  # the key of a setting's description in its field's metadata
@@ -87,6 +88,11 @@ class NodeConfig:
                                       20_000_000)
     linkage_max_sessions: int = setting("Linkage sessions open at once.", 4)
     linkage_workers: int = setting("Processes that blind linkage points; 0: one per core.", 0)
+    metrics_listen: str = setting(
+        "Address and port of the node's Prometheus metrics (plain HTTP, `GET /metrics`; "
+        "docs/metrics.md). Loopback by default: the metrics name members and purposes, so "
+        "expose them only to your Prometheus. Port 0: any free port, logged at start; empty: "
+        "no metrics.", "127.0.0.1:0")
 
     @property
     def admin_socket_path(self) -> Path:
@@ -135,4 +141,9 @@ def load_config(path: Path) -> NodeConfig:
         raise ConfigError(f"{path}: [node] {problem}")
     if not NAME.fullmatch(config.city):
         raise ConfigError(f"{path}: [node] key 'city' must be a member id like 'tianjin'")
+    if config.metrics_listen:
+        try:
+            parse_listen(config.metrics_listen)
+        except ConfigError as error:
+            raise ConfigError(f"{path}: [node] {error}") from None
     return config

@@ -59,7 +59,7 @@ def size_text(count: int) -> str:
 def cannot_start(config: NodeConfig, error: OSError) -> CityfedError:
     """The error a node that failed to start on an operating-system error reports: what failed,
     and for a full disk, which of the node's folders is on it."""
-    what = error.strerror or type(error).__name__
+    what = error.strerror or str(error) or type(error).__name__
     if error.filename:
         what += f": {error.filename}"
     if error.errno in _FULL:

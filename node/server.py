@@ -20,6 +20,7 @@ from federation.grpc_errors import ErrorTranslator
 from federation.health import add_health_and_reflection
 from federation.limits import CallLimits, grpc_concurrency_limit, grpc_receive_limit, member_of
 from federation.linkage.points import Blinder
+from federation.metrics import MetricsEndpoint, serve_metrics
 from federation.plan import check_plan, parse_plan
 from federation.private_files import owner_only, owner_only_from_now_on, tighten
 from federation.receipts import sha256_hex
@@ -31,6 +32,7 @@ from node.config import NodeConfig, limits_problem
 from node.guard import current_caller, node_guard
 from node.ingest import IngestMode
 from node.linkage import LinkageLimits, LinkageNode
+from node.metrics import NodeMetrics
 from node.policy import Level, catalog_levels, decide
 from node.release import charge_of, exact_groups, release
 from node.store import Store
@@ -189,6 +191,7 @@ class RunningNode:
     health: health.HealthServicer
     budget: PrivacyBudget | None = None
     linkage: LinkageNode | None = None
+    metrics: MetricsEndpoint | None = None
 
     @property
     def address(self) -> str:
@@ -196,6 +199,8 @@ class RunningNode:
         return f"{host}:{self.port}"
 
     def stop(self, grace: float | None = 2.0) -> None:
+        if self.metrics is not None:
+            self.metrics.stop()
         self.health.enter_graceful_shutdown()
         done = [self.server.stop(grace), self.admin_server.stop(grace)]
         for event in done:
@@ -236,12 +241,14 @@ def start_node(config: NodeConfig) -> RunningNode:
                              kid=trust.kid)
     store = Store(config.database, memory_limit=config.memory_limit, threads=config.threads,
                   max_result_groups=config.max_result_groups)
+    budget = PrivacyBudget(config.state_path / "budget.sqlite", sync=config.audit_fsync)
+    metrics = NodeMetrics(audit, budget, lambda: budget_limits(trust.policy.privacy))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.max_workers,
                                    thread_name_prefix=f"{config.city}-rpc"),
         # The translator records every outcome; the limits refuse before the guard checks a
         # token; the guard before the servicer runs.
-        interceptors=[ErrorTranslator(observer=recorder),
+        interceptors=[ErrorTranslator(observer=recorder, meter=metrics),
                       CallLimits(max_request_bytes=config.max_request_bytes,
                                  max_calls=config.max_concurrent_rpcs,
                                  max_calls_per_caller=config.per_caller_limit,
@@ -250,7 +257,6 @@ def start_node(config: NodeConfig) -> RunningNode:
         options=server_options(config),
         maximum_concurrent_rpcs=grpc_concurrency_limit(config.max_concurrent_rpcs),
     )
-    budget = PrivacyBudget(config.state_path / "budget.sqlite", sync=config.audit_fsync)
     blinder = Blinder(workers=config.linkage_workers or None)
     linkage = LinkageNode(city=config.city, store=store, trust=trust, budget=budget,
                           blinder=blinder, limits=LinkageLimits(
@@ -269,18 +275,19 @@ def start_node(config: NodeConfig) -> RunningNode:
         raise OSError(f"cannot listen on {config.listen}")
 
     admin_server = grpc.server(futures.ThreadPoolExecutor(max_workers=2),
-                               interceptors=[ErrorTranslator(observer=recorder)])
+                               interceptors=[ErrorTranslator(observer=recorder, meter=metrics)])
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(store), admin_server)
     socket_path = config.admin_socket_path
     socket_path.unlink(missing_ok=True)
     with owner_only():  # the socket file is created when the port is bound
         admin_server.add_insecure_port(f"unix:{socket_path}")
     os.chmod(socket_path, 0o600)
+    metrics_endpoint = serve_metrics(metrics.registry, config.metrics_listen)
     admin_server.start()
     server.start()
     log.info("%s serving on port %d, admin socket %s", config.city, port, socket_path)
     return RunningNode(config, server, admin_server, store, trust, audit, port, health_servicer,
-                       budget, linkage)
+                       budget, linkage, metrics=metrics_endpoint)
 
 
 def keep_private(config: NodeConfig) -> None:
