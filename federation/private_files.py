@@ -64,6 +64,12 @@ def tighten(path: Path) -> list[Tightened]:
     return changed
 
 
+def open_to_others(path: Path) -> list[Path]:
+    """What `tighten` would change: `path`, or anything in it, that its group or others may
+    use (symbolic links neither counted nor followed)."""
+    return [each for each in _tree(Path(path)) if stat.S_IMODE(each.lstat().st_mode) & _OTHERS]
+
+
 def _tree(path: Path) -> Iterator[Path]:
     try:
         info = path.lstat()

@@ -15,7 +15,7 @@ from federation import cli as federation_cli
 from federation.errors import CityfedError, FileMissing
 from node import audit_cli, policy_cli
 from node.config import load_config
-from node.doctor import cannot_start
+from node.doctor import cannot_start, diagnose, report
 from node.ingest import IngestMode
 from node.server import keep_private, start_node
 from node.store import Store
@@ -36,6 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, required=True, help="the node's TOML config")
     serve.add_argument("--listen", help="override the config's listen address (port 0: any)")
     serve.set_defaults(run=run_serve)
+
+    doctor = node.add_parser("doctor", help="check a node's setup and say what to fix")
+    doctor.add_argument("--config", type=Path, required=True, help="the node's TOML config")
+    doctor.add_argument("--no-peers", action="store_true",
+                        help="skip the health check of every city the manifest lists")
+    doctor.add_argument("--timeout", type=float, default=3.0,
+                        help="seconds each city may take to answer its health check")
+    doctor.set_defaults(run=run_doctor)
 
     ingest = node.add_parser("ingest", help="load a CSV or Parquet file into a dataset")
     ingest.add_argument("file", type=Path)
@@ -62,6 +70,10 @@ def main(argv: list[str] | None = None, out=None, err=None) -> int:
         return args.run(args, out, err)
     except (CityfedError, grpc.RpcError) as error:
         return federation_cli.report_error(error, err)
+
+
+def run_doctor(args: argparse.Namespace, out, err) -> int:
+    return report(diagnose(args.config, peers=not args.no_peers, timeout=args.timeout), out)
 
 
 def run_serve(args: argparse.Namespace, out, err) -> int:
