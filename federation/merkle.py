@@ -83,6 +83,29 @@ class TreeBuilder:
         other._stack = list(self._stack)
         return other
 
+    @property
+    def frontier(self) -> tuple[bytes, ...]:
+        """The roots of the perfect subtrees the list decomposes into, largest first: with the
+        size, all it takes to go on appending (and to compute the root)."""
+        return tuple(self._stack)
+
+    @classmethod
+    def from_frontier(cls, size: int, frontier: Sequence[bytes]) -> TreeBuilder:
+        """A builder that goes on from `frontier`, the `frontier` of a list of `size` leaves.
+        Whether it is the frontier of a given tree shows in its root: `root()` equals that
+        tree's root only if every hash is right."""
+        if not _is_size(size):
+            raise ValueError(f"tree size {size!r} is not a non-negative integer")
+        if len(frontier) != size.bit_count():
+            raise ValueError(f"a tree of {size!r} leaves has a frontier of {size.bit_count()} "
+                             "hashes")
+        if not all(_is_hash(node) for node in frontier):
+            raise ValueError("a frontier holds 32-byte hashes")
+        builder = cls()
+        builder._size = size
+        builder._stack = list(frontier)
+        return builder
+
 
 def root(leaves: Sequence[bytes]) -> bytes:
     """MTH of the list whose leaf hashes are `leaves`."""

@@ -21,11 +21,12 @@ from federation.keys import PUBLIC_MODE, read_public_key, write_file_atomically
 from federation.manifest import Manifest, load_manifest
 from node.audit import (
     DECISIONS,
-    LOG_FILE,
     PublicKeys,
+    archive,
     check_consistency_between,
     consistency_proof_between,
     export_checkpoints,
+    has_log,
     key_lookup,
     parse_time,
     read_records,
@@ -41,8 +42,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     verify = audit.add_parser(
         "verify", help="check every record and signed checkpoint; name the first bad record "
                        "(exit 0 intact, 1 tampered)")
-    verify.add_argument("directory", type=Path, help="the log folder (audit.log, "
-                                                     "checkpoints.log)")
+    verify.add_argument("directory", type=Path, help="the log folder (audit.log and later "
+                                                     "segments, checkpoints.log)")
     add_key_arguments(verify, required=False)
     verify.add_argument("--public-key", type=Path,
                         help="the node's public signing key file, instead of the manifest")
@@ -85,6 +86,22 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     check.add_argument("new", help="the newer checkpoint: JSON text or a file holding it")
     check.add_argument("proof", help="the proof prove-consistency printed: JSON text or a file")
     check.set_defaults(run=run_check)
+
+    move = audit.add_parser(
+        "archive", help="move old segments to another folder; what remains still verifies "
+                        "(from the signed checkpoint where it starts)")
+    move.add_argument("directory", type=Path, help="the log folder")
+    move.add_argument("destination", type=Path,
+                      help="where the segments go: an empty folder, or the one an earlier "
+                           "archive of this log went to")
+    move.add_argument("--before", type=int, required=True, metavar="INDEX",
+                      help="move the segments holding only records below INDEX (whole segments, "
+                           "up to a segment start a checkpoint signed; never the current one)")
+    add_key_arguments(move, required=False)
+    move.add_argument("--public-key", type=Path,
+                      help="the node's public signing key file, instead of the manifest")
+    move.add_argument("--city", help="the member id whose log this is")
+    move.set_defaults(run=run_archive)
 
 
 def add_key_arguments(parser: argparse.ArgumentParser, *, required: bool) -> None:
@@ -145,16 +162,24 @@ def _log_city(directory: Path) -> str | None:
     return None
 
 
-def run_verify(args: argparse.Namespace, out: io.TextIOBase, err: io.TextIOBase) -> int:
-    if not (args.directory / LOG_FILE).is_file():
-        raise ConfigError(f"{args.directory}: no {LOG_FILE} here")
+def _keys(args: argparse.Namespace) -> PublicKeys | None:
     manifest = _manifest(args)
     if manifest is not None and args.public_key is not None:
         raise ConfigError("give either --manifest or --public-key, not both")
-    city = args.city or _log_city(args.directory)
-    keys: PublicKeys | None = manifest
     if args.public_key is not None:
-        keys = key_lookup(read_public_key(args.public_key))
+        return key_lookup(read_public_key(args.public_key))
+    return manifest
+
+
+def _need_log(directory: Path) -> None:
+    if not has_log(directory):
+        raise ConfigError(f"{directory}: no audit log here (audit.log or a later segment)")
+
+
+def run_verify(args: argparse.Namespace, out: io.TextIOBase, err: io.TextIOBase) -> int:
+    _need_log(args.directory)
+    keys = _keys(args)
+    city = args.city or _log_city(args.directory)
     held = _checkpoint_file(args.checkpoints) if args.checkpoints else ()
     report = verify_log(args.directory, keys, city=city, held_checkpoints=held)
     if keys is None:
@@ -171,12 +196,35 @@ def run_verify(args: argparse.Namespace, out: io.TextIOBase, err: io.TextIOBase)
         if where:
             print(where, file=out)
         return 1
-    signed = ("signatures checked against the manifest" if manifest is not None else
+    signed = ("signatures checked against the manifest" if args.manifest is not None else
               "signatures checked against the public key" if keys is not None else
               "signatures not checked")
     held_text = f", {len(held)} held checkpoints" if held else ""
-    print(f"OK: {args.directory}: {report.records} records, {report.checkpoints} "
+    archived = (f" (records {report.start}..{report.start + report.records - 1}; the "
+                f"{report.start} before them are archived)" if report.start else "")
+    print(f"OK: {args.directory}: {report.records} records{archived}, {report.checkpoints} "
           f"checkpoints{held_text}; log of {city or 'an unnamed city'}, {signed}", file=out)
+    return 0
+
+
+def run_archive(args: argparse.Namespace, out: io.TextIOBase, err: io.TextIOBase) -> int:
+    _need_log(args.directory)
+    keys = _keys(args)
+    if keys is None:
+        raise ConfigError("archiving checks the log's signatures first: give --manifest and "
+                          "--root-public-key, or --public-key")
+    if args.before < 0:
+        raise InvalidArgument("--before must be a record index (0 or more)")
+    moved = archive(args.directory, args.destination, args.before, keys,
+                    city=args.city or _log_city(args.directory))
+    if not moved.moved:
+        print(f"nothing archived: {args.directory} starts at record {moved.start}, and no "
+              f"segment after it starts at or below {args.before} with a signed checkpoint "
+              "(the current segment is never archived)", file=out)
+        return 0
+    print(f"archived {moved.records} records in {len(moved.moved)} segments to "
+          f"{args.destination}; {args.directory} now starts at record {moved.start}, verified "
+          f"from the signed checkpoint of size {moved.start}", file=out)
     return 0
 
 
@@ -190,8 +238,7 @@ def _cell(value: Any) -> str:
 
 
 def run_show(args: argparse.Namespace, out: io.TextIOBase, err: io.TextIOBase) -> int:
-    if not (args.directory / LOG_FILE).is_file():
-        raise ConfigError(f"{args.directory}: no {LOG_FILE} here")
+    _need_log(args.directory)
     for name in ("since", "until"):
         text = getattr(args, name)
         if text is not None:

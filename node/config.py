@@ -82,6 +82,11 @@ class NodeConfig:
     audit_fsync: bool = setting(
         "fsync every audit record and budget charge before answering: slower, survives power "
         "loss; without it a record survives the node process being killed.", False)
+    audit_segment_bytes: int = setting(
+        "The audit log's records go to segment files of about this size; once one is full, the "
+        "next checkpoint ends it and a new one begins. Old segments can be archived "
+        "(`cityfed audit archive`); a node opens its log in the same time however many there "
+        "are.", 64 * 1024 * 1024)
     linkage_session_seconds: float = setting(
         "The longest a linkage session (docs/linkage.md) may stay open.", 900.0)
     linkage_max_points: int = setting("The largest set this node blinds in one linkage.",

@@ -236,7 +236,7 @@ def start_node(config: NodeConfig) -> RunningNode:
     audit = AuditLog(config.state_path / "audit", city=config.city, signing_key=trust.signing_key,
                      kid=trust.kid, checkpoint_every=config.audit_checkpoint_every,
                      checkpoint_seconds=config.audit_checkpoint_seconds, sync=config.audit_fsync,
-                     public_keys=trust.state.manifest)
+                     public_keys=trust.state.manifest, segment_bytes=config.audit_segment_bytes)
     recorder = AuditRecorder(audit, city=config.city, signing_key=trust.signing_key,
                              kid=trust.kid)
     store = Store(config.database, memory_limit=config.memory_limit, threads=config.threads,

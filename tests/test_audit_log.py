@@ -37,9 +37,11 @@ from federation.region_init import init_region, rotate_member_key
 from node import audit_cli
 from node.audit import (
     CHECKPOINT_FILE,
+    HEAD_FILE,
     KINDS,
     LOG_FILE,
     RECORD_FIELDS,
+    START_FILE,
     ZERO_HASH,
     AuditCorrupt,
     AuditLog,
@@ -52,6 +54,8 @@ from node.audit import (
     line_hash,
     prove_inclusion,
     read_records,
+    segment_name,
+    segments,
     verify_checkpoint,
     verify_consistency_between,
     verify_log,
@@ -71,6 +75,15 @@ def region(tmp_path_factory):
                 authorities=[("auditor", "auditor")])
     manifest, _ = RegionDirectory(directory).open_as("auditor")
     return directory, manifest
+
+
+@pytest.fixture
+def benchlib(monkeypatch):
+    """scripts/benchlib/auditlog.py: a large log written fast."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    from benchlib import auditlog
+
+    return auditlog
 
 
 @pytest.fixture(scope="module")
@@ -343,7 +356,9 @@ def test_tampering_is_found_and_named(tmp_path, key, manifest, name):
     assert not report.ok
     assert (report.kind, report.first_bad_index) == (kind, index), report.problem
     assert kind in KINDS and str(index) in report.problem
-    # A node must not append to a tampered log.
+    # A node must not append to a tampered log. Opening verifies the whole log when the state at
+    # its last checkpoint is missing (a log of an older version); else only what follows it.
+    (tmp_path / HEAD_FILE).unlink()
     with pytest.raises(AuditCorrupt, match=kind) as refused:
         open_log(tmp_path, key)
     assert refused.value.report.first_bad_index == index
@@ -646,6 +661,184 @@ def test_read_records_filters(tmp_path, key):
                                until=datetime(2026, 11, 26, 10, 0, 10, tzinfo=UTC)))
     assert [r["index"] for r in window] == [5, 6, 7, 8, 9]
     assert [r["index"] for r in read_records(tmp_path, since="2026-11-26T10:00:28")] == [28, 29]
+
+
+# Segments, opening in O(1) and archiving ----------------------------------------------------
+
+
+def segment_log(directory: Path, key, count: int, *, segment_bytes: int = 4000,
+                checkpoint_every: int = 5, close: bool = True) -> AuditLog:
+    """A log of `count` records in segments of about `segment_bytes` (eight records or so),
+    with checkpoints every few records, taken as the node's checkpoint thread takes them."""
+    log = open_log(directory, key, segment_bytes=segment_bytes)
+    for number in range(count):
+        log.append(record(number))
+        if (number + 1) % checkpoint_every == 0:
+            log.checkpoint()
+    if close:
+        log.close()
+    return log
+
+
+def checkpoint_sizes(directory: Path) -> list[int]:
+    return [c["size"] for c in export_checkpoints(directory)]
+
+
+def test_records_go_to_segments_that_each_start_at_a_signed_checkpoint(tmp_path, key,
+                                                                     manifest):
+    with open_log(tmp_path, key, segment_bytes=4000, checkpoint_every=PATIENT) as log:
+        for number in range(60):
+            log.append(record(number))  # the checkpoint thread ends each full segment
+            time.sleep(0.001)
+    found = segments(tmp_path)
+    assert len(found) >= 4 and found[0] == (0, tmp_path / LOG_FILE)
+    assert [path.name for _, path in found[1:]] == [f"audit.{first:012d}.log"
+                                                    for first, _ in found[1:]]
+    assert {first for first, _ in found[1:]} <= set(checkpoint_sizes(tmp_path))
+    for first, path in found:
+        if path.stat().st_size:  # the last one may be empty yet
+            assert json.loads(path.read_bytes().split(b"\n")[0])["index"] == first
+    assert [r["index"] for r in read_records(tmp_path)] == list(range(60))
+    report = verify_log(tmp_path, manifest, city=CITY)
+    assert report.ok and report.records == 60, report.problem
+    with open_log(tmp_path, key, segment_bytes=4000) as log:
+        assert log.size == 60 and log.append(record(60)) == 60
+    assert verify_log(tmp_path, manifest, city=CITY).records == 61
+
+
+def test_a_log_of_an_older_version_opens_as_one_segment(tmp_path, key, manifest):
+    build(tmp_path, key, 12, checkpoints=(6,))
+    (tmp_path / HEAD_FILE).unlink()  # older versions wrote audit.log and checkpoints.log only
+    with open_log(tmp_path, key) as log:
+        assert log.size == 12 and log.append(record(12)) == 12
+    assert (tmp_path / HEAD_FILE).exists() and segments(tmp_path) == [(0, tmp_path / LOG_FILE)]
+    assert verify_log(tmp_path, manifest, city=CITY).records == 13
+
+
+def test_opening_verifies_only_what_follows_the_last_checkpoint(tmp_path, key, manifest):
+    """A covered record edited in place is for `verify` to find; everything from the last
+    checkpoint on, and the record that checkpoint signs last, are checked on every opening."""
+    segment_log(tmp_path / "middle", key, 40)
+    content = lines(tmp_path / "middle")
+    write_lines(tmp_path / "middle", replace(content, 3, edited(content[3], caller="nobody")))
+    with open_log(tmp_path / "middle", key, segment_bytes=4000) as log:
+        assert log.size == 40  # not read
+    report = verify_log(tmp_path / "middle", manifest)
+    assert (report.kind, report.first_bad_index) == ("edited", 3)
+
+    for name, tamper, kind, index in (
+            ("tail", lambda c: replace(c, 42, edited(c[42], caller="nobody")), "edited", 42),
+            ("covered", lambda c: replace(c, 39, edited(c[39], caller="nobody")), "edited", 39),
+            ("truncated", lambda c: c[:-6], "truncated", 38)):
+        directory = tmp_path / name
+        crash(build(directory, key, 44, checkpoints=(40,), close=False))
+        write_lines(directory, tamper(lines(directory)))
+        with pytest.raises(AuditCorrupt, match=kind) as refused:
+            open_log(directory, key)
+        assert refused.value.report.first_bad_index == index
+
+
+def test_a_head_that_does_not_line_up_falls_back_to_verifying_everything(tmp_path, key,
+                                                                         manifest, caplog):
+    segment_log(tmp_path, key, 30)
+    (tmp_path / HEAD_FILE).write_text('{"checkpoint": "forged"}')
+    with open_log(tmp_path, key, segment_bytes=4000) as log:
+        assert log.size == 30
+    assert "verifying the whole log instead" in caplog.text
+    # A head its city signed counts like a held checkpoint: the log must still hold it.
+    head = (tmp_path / HEAD_FILE).read_bytes()
+    content = b"".join(path.read_bytes() for _, path in segments(tmp_path))
+    for _, path in segments(tmp_path):
+        path.unlink()
+    (tmp_path / LOG_FILE).write_bytes(b"\n".join(content.split(b"\n")[:20]) + b"\n")
+    write_lines(tmp_path, [], CHECKPOINT_FILE)
+    (tmp_path / HEAD_FILE).write_bytes(head)
+    with pytest.raises(AuditCorrupt, match="truncated"):
+        open_log(tmp_path, key, segment_bytes=4000)
+
+
+def open_cpu_seconds(directory: Path, key) -> float:
+    started = time.process_time()
+    open_log(directory, key).close()
+    return time.process_time() - started
+
+
+def test_opening_costs_the_same_for_a_small_and_a_large_log(tmp_path, key, benchlib):
+    """O(1) in the log's length: verifying 60,000 records costs about 0.6 s of CPU, opening
+    them must cost what opening 1,000 costs (scripts/audit_startup.py measures 1,000,000 at a
+    node process)."""
+    for name, count in (("small", 1000), ("large", 60_000)):
+        benchlib.write_log(tmp_path / name, key=key, city=CITY, records=count,
+                           segment_bytes=8_000_000)
+    assert len(segments(tmp_path / "large")) >= 4
+    small = min(open_cpu_seconds(tmp_path / "small", key) for _ in range(3))
+    large = min(open_cpu_seconds(tmp_path / "large", key) for _ in range(3))
+    started = time.process_time()
+    assert verify_log(tmp_path / "large", key_lookup(key.public_key())).ok
+    whole = time.process_time() - started
+    assert large < small + 0.05 and large < whole / 10, (small, large, whole)
+
+
+def test_old_segments_are_archived_and_what_remains_still_verifies(tmp_path, key, manifest,
+                                                                  region):
+    log_dir, archive_dir = tmp_path / "audit", tmp_path / "archive"
+    segment_log(log_dir, key, 50)
+    starts = [first for first, _ in segments(log_dir)]
+    trust = ("--manifest", str(region[0] / "manifest.json"),
+             "--root-public-key", str(region[0] / "root" / "root.pub"))
+    code, out, _ = cli("audit", "archive", str(log_dir), str(archive_dir), "--before",
+                       str(starts[2] + 1), *trust)
+    assert code == 0 and f"now starts at record {starts[2]}" in out, out
+    assert [first for first, _ in segments(log_dir)] == starts[2:]
+    assert [first for first, _ in segments(archive_dir)] == starts[:2]
+
+    code, out, err = cli("audit", "verify", str(log_dir), *trust)
+    assert code == 0 and f"{50 - starts[2]} records (records {starts[2]}..49" in out, out
+    assert "archived" in err
+    assert verify_log(archive_dir, manifest, city=CITY).records == starts[2]
+    assert [r["index"] for r in read_records(log_dir)] == list(range(starts[2], 50))
+    with open_log(log_dir, key, segment_bytes=4000) as log:  # the node goes on
+        assert log.append(record(50)) == 50
+    (log_dir / HEAD_FILE).unlink()
+    with open_log(log_dir, key, segment_bytes=4000) as log:  # verifying from start.json
+        assert log.size == 51
+
+    # Again, into the same archive folder: it goes on holding every record before the log's.
+    latest = segments(log_dir)[-1][0]
+    code, out, _ = cli("audit", "archive", str(log_dir), str(archive_dir), "--before", "10000",
+                       *trust)
+    assert code == 0 and verify_log(archive_dir, manifest).records == latest
+    assert segments(log_dir) == [(latest, log_dir / segment_name(latest))]
+    code, out, _ = cli("audit", "archive", str(log_dir), str(archive_dir), "--before", "10000",
+                       *trust)
+    assert code == 0 and out.startswith("nothing archived")
+
+    # Tampering with what remains is still named; so is a start that does not verify.
+    with open_log(log_dir, key, segment_bytes=4000) as log:
+        for number in range(51, 54):
+            log.append(record(number))
+    last = segments(log_dir)[-1][1]
+    content = last.read_bytes().split(b"\n")[:-1]
+    last.write_bytes(b"".join(x + b"\n" for x in replace(content, 1, edited(content[1],
+                                                                             caller="x"))))
+    report = verify_log(log_dir, manifest)
+    assert (report.kind, report.first_bad_index) == ("edited", latest + 1)
+    start = json.loads((log_dir / START_FILE).read_text())
+    start["last_record"] = start["last_record"].replace("auditor", "nobody")
+    (log_dir / START_FILE).write_text(json.dumps(start))
+    assert verify_log(log_dir, manifest).kind == "forged"
+
+
+def test_archiving_refuses_a_log_that_does_not_verify(tmp_path, key, region):
+    segment_log(tmp_path / "audit", key, 50)
+    content = lines(tmp_path / "audit")
+    write_lines(tmp_path / "audit", replace(content, 2, edited(content[2], caller="nobody")))
+    before = sorted(p.name for p in (tmp_path / "audit").iterdir())
+    with pytest.raises(AuditCorrupt, match="record 2 was edited"):
+        cli("audit", "archive", str(tmp_path / "audit"), str(tmp_path / "archive"),
+            "--before", "40", "--manifest", str(region[0] / "manifest.json"),
+            "--root-public-key", str(region[0] / "root" / "root.pub"))
+    assert sorted(p.name for p in (tmp_path / "audit").iterdir()) == before
 
 
 # The command line ---------------------------------------------------------------------------

@@ -219,3 +219,24 @@ def test_inclusion_and_consistency_for_every_small_tree():
         for old in range(size + 1):
             assert verify_consistency(old, size, roots[old], roots[size],
                                       consistency_proof(leaves, old, size))
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(min_value=0, max_value=70), st.integers(min_value=0, max_value=20))
+def test_a_builder_goes_on_from_its_frontier(size, more):
+    """What a log keeps at a checkpoint (and at the start of its archived segments) is enough
+    to go on appending, and any wrong hash in it shows in the root."""
+    leaves = [leaf_hash(bytes([n % 256, n // 256])) for n in range(size + more)]
+    builder = TreeBuilder()
+    for leaf in leaves[:size]:
+        builder.append(leaf)
+    resumed = TreeBuilder.from_frontier(size, builder.frontier)
+    assert resumed.root() == root(leaves[:size]) and resumed.size == size
+    for leaf in leaves[size:]:
+        resumed.append(leaf)
+    assert resumed.root() == root(leaves)
+    if builder.frontier:
+        wrong = (b"\x00" * 32, *builder.frontier[1:])
+        assert TreeBuilder.from_frontier(size, wrong).root() != root(leaves[:size])
+    with pytest.raises(ValueError):
+        TreeBuilder.from_frontier(size, (*builder.frontier, b"\x00" * 32))
