@@ -95,9 +95,15 @@ RECORD_FIELDS = (
     "linkage_mode",       # "count" or "reveal-to-owner"
     "points_sent",        # blinded points this step sent (padded sizes, never identifiers)
     "points_received",    # blinded points this step received
+    # Written by `cityfed node restore` only (docs/operations.md), never for a request:
+    "event",              # "lost": an index the node may have used before the disaster;
+                          # "restored": where the restored node goes on
+    "restored_from",      # the size of the backup's log (its last checkpoint)
+    "lost_records",       # the indices given up as lost
 )
 LOG_FIELDS = ("index", "prev")  # added by the log
 DECISIONS = ("granted", "refused")
+EVENTS = ("lost", "restored")
 # The kinds of tampering a verification names.
 KINDS = ("edited", "deleted", "reordered", "truncated", "rewritten", "forged", "rolled-back")
 
@@ -1305,6 +1311,8 @@ class AuditLog:
             _check_value(name, value)
         if record.get("decision") not in (None, *DECISIONS):
             raise ValueError(f"decision must be one of {', '.join(DECISIONS)}")
+        if record.get("event") not in (None, *EVENTS):
+            raise ValueError(f"event must be one of {', '.join(EVENTS)}")
         if record.get("city", self.city) != self.city:
             raise ValueError(f"a record of {record['city']!r} in the log of {self.city!r}")
         fields = {name: _writable(value) for name, value in record.items()}
@@ -1489,6 +1497,38 @@ class AuditLog:
                     self._wake.wait(min(self._seconds, 1.0))
                 continue
             self._wake.wait(due if pending else None)
+
+    # Backups ------------------------------------------------------------------------------------
+
+    def snapshot(self, destination: Path) -> LogState:
+        """Copy the log, up to a checkpoint taken now, into the empty folder `destination`: a
+        log folder that verifies on its own and opens where this log stood at that checkpoint.
+        Records appended meanwhile are not copied; appending goes on while the files are copied
+        (a segment only grows, so the bytes up to the checkpoint do not change)."""
+        with self._checkpoint_lock:
+            with self._lock:
+                if self._closed:
+                    raise AuditUnavailable("the audit log is closed")
+            self._checkpoint_locked(even_empty=True)
+            head, checkpoints_end = self._head, self._checkpoints_end
+        destination = Path(destination)
+        destination.mkdir(parents=True, exist_ok=True, mode=0o700)
+        start = read_state(self.directory / START_FILE)
+        first = start.size if start is not None else 0
+        if start is not None:
+            write_state(destination / START_FILE, start)
+        copied = [(number, path) for number, path in segments(self.directory)
+                  if first <= number <= head.segment]
+        if head.segment not in {number for number, _ in copied}:
+            copied.append((head.segment, self.directory / segment_name(head.segment)))
+        for number, path in copied:
+            _copy_prefix(path, destination / segment_name(number),
+                         head.offset if number == head.segment else None)
+        _copy_prefix(self.directory / CHECKPOINT_FILE, destination / CHECKPOINT_FILE,
+                     checkpoints_end)
+        write_state(destination / HEAD_FILE, head)
+        _fsync_directory(destination)
+        return head
 
     # Closing ------------------------------------------------------------------------------------
 

@@ -135,7 +135,7 @@ def _json_argument(text: str, what: str) -> Any:
         raise InvalidArgument(f"the {what} is not JSON") from None
 
 
-def _checkpoint_file(path: Path) -> list[dict]:
+def checkpoint_file(path: Path) -> list[dict]:
     """A JSON array of checkpoints, or one checkpoint per line."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -180,7 +180,7 @@ def run_verify(args: argparse.Namespace, out: io.TextIOBase, err: io.TextIOBase)
     _need_log(args.directory)
     keys = _keys(args)
     city = args.city or _log_city(args.directory)
-    held = _checkpoint_file(args.checkpoints) if args.checkpoints else ()
+    held = checkpoint_file(args.checkpoints) if args.checkpoints else ()
     report = verify_log(args.directory, keys, city=city, held_checkpoints=held)
     if keys is None:
         print("warning: checkpoint signatures were NOT checked; give --manifest and "

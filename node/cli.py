@@ -13,7 +13,7 @@ from cityfed.v1 import admin_pb2, admin_pb2_grpc
 
 from federation import cli as federation_cli
 from federation.errors import CityfedError, FileMissing
-from node import audit_cli, policy_cli
+from node import audit_cli, backup_cli, policy_cli
 from node.config import load_config
 from node.doctor import cannot_start, diagnose, report
 from node.ingest import IngestMode
@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="add the rows instead of replacing the dataset's rows")
     ingest.set_defaults(run=run_ingest)
 
+    backup_cli.add_commands(node)
     policy_cli.add_commands(commands)
     audit_cli.add_commands(commands)
     federation_cli.add_commands(commands)

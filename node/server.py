@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,7 @@ from federation.private_files import owner_only, owner_only_from_now_on, tighten
 from federation.receipts import sha256_hex
 from node.audit import AuditLog
 from node.auditing import AuditRecorder
+from node.backup import Backup, take_backup
 from node.budget import PrivacyBudget, budget_limits, budget_message
 from node.compile import compile_plan, compile_private_plan
 from node.config import NodeConfig, limits_problem
@@ -159,8 +162,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     the dataset, the mode, the rows loaded and the SHA-256 of the path, never the path itself
     (a file name can be a person's) nor anything read from the file."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, backup: Callable[..., Backup] | None = None) -> None:
         self.store = store
+        self.backup = backup
 
     def Ingest(self, request, context):
         mode = _INGEST_MODES.get(request.mode)
@@ -177,6 +181,17 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         facts["rows_loaded"] = result.rows_loaded
         return admin_pb2.IngestResponse(rows_loaded=result.rows_loaded,
                                         row_count=result.row_count)
+
+    def Backup(self, request, context):
+        if not os.path.isabs(request.directory):
+            raise InvalidArgument("directory must be absolute: the node writes the backup on "
+                                  "its own host")
+        backup = self.backup(Path(request.directory),
+                             timeout=min(context.time_remaining() or 3600.0, 3600.0))
+        return admin_pb2.BackupResponse(
+            audit_records=backup.records, audit_root=backup.checkpoint.root,
+            row_counts=backup.row_counts, files=len(backup.files),
+            bytes=sum(entry["bytes"] for entry in backup.files.values()))
 
 
 @dataclass
@@ -276,7 +291,9 @@ def start_node(config: NodeConfig) -> RunningNode:
 
     admin_server = grpc.server(futures.ThreadPoolExecutor(max_workers=2),
                                interceptors=[ErrorTranslator(observer=recorder, meter=metrics)])
-    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(store), admin_server)
+    backup = functools.partial(take_backup, config=config, store=store, audit=audit,
+                               signing_key=trust.signing_key)
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(store, backup), admin_server)
     socket_path = config.admin_socket_path
     socket_path.unlink(missing_ok=True)
     with owner_only():  # the socket file is created when the port is bound

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -140,6 +142,39 @@ class Store:
             with running:
                 finished = True
             cursor.close()
+
+    def snapshot(self, target: Path, *, timeout: float) -> dict[str, int]:
+        """Copy the database as it stands to `target`, a new file, and return its row counts.
+        DuckDB's checkpoint first moves its write-ahead log into the file; loads are held off
+        until the copy is made (one under way is waited for, up to `timeout` seconds, and one
+        asked for meanwhile is refused as if another load were under way); queries go on."""
+        held: list[threading.Lock] = []
+        deadline = time.monotonic() + timeout
+        try:
+            for name, lock in sorted(self._load_locks.items()):
+                if not lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                    raise LoadInProgress(f"a load into {name} is still under way; back up "
+                                         "when it is done")
+                held.append(lock)
+            cursor = self._connection.cursor()
+            try:
+                cursor.execute("CHECKPOINT")
+                (path,) = cursor.execute("SELECT path FROM duckdb_databases() WHERE "
+                                         "database_name = current_database()").fetchone()
+                counts = {name: cursor.execute(
+                    f"SELECT count(*) FROM {quote_identifier(name)}").fetchone()[0]
+                    for name in DATASETS}
+            finally:
+                cursor.close()
+            for suffix in ("", ".wal"):  # no write-ahead log is left after a checkpoint
+                if os.path.exists(path + suffix):
+                    shutil.copyfile(path + suffix, f"{target}{suffix}")
+                    with open(f"{target}{suffix}", "rb+") as copy:
+                        os.fsync(copy.fileno())
+        finally:
+            for lock in held:
+                lock.release()
+        return counts
 
     def check_result_size(self, groups: int) -> None:
         if groups > self._max_result_groups:

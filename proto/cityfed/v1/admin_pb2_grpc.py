@@ -41,6 +41,11 @@ class AdminServiceStub:
                 request_serializer=cityfed_dot_v1_dot_admin__pb2.IngestRequest.SerializeToString,
                 response_deserializer=cityfed_dot_v1_dot_admin__pb2.IngestResponse.FromString,
                 _registered_method=True)
+        self.Backup = channel.unary_unary(
+                '/cityfed.v1.AdminService/Backup',
+                request_serializer=cityfed_dot_v1_dot_admin__pb2.BackupRequest.SerializeToString,
+                response_deserializer=cityfed_dot_v1_dot_admin__pb2.BackupResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -59,6 +64,20 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Backup(self, request, context):
+        """Backup writes a consistent snapshot of the running node into a new folder on its host: the
+        database (checkpointed and copied while loads wait; queries go on), the privacy budget and
+        the token ids seen (SQLite's online backup), the held manifest, the owner's policy and the
+        audit log up to a checkpoint signed for the backup, with backup.json listing every file's
+        SHA-256, signed by the city's key. `cityfed node restore` verifies and installs it
+        (docs/operations.md). Returns INVALID_ARGUMENT when the folder is not an absolute path or
+        exists and is not empty, ABORTED when a load is still under way after the call's deadline,
+        UNAVAILABLE when the audit log cannot be checkpointed or a file cannot be written.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -66,6 +85,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.Ingest,
                     request_deserializer=cityfed_dot_v1_dot_admin__pb2.IngestRequest.FromString,
                     response_serializer=cityfed_dot_v1_dot_admin__pb2.IngestResponse.SerializeToString,
+            ),
+            'Backup': grpc.unary_unary_rpc_method_handler(
+                    servicer.Backup,
+                    request_deserializer=cityfed_dot_v1_dot_admin__pb2.BackupRequest.FromString,
+                    response_serializer=cityfed_dot_v1_dot_admin__pb2.BackupResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -97,6 +121,33 @@ class AdminService:
             '/cityfed.v1.AdminService/Ingest',
             cityfed_dot_v1_dot_admin__pb2.IngestRequest.SerializeToString,
             cityfed_dot_v1_dot_admin__pb2.IngestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Backup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cityfed.v1.AdminService/Backup',
+            cityfed_dot_v1_dot_admin__pb2.BackupRequest.SerializeToString,
+            cityfed_dot_v1_dot_admin__pb2.BackupResponse.FromString,
             options,
             channel_credentials,
             insecure,
