@@ -122,6 +122,10 @@ class Coordinator:
     def stub(self, member: Member) -> node_pb2_grpc.NodeServiceStub:
         return node_pb2_grpc.NodeServiceStub(self._channel(member))
 
+    def channel(self, member: Member) -> grpc.Channel:
+        """The channel to a city, opened on first use and kept (a gateway follows its state)."""
+        return self._channel(member)
+
     def finish_call(self, member: Member) -> grpc.StreamUnaryMultiCallable:
         """NodeService.FinishLinkage, returning the response's exact bytes (its receipt covers
         them)."""

@@ -3,6 +3,8 @@
 A gateway belongs to one member (usually an authority) and asks the cities under that member's
 identity, so it serves only the members it is told to serve (by default: its own), over mutual
 TLS: serving any member would lend its own access to callers the cities never granted it.
+
+Its health follows its cities (federation.health.CityHealth).
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from federation.coordinator import CityOutcome, CityStatus, Coordinator, Federat
 from federation.errors import DeadlineExceeded, InvalidArgument, PolicyDenied
 from federation.grpc_errors import ErrorTranslator
 from federation.guard import HEALTH_AND_REFLECTION, Guard, PeerIdentifier, Requirement, TrustState
-from federation.health import add_health_and_reflection
-from federation.identity import Identity
+from federation.health import CityHealth, add_health_and_reflection
+from federation.identity import SERVER_KEEPALIVE_OPTIONS, Identity
 from federation.linkage.asker import DEFAULT_LINKAGE_TIMEOUT, run_linkage
 from federation.linkage.checks import CHECKS, build_plan
 from federation.linkage.plan import mode_name, new_linkage_id
@@ -124,12 +126,19 @@ class RunningGateway:
     coordinator: Coordinator
     port: int
     metrics: MetricsEndpoint | None = None
+    health: CityHealth | None = None
 
     def stop(self, grace: float | None = 2.0) -> None:
         if self.metrics is not None:
             self.metrics.stop()
+        if self.health is not None:
+            self.health.close()
         self.server.stop(grace).wait()
         self.coordinator.close()
+
+
+def city_channels(coordinator: Coordinator) -> dict[str, grpc.Channel]:
+    return {member.id: coordinator.channel(member) for member in coordinator.region.cities}
 
 
 def gateway_guard(trust: TrustState, serves: frozenset[str]) -> Guard:
@@ -159,12 +168,14 @@ def start_gateway(manifest: Manifest, identity: Identity, listen: str = "127.0.0
                       gateway_guard(TrustState(manifest), serves)],
         options=[("grpc.max_receive_message_length", 1024 * 1024),
                  ("grpc.max_send_message_length", 64 * 1024 * 1024),
-                 ("grpc.so_reuseport", 0)],
+                 ("grpc.so_reuseport", 0),
+                 *SERVER_KEEPALIVE_OPTIONS],
         maximum_concurrent_rpcs=4 * max_workers,
     )
     federation_pb2_grpc.add_FederationServiceServicer_to_server(
         FederationServicer(coordinator), server)
-    add_health_and_reflection(server, [FEDERATION_SERVICE])
+    health = CityHealth(add_health_and_reflection(server, [FEDERATION_SERVICE]),
+                        [FEDERATION_SERVICE])
     credentials = grpc.ssl_server_credentials(
         [(identity.tls_private_key_pem, identity.tls_certificate_pem)],
         root_certificates=identity.ca_certificate_pem, require_client_auth=True)
@@ -172,7 +183,8 @@ def start_gateway(manifest: Manifest, identity: Identity, listen: str = "127.0.0
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
     server.start()
+    health.follow(city_channels(coordinator))
     log.info("gateway of %s for region %s serving on port %d", identity.member_id,
              manifest.region, port)
     return RunningGateway(server, coordinator, port,
-                          serve_metrics(metrics.registry, metrics_listen))
+                          serve_metrics(metrics.registry, metrics_listen), health)

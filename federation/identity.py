@@ -32,11 +32,40 @@ class Identity:
         )
 
 
+# How a channel to a member comes back (gRPC core's connection backoff, doc/connection-backoff.md
+# in grpc/grpc): after a failed attempt it waits 200 ms, then 1.6 times longer each time but
+# never more than a second, so a city that listens again is reached within about a second
+# (gRPC's default grows to two minutes). One attempt (TCP and TLS) may take 3 s: longer than a
+# handshake needs, short enough that an attempt lost to a host that was down is not waited on
+# for gRPC's default of 20 s. A host name is looked up again at most once a second (default 30
+# s), for a member that moved. Keepalive pings every 15 s, also between calls, close a
+# connection whose peer vanished without a word (a host that lost power) within 20 s, rather
+# than at the next call's deadline; SERVER_KEEPALIVE_OPTIONS lets cityfed's servers take them.
+RECONNECT_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.min_reconnect_backoff_ms", 3000),  # gRPC core: the shortest time one attempt gets
+    ("grpc.dns_min_time_between_resolutions_ms", 1000),
+    ("grpc.keepalive_time_ms", 15_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+# On every cityfed server: accept the pings above (by default a server takes one ping without
+# data every 5 minutes, and closes a connection that pings more often with "too_many_pings").
+SERVER_KEEPALIVE_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+]
+
+
 def channel_options(member_id: str, region: str) -> list[tuple[str, object]]:
-    """Verify the server as the named member: its certificate must carry the member's name."""
+    """Verify the server as the named member: its certificate must carry the member's name;
+    reconnect and keep alive as RECONNECT_OPTIONS says."""
     return [("grpc.ssl_target_name_override", member_dns_name(member_id, region)),
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-            ("grpc.max_send_message_length", 1024 * 1024)]
+            ("grpc.max_send_message_length", 1024 * 1024),
+            *RECONNECT_OPTIONS]
 
 
 def load_identity(member_dir: Path, ca_certificate: Path, manifest: Manifest) -> Identity:

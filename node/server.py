@@ -20,6 +20,7 @@ from federation.datasets import DATASETS, Sensitivity
 from federation.errors import ConfigError, InvalidArgument, PolicyDenied
 from federation.grpc_errors import ErrorTranslator
 from federation.health import add_health_and_reflection
+from federation.identity import SERVER_KEEPALIVE_OPTIONS
 from federation.limits import CallLimits, grpc_concurrency_limit, grpc_receive_limit, member_of
 from federation.linkage.points import Blinder
 from federation.metrics import MetricsEndpoint, serve_metrics
@@ -236,6 +237,7 @@ def server_options(config: NodeConfig) -> list[tuple[str, int]]:
         ("grpc.max_receive_message_length", grpc_receive_limit(config.max_request_bytes)),
         ("grpc.max_send_message_length", config.max_response_bytes),
         ("grpc.so_reuseport", 0),
+        *SERVER_KEEPALIVE_OPTIONS,
     ]
 
 

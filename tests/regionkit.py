@@ -257,3 +257,23 @@ def config_toml(config: NodeConfig) -> str:
     lines = ["[node]"] + [f"{name} = {toml(value)}" for name, value in vars(config).items()
                           if value is not None]
     return "\n".join(lines) + "\n"
+
+
+def write_process_region(directory: Path, cities: tuple[str, ...], rows: int = 200,
+                         policy_text: str | None = None,
+                         authorities: tuple[str, ...] = (AUDITOR, OUTSIDER),
+                         **options) -> TrustedRegion:
+    """A region folder for node processes: each city's store, policy (by default: the auditor
+    sees everything) and `<city>.toml` with `options` (start them with
+    federation.local_region.spawn_node_process)."""
+    for index, city in enumerate(cities):
+        build_city_store(directory / f"{city}.duckdb", index + 1, rows)
+    trusted = init_trusted_region(directory, region="test", cities=cities,
+                                  authorities=authorities)
+    for city in cities:
+        policy = directory / f"{city}.policy.toml"
+        policy.write_text(policy_text or open_policy())
+        config = node_config(trusted, city, directory / f"{city}.duckdb", policy,
+                             memory_limit="256MB", **options)
+        (directory / f"{city}.toml").write_text(config_toml(config))
+    return trusted
