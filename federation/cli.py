@@ -88,9 +88,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--serve", default="",
                        help="comma-separated members it answers (default: only the --as member)")
     serve.add_argument("--timeout", type=float, default=10.0, help="default seconds per city")
-    serve.add_argument("--metrics-listen", default="127.0.0.1:0",
-                       help="HOST:PORT of its Prometheus metrics (default: a free loopback port, "
-                            "logged; empty: none)")
+    serve.add_argument("--metrics-listen", default="",
+                       help="HOST:PORT of its Prometheus metrics, like 127.0.0.1:9465 (default: "
+                            "none)")
     serve.set_defaults(run=run_gateway)
 
     add_match_command(commands, add_identity_arguments)

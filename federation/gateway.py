@@ -156,7 +156,7 @@ def gateway_guard(trust: TrustState, serves: frozenset[str]) -> Guard:
 def start_gateway(manifest: Manifest, identity: Identity, listen: str = "127.0.0.1:7400", *,
                   serves: frozenset[str] | None = None, city_timeout: float = 10.0,
                   max_workers: int = 16,
-                  metrics_listen: str = "127.0.0.1:0") -> RunningGateway:
+                  metrics_listen: str = "") -> RunningGateway:
     """Serve FederationService as `identity`'s member, to the members in `serves` (default:
     that member only)."""
     coordinator = Coordinator(manifest, identity, city_timeout=city_timeout)

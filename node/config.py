@@ -95,9 +95,9 @@ class NodeConfig:
     linkage_workers: int = setting("Processes that blind linkage points; 0: one per core.", 0)
     metrics_listen: str = setting(
         "Address and port of the node's Prometheus metrics (plain HTTP, `GET /metrics`; "
-        "docs/metrics.md). Loopback by default: the metrics name members and purposes, so "
-        "expose them only to your Prometheus. Port 0: any free port, logged at start; empty: "
-        "no metrics.", "127.0.0.1:0")
+        "docs/metrics.md), like `127.0.0.1:9464`: keep it on loopback, the metrics name "
+        "members and purposes and have no authentication. Port 0: any free port, logged at "
+        "start. Unset: no metrics.", "")
 
     @property
     def admin_socket_path(self) -> Path:

@@ -1,6 +1,7 @@
 """Prometheus metrics at a node and a gateway, read over HTTP as Prometheus would: calls by
 method, caller and status, latency, the privacy budget left, the audit log's size and the age of
-its last checkpoint, rows loaded; on loopback by default, and nothing personal in them."""
+its last checkpoint, rows loaded; off unless a listen address is set, and nothing personal in
+them."""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ def scrape(url: str) -> dict[tuple[str, tuple], float]:
 @pytest.fixture
 def city(tmp_path):
     running = regionkit.start_region(tmp_path, (CITY,), rows=200, seed=3,
-                                     policy_text=regionkit.open_policy(level="aggregate"))
+                                     policy_text=regionkit.open_policy(level="aggregate"),
+                                     metrics_listen="127.0.0.1:0")
     yield running
     running.stop()
 
@@ -43,7 +45,7 @@ def city(tmp_path):
 def test_a_node_counts_calls_budget_audit_and_loads_on_a_loopback_port(city, tmp_path):
     node = city.nodes[CITY]
     assert node.metrics.host == "127.0.0.1" and node.metrics.port > 0
-    assert NodeConfig.__dataclass_fields__["metrics_listen"].default == "127.0.0.1:0"
+    assert NodeConfig.__dataclass_fields__["metrics_listen"].default == ""  # off by default
 
     answer = city.ask(PRIVATE_SQL)
     assert answer.outcomes[0].status.value == "answered"
@@ -76,8 +78,8 @@ def test_a_node_counts_calls_budget_audit_and_loads_on_a_loopback_port(city, tmp
                  purpose=PURPOSE) == pytest.approx(9.0)
     assert value("cityfed_privacy_budget_delta_remaining", caller=AUDITOR,
                  purpose=PURPOSE) == pytest.approx(1e-6 - 1e-9)
-    assert value("cityfed_audit_records") == node.audit.size == 3
-    assert value("cityfed_audit_last_checkpoint_size") == 3
+    assert value("cityfed_audit_records") == node.audit.size >= 3
+    assert value("cityfed_audit_last_checkpoint_size") == node.audit.size
     assert 0 <= value("cityfed_audit_last_checkpoint_age_seconds") < 60
     assert value("cityfed_audit_log_bytes") > 0
     # Member ids, method and dataset names, a registered purpose: nothing a caller wrote.
@@ -86,7 +88,8 @@ def test_a_node_counts_calls_budget_audit_and_loads_on_a_loopback_port(city, tmp
 
 def test_a_gateway_counts_the_calls_it_answers(city):
     manifest, identity = city.trusted.directory.open_as(AUDITOR)
-    gateway = start_gateway(manifest, identity, "127.0.0.1:0")
+    assert start_gateway.__kwdefaults__["metrics_listen"] == ""
+    gateway = start_gateway(manifest, identity, "127.0.0.1:0", metrics_listen="127.0.0.1:0")
     try:
         with regionkit.secure_channel(city, f"127.0.0.1:{gateway.port}", AUDITOR) as channel:
             stub = federation_pb2_grpc.FederationServiceStub(channel)
