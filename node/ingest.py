@@ -9,7 +9,9 @@ changes nothing.
 from __future__ import annotations
 
 import contextlib
+import csv
 import enum
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,9 @@ ROW_NUMBER = "__cityfed_row"
 STAGING = "__cityfed_staging"
 SORTED = "__cityfed_sorted"
 RANKED = "__cityfed_rank"
+# A header name that is not a column is repeated in an error only when it looks like one: a
+# file without a header has a resident's values in its first line.
+_COLUMN_LIKE = re.compile(r"[a-z_][a-z0-9_]{0,63}")
 
 
 class IngestMode(enum.Enum):
@@ -47,30 +52,89 @@ def read_file(path: Path, dataset: Dataset) -> pa.Table:
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            table = pa_csv.read_csv(
-                path,
-                convert_options=pa_csv.ConvertOptions(
-                    column_types={name: pa.string() for name in dataset.column_names},
-                    strings_can_be_null=True,
-                    null_values=[""],
-                ),
-            )
-        elif suffix == ".parquet":
-            table = pa_parquet.read_table(path)
-        else:
-            raise IngestError(f"{path}: expected a .csv or .parquet file")
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as error:
+            return _read_csv(path, dataset)
+        if suffix == ".parquet":
+            return _read_parquet(path, dataset)
+        raise IngestError(f"{path}: expected a .csv or .parquet file")
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, csv.Error) as error:
         raise IngestError(f"{path}: cannot be read: {str(error).splitlines()[0][:300]}") from None
-    names = table.column_names
+
+
+def _check_columns(path: Path, dataset: Dataset, names: list[str]) -> None:
     missing = [c for c in dataset.column_names if c not in names]
     extra = [c for c in names if c not in dataset.column_names]
     if missing or extra or len(set(names)) != len(names):
+        shown = [name for name in extra if _COLUMN_LIKE.fullmatch(name)][:10]
+        others = len(extra) - len(shown)
+        unexpected = ", ".join([*shown, *([f"{others} other names"] if others else [])])
         raise IngestError(
             f"{path}: columns must be exactly those of {dataset.name} "
             f"({', '.join(dataset.column_names)}); missing: {', '.join(missing) or 'none'}; "
-            f"unexpected: {', '.join(extra[:10]) or 'none'}"
+            f"unexpected: {unexpected or 'none'}"
         )
-    return table.select(list(dataset.column_names))
+
+
+def _read_csv(path: Path, dataset: Dataset) -> pa.Table:
+    with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
+        header = next(csv.reader(handle), None)
+    if header is None:
+        raise IngestError(f"{path}: the file is empty; the first line must name the columns")
+    _check_columns(path, dataset, header)
+    wrong_width: list[tuple[int | None, int, int]] = []
+
+    def invalid_row(row: pa_csv.InvalidRow) -> str:
+        # Never row.text: it is the row's values.
+        wrong_width.append((row.number, row.expected_columns, row.actual_columns))
+        return "error"
+
+    options = _csv_options(dataset)
+    batches = []
+    with pa.OSFile(str(path)) as source:
+        try:
+            reader = pa_csv.open_csv(source, convert_options=options, parse_options=(
+                pa_csv.ParseOptions(invalid_row_handler=invalid_row)))
+            for batch in reader:
+                batches.append(batch)
+        except pa.ArrowInvalid:
+            if wrong_width:
+                raise _wrong_width(path, *wrong_width[0]) from None
+            raise
+    return pa.Table.from_batches(batches, schema=reader.schema).select(
+        list(dataset.column_names))
+
+
+def _csv_options(dataset: Dataset) -> pa_csv.ConvertOptions:
+    return pa_csv.ConvertOptions(column_types={name: pa.string() for name in dataset.column_names},
+                                 strings_can_be_null=True, null_values=[""])
+
+
+def _wrong_width(path: Path, number: int | None, expected: int, actual: int) -> IngestError:
+    """A row with more or fewer values than the header has columns, named by its line."""
+    if number is None:  # read on several threads, pyarrow cannot say which row: read on one
+        numbers: list[int | None] = []
+
+        def invalid_row(row: pa_csv.InvalidRow) -> str:
+            numbers.append(row.number)
+            return "error"
+
+        with contextlib.suppress(pa.ArrowInvalid):
+            pa_csv.read_csv(path, read_options=pa_csv.ReadOptions(use_threads=False),
+                            parse_options=pa_csv.ParseOptions(invalid_row_handler=invalid_row),
+                            convert_options=pa_csv.ConvertOptions(
+                                column_types={}, strings_can_be_null=True))
+        number = numbers[0] if numbers else None
+    where = f"line {number} (data row {number - 1})" if number else "a row"
+    return IngestError(f"{path}: {where}: the row has {actual} values, the header names "
+                       f"{expected} columns")
+
+
+def _read_parquet(path: Path, dataset: Dataset) -> pa.Table:
+    with pa_parquet.ParquetFile(path) as file:
+        _check_columns(path, dataset, file.schema_arrow.names)
+        columns = list(dataset.column_names)
+        batches = list(file.iter_batches(columns=columns))
+        schema = pa.schema([file.schema_arrow.field(name) for name in columns])
+    return pa.Table.from_batches(batches, schema=schema)
 
 
 def _violations(column: Column) -> list[tuple[str, str]]:

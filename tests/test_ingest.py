@@ -114,11 +114,32 @@ def test_wrong_columns_change_nothing(store, tmp_path, header):
     assert snapshot(store) == before
 
 
-def test_a_ragged_csv_is_refused(store, tmp_path):
-    path = tmp_path / "ragged.csv"
-    path.write_text(",".join(HEADER) + "\n1,2\n")
-    with pytest.raises(IngestError, match="cannot be read"):
+@pytest.mark.parametrize(("good_rows", "bad_row"), [
+    (2, ["110101199001010015", "pension"]),
+    (3, [*rows(1)[0], "110101199001010023"]),
+    (120_000, ["110101199001010031", "pension", "active"]),  # past pyarrow's first blocks
+])
+def test_a_row_of_the_wrong_width_is_named_by_its_line_and_not_quoted(store, tmp_path,
+                                                                       good_rows, bad_row):
+    before = snapshot(store)
+    path = write_csv(tmp_path / "ragged.csv", [*rows(good_rows), bad_row, *rows(2, 500)])
+    with pytest.raises(IngestError) as rejected:
         store.ingest("social_insurance", path, IngestMode.REPLACE)
+    message = str(rejected.value)
+    line = good_rows + 2
+    assert f"line {line} (data row {line - 1})" in message
+    assert f"has {len(bad_row)} values" in message
+    assert bad_row[0] not in message and "pension" not in message
+    assert snapshot(store) == before
+
+
+def test_a_file_without_a_header_is_refused_without_quoting_its_first_row(store, tmp_path):
+    path = tmp_path / "headless.csv"
+    path.write_text("110101199001010007,pension,active,2010-05-01,4321.50,2026-10-01\n")
+    with pytest.raises(IngestError, match="columns must be exactly") as rejected:
+        store.ingest("social_insurance", path, IngestMode.REPLACE)
+    assert "110101199001010007" not in str(rejected.value)
+    assert "4321" not in str(rejected.value)
 
 
 def test_missing_and_unsupported_files(store, tmp_path):
