@@ -923,12 +923,19 @@ def _check_resume(directory: Path, head: LogState, public_keys: PublicKeys | Non
     problem = head.problem(keys)
     if problem:
         raise _Problem("forged", f"{HEAD_FILE}: {problem}")
-    if head.offset == 0:
+    if head.size == 0:
         return
     wanted = head.last_record + b"\n"
+    path, end = directory / segment_name(head.segment), head.offset
+    if end == 0:  # the head starts a segment: its last record ends the one before, if kept
+        before = [(first, path) for first, path in segments(directory) if first < head.segment]
+        if not before:
+            return
+        path = before[-1][1]
+        end = path.stat().st_size
     try:
-        with (directory / segment_name(head.segment)).open("rb") as file:
-            file.seek(max(0, head.offset - len(wanted)))
+        with path.open("rb") as file:
+            file.seek(max(0, end - len(wanted)))
             found = file.read(len(wanted))
     except FileNotFoundError:
         found = b""
