@@ -46,8 +46,8 @@ from federation.keys import (
     b64url_decode,
     b64url_encode,
     key_id,
-    public_key_from_text,
     read_private_key,
+    read_public_key,
     write_file_atomically,
 )
 from federation.manifest import Manifest, ManifestRejected, load_manifest, verify_held_manifest
@@ -265,8 +265,13 @@ def restore(source: Path, config: NodeConfig, *, last_index: int | None,
     the authority collected (`held_checkpoints`) must be signed by the city and consistent with
     the backup, and their sizes count too."""
     source = Path(source)
-    root = public_key_from_text(config.root_public_key.read_text().strip())
+    root = read_public_key(config.root_public_key)
     manifests = [load_manifest(config.manifest, root)]
+    key = read_private_key(config.signing_key)
+    found = manifests[0].signing_key(key_id(key.public_key()), datetime.now(UTC))
+    if found is None or found[0].id != config.city:
+        raise ConfigError(f"{config.signing_key}: not a key {config.manifest} lists for "
+                          f"{config.city} now: the restored log's records would not verify")
     with contextlib.suppress(OSError, ManifestRejected):  # then only the configured one can
         manifests.append(verify_held_manifest((source / MANIFEST_FILE).read_bytes(), root))
     backup = verify_backup(source, manifests)
@@ -301,7 +306,6 @@ def restore(source: Path, config: NodeConfig, *, last_index: int | None,
             "names (or --checkpoints with the authority's), so that no index is used twice")
     _install(source, config, backup)
     lost = max(0, known + 1 - backup.records)
-    key = read_private_key(config.signing_key)
     log = AuditLog(config.state_path / "audit", city=config.city, signing_key=key,
                    kid=key_id(key.public_key()), public_keys=manifests[0],
                    segment_bytes=config.audit_segment_bytes,
