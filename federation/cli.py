@@ -12,6 +12,7 @@ import math
 import os
 import signal
 import threading
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--metrics-listen", default="",
                        help="HOST:PORT of its Prometheus metrics, like 127.0.0.1:9465 (default: "
                             "none)")
+    # It takes a newer manifest.json of the region folder by itself (and at once on SIGHUP).
     serve.set_defaults(run=run_gateway)
 
     add_match_command(commands, add_identity_arguments)
@@ -107,8 +109,11 @@ def add_identity_arguments(parser: argparse.ArgumentParser) -> None:
 def open_region(args: argparse.Namespace):
     if not args.member:
         raise InvalidArgument("say which member you are: --as MEMBER or $CITYFED_MEMBER")
-    directory = args.region or Path(os.environ.get("CITYFED_REGION", DEFAULT_REGION))
-    return RegionDirectory(directory).open_as(args.member)
+    return region_directory(args).open_as(args.member)
+
+
+def region_directory(args: argparse.Namespace) -> RegionDirectory:
+    return RegionDirectory(args.region or Path(os.environ.get("CITYFED_REGION", DEFAULT_REGION)))
 
 
 def run_query(args: argparse.Namespace, out: io.TextIOBase, err: io.TextIOBase) -> int:
@@ -315,8 +320,11 @@ def run_gateway(args: argparse.Namespace, out: io.TextIOBase, err: io.TextIOBase
     manifest, identity = open_region(args)
     serves = frozenset(m.strip() for m in args.serve.split(",") if m.strip()) or None
     stop = stop_on_signal()
+    reloads = reload_on_hangup()
     gateway = start_gateway(manifest, identity, args.listen, serves=serves,
-                            city_timeout=args.timeout, metrics_listen=args.metrics_listen)
+                            city_timeout=args.timeout, region=region_directory(args),
+                            metrics_listen=args.metrics_listen)
+    reloads.append(gateway.manifest_watcher.check_now)
     host = args.listen.rsplit(":", 1)[0]
     print(f"gateway listening on {host}:{gateway.port}", file=out, flush=True)
     stop.wait()
@@ -331,6 +339,19 @@ def stop_on_signal() -> threading.Event:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     return stop
+
+
+def reload_on_hangup() -> list[Callable[[], None]]:
+    """The actions SIGHUP runs (reading the manifest again), appended once the server runs;
+    install it before the server starts, so that SIGHUP never ends the process."""
+    actions: list[Callable[[], None]] = []
+
+    def run(*_) -> None:
+        for action in actions:
+            action()
+
+    signal.signal(signal.SIGHUP, run)
+    return actions
 
 
 def report_error(error: CityfedError | grpc.RpcError, err) -> int:

@@ -4,28 +4,37 @@ A gateway belongs to one member (usually an authority) and asks the cities under
 identity, so it serves only the members it is told to serve (by default: its own), over mutual
 TLS: serving any member would lend its own access to callers the cities never granted it.
 
-Its health follows its cities (federation.health.CityHealth).
+It takes a newer manifest of its region folder while it runs (ManifestWatcher, SIGHUP), with the
+checks it started with, and its health follows its cities (federation.health.CityHealth).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterator
 from concurrent import futures
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import grpc
 from cityfed.v1 import federation_pb2, federation_pb2_grpc, linkage_pb2, query_pb2
 
 from federation.coordinator import CityOutcome, CityStatus, Coordinator, FederatedAnswer
-from federation.errors import DeadlineExceeded, InvalidArgument, PolicyDenied
+from federation.errors import ConfigError, DeadlineExceeded, InvalidArgument, PolicyDenied
 from federation.grpc_errors import ErrorTranslator
 from federation.guard import HEALTH_AND_REFLECTION, Guard, PeerIdentifier, Requirement, TrustState
 from federation.health import CityHealth, add_health_and_reflection
-from federation.identity import SERVER_KEEPALIVE_OPTIONS, Identity
+from federation.identity import (
+    SERVER_KEEPALIVE_OPTIONS,
+    Identity,
+    RegionDirectory,
+    check_listed,
+)
 from federation.linkage.asker import DEFAULT_LINKAGE_TIMEOUT, run_linkage
 from federation.linkage.checks import CHECKS, build_plan
 from federation.linkage.plan import mode_name, new_linkage_id
-from federation.manifest import Manifest
+from federation.manifest import Manifest, ManifestWatcher, load_manifest
 from federation.metrics import MetricsEndpoint, ServerMetrics, serve_metrics
 from federation.values import to_value
 
@@ -63,10 +72,50 @@ def answer_to_proto(answer: FederatedAnswer) -> federation_pb2.FederatedAggregat
 
 class FederationServicer(federation_pb2_grpc.FederationServiceServicer):
     def __init__(self, coordinator: Coordinator) -> None:
-        self.coordinator = coordinator
+        self._coordinator = coordinator
+        self._lock = threading.Lock()
+        self._calls: dict[int, int] = {}  # id(coordinator) -> calls asking through it
+
+    @property
+    def coordinator(self) -> Coordinator:
+        return self._coordinator
+
+    def use(self, coordinator: Coordinator) -> None:
+        """Ask through `coordinator` from now on; the one it replaces is closed once the calls
+        asking through it have ended."""
+        with self._lock:
+            previous, self._coordinator = self._coordinator, coordinator
+            idle = id(previous) not in self._calls
+        if idle:
+            previous.close()
+
+    @contextmanager
+    def _asking(self) -> Iterator[Coordinator]:
+        with self._lock:
+            coordinator = self._coordinator
+            self._calls[id(coordinator)] = self._calls.get(id(coordinator), 0) + 1
+        try:
+            yield coordinator
+        finally:
+            with self._lock:
+                self._calls[id(coordinator)] -= 1
+                done = self._calls[id(coordinator)] == 0
+                if done:
+                    del self._calls[id(coordinator)]
+                retired = done and coordinator is not self._coordinator
+            if retired:
+                coordinator.close()
 
     def FederatedAggregate(self, request, context):
-        timeout = self.coordinator.city_timeout
+        with self._asking() as coordinator:
+            return self._aggregate(coordinator, request, context)
+
+    def FederatedMatch(self, request, context):
+        with self._asking() as coordinator:
+            return self._match(coordinator, request, context)
+
+    def _aggregate(self, coordinator: Coordinator, request, context):
+        timeout = coordinator.city_timeout
         if request.city_timeout_ms:
             timeout = request.city_timeout_ms / 1000
         remaining = context.time_remaining()
@@ -80,14 +129,14 @@ class FederationServicer(federation_pb2_grpc.FederationServiceServicer):
                    "timeout": timeout, "purpose": request.purpose}
         question = request.WhichOneof("question")
         if question == "sql":
-            answer = self.coordinator.ask_sql(request.sql, **options)
+            answer = coordinator.ask_sql(request.sql, **options)
         elif question == "query":
-            answer = self.coordinator.ask(request.query, **options)
+            answer = coordinator.ask(request.query, **options)
         else:
             raise InvalidArgument("set either sql or query")
         return answer_to_proto(answer)
 
-    def FederatedMatch(self, request, context):
+    def _match(self, coordinator: Coordinator, request, context):
         timeout = request.timeout_ms / 1000 if request.timeout_ms else DEFAULT_LINKAGE_TIMEOUT
         remaining = context.time_remaining()
         if remaining is not None:
@@ -112,7 +161,7 @@ class FederationServicer(federation_pb2_grpc.FederationServiceServicer):
             raise InvalidArgument("set either check or plan")
         if not purpose:
             raise InvalidArgument("name the purpose of the linkage (a registered purpose)")
-        outcome = run_linkage(self.coordinator, plan, purpose=purpose, timeout=timeout)
+        outcome = run_linkage(coordinator, plan, purpose=purpose, timeout=timeout)
         response = federation_pb2.FederatedMatchResponse(
             outcomes=[outcome_to_proto(o) for o in outcome.outcomes], plan=plan)
         if outcome.result is not None:
@@ -123,16 +172,49 @@ class FederationServicer(federation_pb2_grpc.FederationServiceServicer):
 @dataclass
 class RunningGateway:
     server: grpc.Server
-    coordinator: Coordinator
+    servicer: FederationServicer
+    trust: TrustState
+    health: CityHealth
+    identity: Identity
     port: int
+    city_timeout: float
+    # The region folder whose manifest.json it takes when a newer one is written there.
+    region: RegionDirectory | None = None
+    manifest_watcher: ManifestWatcher | None = None
     metrics: MetricsEndpoint | None = None
-    health: CityHealth | None = None
+    _reloading: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def coordinator(self) -> Coordinator:
+        return self.servicer.coordinator
+
+    def reload_manifest(self) -> Manifest:
+        """Take the region folder's manifest if start-up would: signed by the pinned root, for
+        this region, valid now, not older than the held one, keeping every key the held one
+        lists, and listing this gateway's member with its key. Raises (ManifestRejected,
+        ConfigError) otherwise: the held one stays. Returns the manifest in force."""
+        if self.region is None:
+            raise ConfigError("this gateway was started without its region folder")
+        with self._reloading:
+            held = self.trust.manifest
+            manifest = load_manifest(self.region.manifest, self.region.root_key(), held=held)
+            if manifest.version == held.version:
+                return held
+            check_listed(manifest, self.identity.member_id, self.identity.kid)
+            coordinator = Coordinator(manifest, self.identity, city_timeout=self.city_timeout)
+            self.health.follow(city_channels(coordinator))
+            self.trust.replace(manifest)
+            self.servicer.use(coordinator)
+        log.info("%s: manifest version %d now in force (was %d): %d members",
+                 self.region.manifest, manifest.version, held.version, len(manifest.members))
+        return manifest
 
     def stop(self, grace: float | None = 2.0) -> None:
         if self.metrics is not None:
             self.metrics.stop()
-        if self.health is not None:
-            self.health.close()
+        if self.manifest_watcher is not None:
+            self.manifest_watcher.stop()
+        self.health.close()
         self.server.stop(grace).wait()
         self.coordinator.close()
 
@@ -156,24 +238,26 @@ def gateway_guard(trust: TrustState, serves: frozenset[str]) -> Guard:
 def start_gateway(manifest: Manifest, identity: Identity, listen: str = "127.0.0.1:7400", *,
                   serves: frozenset[str] | None = None, city_timeout: float = 10.0,
                   max_workers: int = 16,
-                  metrics_listen: str = "") -> RunningGateway:
+                  metrics_listen: str = "", region: RegionDirectory | None = None,
+                  manifest_watch_seconds: float = 1.0) -> RunningGateway:
     """Serve FederationService as `identity`'s member, to the members in `serves` (default:
-    that member only)."""
+    that member only). With `region`, the folder `manifest` was read from, take a newer
+    manifest written there (looking every `manifest_watch_seconds`; 0: only when asked)."""
     coordinator = Coordinator(manifest, identity, city_timeout=city_timeout)
     serves = serves or frozenset({identity.member_id})
+    trust = TrustState(manifest)
     metrics = ServerMetrics()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="gateway"),
-        interceptors=[ErrorTranslator(meter=metrics),
-                      gateway_guard(TrustState(manifest), serves)],
+        interceptors=[ErrorTranslator(meter=metrics), gateway_guard(trust, serves)],
         options=[("grpc.max_receive_message_length", 1024 * 1024),
                  ("grpc.max_send_message_length", 64 * 1024 * 1024),
                  ("grpc.so_reuseport", 0),
                  *SERVER_KEEPALIVE_OPTIONS],
         maximum_concurrent_rpcs=4 * max_workers,
     )
-    federation_pb2_grpc.add_FederationServiceServicer_to_server(
-        FederationServicer(coordinator), server)
+    servicer = FederationServicer(coordinator)
+    federation_pb2_grpc.add_FederationServiceServicer_to_server(servicer, server)
     health = CityHealth(add_health_and_reflection(server, [FEDERATION_SERVICE]),
                         [FEDERATION_SERVICE])
     credentials = grpc.ssl_server_credentials(
@@ -184,7 +268,13 @@ def start_gateway(manifest: Manifest, identity: Identity, listen: str = "127.0.0
         raise OSError(f"cannot listen on {listen}")
     server.start()
     health.follow(city_channels(coordinator))
+    running = RunningGateway(server, servicer, trust, health, identity, port, city_timeout,
+                             region)
+    if region is not None:
+        running.manifest_watcher = ManifestWatcher(
+            region.manifest, running.reload_manifest, interval=manifest_watch_seconds,
+            name="gateway-manifest").start()
+    running.metrics = serve_metrics(metrics.registry, metrics_listen)
     log.info("gateway of %s for region %s serving on port %d", identity.member_id,
              manifest.region, port)
-    return RunningGateway(server, coordinator, port,
-                          serve_metrics(metrics.registry, metrics_listen), health)
+    return running

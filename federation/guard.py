@@ -42,10 +42,17 @@ class MethodNotAllowed(CityfedError):
 
 
 class TrustState:
-    """The manifest a server currently holds; replaced as a whole when a newer one is accepted."""
+    """The manifest a server currently holds; replaced as a whole when a newer one is accepted.
+    A reader takes `manifest` once and uses that one for the whole call."""
 
     def __init__(self, manifest: Manifest) -> None:
         self.manifest = manifest
+
+    def replace(self, manifest: Manifest) -> Manifest:
+        """Hold `manifest` from now on (already verified against the held one); returns the
+        one it replaces."""
+        previous, self.manifest = self.manifest, manifest
+        return previous
 
 
 @dataclass(frozen=True)

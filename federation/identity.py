@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from federation.errors import ConfigError
 from federation.keys import key_id, public_key_from_text, read_private_key
@@ -72,22 +72,28 @@ def load_identity(member_dir: Path, ca_certificate: Path, manifest: Manifest) ->
     """Read a member's keys from its folder (signing.key, tls.key, tls.pem) and check that the
     manifest lists them as that member's."""
     member_id = member_dir.name
-    member = manifest.member(member_id)
-    if member is None:
-        raise ConfigError(f"{member_dir}: {member_id!r} is not a member in the manifest")
     signing_key = read_private_key(member_dir / "signing.key")
-    kid = key_id(signing_key.public_key())
-    if kid not in {k.kid for k in member.keys}:
-        raise ConfigError(f"{member_dir / 'signing.key'}: key {kid} is not listed for "
-                          f"{member_id} in the manifest")
+    try:
+        check_listed(manifest, member_id, key_id(signing_key.public_key()))
+    except ConfigError as error:
+        raise ConfigError(f"{member_dir}: {error}") from None
     try:
         tls_key = (member_dir / "tls.key").read_bytes()
         tls_certificate = (member_dir / "tls.pem").read_bytes()
         ca = ca_certificate.read_bytes()
     except OSError as error:
         raise ConfigError(f"{member_dir}: cannot read TLS files: {error}") from None
-    return Identity(member_id, kid, signing_key, tls_key, tls_certificate, ca,
-                    x5t_s256(tls_certificate))
+    return Identity(member_id, key_id(signing_key.public_key()), signing_key, tls_key,
+                    tls_certificate, ca, x5t_s256(tls_certificate))
+
+
+def check_listed(manifest: Manifest, member_id: str, kid: str) -> None:
+    """The manifest lists the member with this signing key."""
+    member = manifest.member(member_id)
+    if member is None:
+        raise ConfigError(f"{member_id!r} is not a member in the manifest")
+    if kid not in {k.kid for k in member.keys}:
+        raise ConfigError(f"signing key {kid} is not listed for {member_id} in the manifest")
 
 
 @dataclass(frozen=True)
@@ -112,12 +118,14 @@ class RegionDirectory:
     def member(self, member_id: str) -> Path:
         return self.path / "members" / member_id
 
+    def root_key(self) -> Ed25519PublicKey:
+        try:
+            return public_key_from_text(self.root_public_key.read_text().strip())
+        except OSError as error:
+            raise ConfigError(f"{self.root_public_key}: cannot read: {error.strerror}") from None
+
     def open_as(self, member_id: str) -> tuple[Manifest, Identity]:
         """The region's manifest, verified against its pinned root key, and a member's
         credentials."""
-        try:
-            root = public_key_from_text(self.root_public_key.read_text().strip())
-        except OSError as error:
-            raise ConfigError(f"{self.root_public_key}: cannot read: {error.strerror}") from None
-        manifest = load_manifest(self.manifest, root)
+        manifest = load_manifest(self.manifest, self.root_key())
         return manifest, load_identity(self.member(member_id), self.ca_certificate, manifest)

@@ -22,13 +22,20 @@ re-serialised object, never over the file's own bytes, so indentation in the fil
 Times are UTC, whole seconds, written "2026-11-26T10:00:00Z". A key is valid from its
 not_before (inclusive) until its not_after (exclusive); a null not_after means no end yet.
 A key id is `federation.keys.key_id` of its public key, and the manifest refuses any other.
+
+A key is retired, never removed: a newer manifest lists every key the held one lists for each
+member it keeps, with the same not_before and an end no earlier than the key's old end or the
+newer manifest's issued_at, whichever comes first. So whatever a key signed before it was
+retired (audit checkpoints, receipts) still verifies against every later manifest.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -52,6 +59,8 @@ from federation.keys import (
 from federation.members import Member, Region
 from federation.pki import NAME
 
+log = logging.getLogger(__name__)
+
 FORMAT = "cityfed.manifest.v1"
 ALGORITHM = "EdDSA"
 ROLES = ("city", "authority")
@@ -70,7 +79,8 @@ class ManifestRejected(CityfedError):
     status = grpc.StatusCode.FAILED_PRECONDITION
     reason = "MANIFEST_REJECTED"
     REASONS = frozenset({"unsigned", "bad_signature", "wrong_algorithm", "expired",
-                         "not_yet_valid", "rollback", "wrong_region", "malformed"})
+                         "not_yet_valid", "rollback", "wrong_region", "key_removed",
+                         "malformed"})
 
     def __init__(self, why: str, detail: str) -> None:
         if why not in self.REASONS:
@@ -370,6 +380,34 @@ def _check_against_held(manifest: Manifest, held: Manifest) -> None:
     if manifest.version == held.version and manifest_to_json(manifest) != manifest_to_json(held):
         raise ManifestRejected("rollback", f"version {manifest.version} differs from the held "
                                            "manifest of the same version")
+    _check_keys_kept(manifest, held)
+
+
+def _check_keys_kept(manifest: Manifest, held: Manifest) -> None:
+    """Refuse a manifest that drops, or ends earlier than it may, a key the held one lists for a
+    member both list (see the module docstring)."""
+    for before in held.members:
+        after = manifest.member(before.id)
+        if after is None:
+            continue  # a member that leaves the region takes its keys with it
+        listed = {key.kid: key for key in after.keys}
+        for key in before.keys:
+            where = f"member {before.id!r}: key {key.kid}"
+            kept = listed.get(key.kid)
+            if kept is None:
+                raise ManifestRejected("key_removed", f"{where} of the held manifest is missing; "
+                                       "retire a key by setting its not_after, never remove it: "
+                                       "what it signed must still verify")
+            if kept.not_before != key.not_before:
+                raise ManifestRejected("key_removed", f"{where}: not_before changed from "
+                                       f"{format_time(key.not_before)}")
+            earliest = manifest.issued_at if key.not_after is None else min(
+                key.not_after, manifest.issued_at)
+            if kept.not_after is not None and kept.not_after < earliest:
+                raise ManifestRejected("key_removed", f"{where}: not_after "
+                                       f"{format_time(kept.not_after)} is before "
+                                       f"{format_time(earliest)}; a key may be retired from the "
+                                       "manifest's issued_at on, never back-dated")
 
 
 def _check_time(manifest: Manifest, now: datetime) -> None:
@@ -455,8 +493,11 @@ class ManifestStore:
         _check_time(held, now or datetime.now(UTC))
         return held
 
-    def accept(self, source: Path | bytes, now: datetime | None = None) -> Manifest:
-        """Verify a new manifest against the held one and keep it as the held copy."""
+    def accept(self, source: Path | bytes, now: datetime | None = None,
+               check: Callable[[Manifest], None] | None = None) -> Manifest:
+        """Verify a new manifest against the held one and keep it as the held copy. `check`, the
+        holder's own conditions (a node: that it lists this city as it is configured), may
+        raise to refuse it before it is kept."""
         data = source if isinstance(source, bytes) else _read(source)
         with self._lock:
             try:
@@ -466,7 +507,70 @@ class ManifestStore:
                 if isinstance(source, bytes):
                     raise
                 raise _naming(source, error) from None
+            if check is not None:
+                check(manifest)
+            if self._held is not None and manifest.version == self._held.version:
+                return self._held  # the same manifest again (verify_manifest checked it is)
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             write_file_atomically(self.path, data, SECRET_MODE)  # a node's state, its user's alone
             self._held = manifest
         return manifest
+
+
+class ManifestWatcher:
+    """Offers a manifest file to `reload` once at start (it may have changed while its holder
+    was starting), then whenever the file changes (its modification time, size or inode: a copy
+    moved into place counts), looking every `interval` seconds (0: never by itself), and
+    whenever `check_now` is called (SIGHUP, say). `reload` reads the file itself, logs what it
+    took and raises what it refuses (logged here, and the watch goes on)."""
+
+    def __init__(self, path: Path, reload: Callable[[], object], *, interval: float = 1.0,
+                 name: str = "manifest-watch") -> None:
+        if interval < 0:
+            raise ValueError("the interval must be 0 or more")
+        self.path = Path(path)
+        self._reload = reload
+        self._interval = interval
+        self._seen: tuple[int, int, int, int] | None = None
+        self._wake = threading.Event()
+        self._forced = False
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, daemon=True, name=name)
+
+    def start(self) -> ManifestWatcher:
+        self._thread.start()
+        return self
+
+    def check_now(self) -> None:
+        """Offer the file again at once, changed or not. Safe in a signal handler."""
+        self._forced = True
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _signature(self) -> tuple[int, int, int, int] | None:
+        try:
+            found = self.path.stat()
+        except OSError:
+            return None  # being replaced, or gone: wait for the next one
+        return found.st_mtime_ns, found.st_size, found.st_ino, found.st_dev
+
+    def _run(self) -> None:
+        while not self._stopped:
+            forced, self._forced = self._forced, False
+            signature = self._signature()
+            if signature is not None and (signature != self._seen or forced):
+                self._seen = signature
+                try:
+                    self._reload()
+                except CityfedError as refusal:
+                    log.warning("%s: not taken, the held manifest stays in force: %s",
+                                self.path, refusal)
+                except Exception:
+                    log.exception("%s: reloading the manifest failed", self.path)
+            self._wake.wait(self._interval or None)
+            self._wake.clear()

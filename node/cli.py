@@ -53,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="add the rows instead of replacing the dataset's rows")
     ingest.set_defaults(run=run_ingest)
 
+    reload = node.add_parser(
+        "reload-manifest", help="make the running node read its manifest file again now")
+    reload.add_argument("--config", type=Path, required=True)
+    reload.set_defaults(run=run_reload_manifest)
+
     backup_cli.add_commands(node)
     policy_cli.add_commands(commands)
     audit_cli.add_commands(commands)
@@ -82,13 +87,30 @@ def run_serve(args: argparse.Namespace, out, err) -> int:
     if args.listen:
         config = dataclasses.replace(config, listen=args.listen)
     stop = federation_cli.stop_on_signal()
+    reloads = federation_cli.reload_on_hangup()
     try:
         running = start_node(config)
     except OSError as error:  # a full disk, a folder it may not write: one line, no traceback
         raise cannot_start(config, error) from None
+    reloads.append(running.manifest_watcher.check_now)
     print(f"{config.city} listening on {running.address}", file=out, flush=True)
     stop.wait()
     running.stop()
+    return 0
+
+
+def run_reload_manifest(args: argparse.Namespace, out, err) -> int:
+    config = load_config(args.config)
+    socket = config.admin_socket_path
+    if not socket.exists():
+        raise FileMissing(f"{socket}: no admin socket; is the node running?")
+    with grpc.insecure_channel(f"unix:{socket}") as channel:
+        response = admin_pb2_grpc.AdminServiceStub(channel).ReloadManifest(
+            admin_pb2.ReloadManifestRequest(), timeout=30)
+    changed = ("now in force" if response.version != response.previous_version
+               else "still in force (no newer manifest in the file)")
+    print(f"manifest version {response.version} {changed}; was {response.previous_version}, "
+          f"expires {response.expires_at}", file=out)
     return 0
 
 

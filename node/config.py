@@ -29,7 +29,8 @@ class NodeConfig:
     database: Path = setting("The city's DuckDB file.")
     manifest: Path = setting(
         "The region's signed member manifest. The node refuses one that is unsigned, signed by "
-        "another root, expired, or older than the one it held before.")
+        "another root, expired, older than the one it held before, or without a key that one "
+        "lists; it takes a newer one written here while it runs (`manifest_watch_seconds`).")
     root_public_key: Path = setting(
         "The region's root public key, pinned: manifests must be signed by it.")
     tls_certificate: Path = setting(
@@ -98,6 +99,10 @@ class NodeConfig:
         "docs/metrics.md), like `127.0.0.1:9464`: keep it on loopback, the metrics name "
         "members and purposes and have no authentication. Port 0: any free port, logged at "
         "start. Unset: no metrics.", "")
+    manifest_watch_seconds: float = setting(
+        "How often the node looks whether the manifest file changed, to take a newer signed one "
+        "without a restart, with the checks of start-up; SIGHUP and `cityfed node "
+        "reload-manifest` ask at once. 0: only when asked.", 1.0)
 
     @property
     def admin_socket_path(self) -> Path:
@@ -135,6 +140,8 @@ def limits_problem(config: NodeConfig) -> str | None:
             or config.linkage_max_sessions < 1 or config.linkage_workers < 0):
         return ("linkage_session_seconds, linkage_max_points and linkage_max_sessions must be "
                 "above 0, linkage_workers 0 (a process per core) or more")
+    if config.manifest_watch_seconds < 0:
+        return "manifest_watch_seconds must be 0 (no watch) or more"
     return None
 
 

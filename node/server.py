@@ -23,6 +23,7 @@ from federation.health import add_health_and_reflection
 from federation.identity import SERVER_KEEPALIVE_OPTIONS
 from federation.limits import CallLimits, grpc_concurrency_limit, grpc_receive_limit, member_of
 from federation.linkage.points import Blinder
+from federation.manifest import ManifestWatcher, format_time
 from federation.metrics import MetricsEndpoint, serve_metrics
 from federation.plan import check_plan, parse_plan
 from federation.private_files import owner_only, owner_only_from_now_on, tighten
@@ -163,8 +164,10 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     the dataset, the mode, the rows loaded and the SHA-256 of the path, never the path itself
     (a file name can be a person's) nor anything read from the file."""
 
-    def __init__(self, store: Store, backup: Callable[..., Backup] | None = None) -> None:
+    def __init__(self, store: Store, trust: NodeTrust,
+                 backup: Callable[..., Backup] | None = None) -> None:
         self.store = store
+        self.trust = trust
         self.backup = backup
 
     def Ingest(self, request, context):
@@ -194,6 +197,12 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             row_counts=backup.row_counts, files=len(backup.files),
             bytes=sum(entry["bytes"] for entry in backup.files.values()))
 
+    def ReloadManifest(self, request, context):
+        reload = self.trust.reload_manifest()
+        return admin_pb2.ReloadManifestResponse(
+            previous_version=reload.previous.version, version=reload.held.version,
+            expires_at=format_time(reload.held.expires_at))
+
 
 @dataclass
 class RunningNode:
@@ -207,6 +216,7 @@ class RunningNode:
     health: health.HealthServicer
     budget: PrivacyBudget | None = None
     linkage: LinkageNode | None = None
+    manifest_watcher: ManifestWatcher | None = None
     metrics: MetricsEndpoint | None = None
 
     @property
@@ -215,6 +225,8 @@ class RunningNode:
         return f"{host}:{self.port}"
 
     def stop(self, grace: float | None = 2.0) -> None:
+        if self.manifest_watcher is not None:
+            self.manifest_watcher.stop()
         if self.metrics is not None:
             self.metrics.stop()
         self.health.enter_graceful_shutdown()
@@ -295,7 +307,8 @@ def start_node(config: NodeConfig) -> RunningNode:
                                interceptors=[ErrorTranslator(observer=recorder, meter=metrics)])
     backup = functools.partial(take_backup, config=config, store=store, audit=audit,
                                signing_key=trust.signing_key)
-    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(store, backup), admin_server)
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(store, trust, backup),
+                                                     admin_server)
     socket_path = config.admin_socket_path
     socket_path.unlink(missing_ok=True)
     with owner_only():  # the socket file is created when the port is bound
@@ -304,9 +317,13 @@ def start_node(config: NodeConfig) -> RunningNode:
     metrics_endpoint = serve_metrics(metrics.registry, config.metrics_listen)
     admin_server.start()
     server.start()
+    watcher = ManifestWatcher(config.manifest, trust.reload_manifest,
+                              interval=config.manifest_watch_seconds,
+                              name=f"{config.city}-manifest").start()
     log.info("%s serving on port %d, admin socket %s", config.city, port, socket_path)
     return RunningNode(config, server, admin_server, store, trust, audit, port, health_servicer,
-                       budget, linkage, metrics=metrics_endpoint)
+                       budget, linkage, metrics=metrics_endpoint,
+                       manifest_watcher=watcher)
 
 
 def keep_private(config: NodeConfig) -> None:

@@ -60,3 +60,17 @@ class BackupResponse(_message.Message):
     files: int
     bytes: int
     def __init__(self, audit_records: _Optional[int] = ..., audit_root: _Optional[str] = ..., row_counts: _Optional[_Mapping[str, int]] = ..., files: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
+
+class ReloadManifestRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ReloadManifestResponse(_message.Message):
+    __slots__ = ("previous_version", "version", "expires_at")
+    PREVIOUS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    previous_version: int
+    version: int
+    expires_at: str
+    def __init__(self, previous_version: _Optional[int] = ..., version: _Optional[int] = ..., expires_at: _Optional[str] = ...) -> None: ...

@@ -46,6 +46,11 @@ class AdminServiceStub:
                 request_serializer=cityfed_dot_v1_dot_admin__pb2.BackupRequest.SerializeToString,
                 response_deserializer=cityfed_dot_v1_dot_admin__pb2.BackupResponse.FromString,
                 _registered_method=True)
+        self.ReloadManifest = channel.unary_unary(
+                '/cityfed.v1.AdminService/ReloadManifest',
+                request_serializer=cityfed_dot_v1_dot_admin__pb2.ReloadManifestRequest.SerializeToString,
+                response_deserializer=cityfed_dot_v1_dot_admin__pb2.ReloadManifestResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -78,6 +83,18 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReloadManifest(self, request, context):
+        """ReloadManifest reads the manifest file the node's config names again and holds it if the
+        node would accept it at start-up: signed by the pinned root key, for this region, not
+        expired, not older than the held one, listing every key the held one lists, and listing
+        this city with its certificate and signing key. The node does the same by itself when the
+        file changes and on SIGHUP. Returns FAILED_PRECONDITION when it refuses the file (reason
+        MANIFEST_REJECTED or BAD_CONFIG; the message says why): the held manifest stays in force.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -90,6 +107,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.Backup,
                     request_deserializer=cityfed_dot_v1_dot_admin__pb2.BackupRequest.FromString,
                     response_serializer=cityfed_dot_v1_dot_admin__pb2.BackupResponse.SerializeToString,
+            ),
+            'ReloadManifest': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReloadManifest,
+                    request_deserializer=cityfed_dot_v1_dot_admin__pb2.ReloadManifestRequest.FromString,
+                    response_serializer=cityfed_dot_v1_dot_admin__pb2.ReloadManifestResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -148,6 +170,33 @@ class AdminService:
             '/cityfed.v1.AdminService/Backup',
             cityfed_dot_v1_dot_admin__pb2.BackupRequest.SerializeToString,
             cityfed_dot_v1_dot_admin__pb2.BackupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReloadManifest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cityfed.v1.AdminService/ReloadManifest',
+            cityfed_dot_v1_dot_admin__pb2.ReloadManifestRequest.SerializeToString,
+            cityfed_dot_v1_dot_admin__pb2.ReloadManifestResponse.FromString,
             options,
             channel_credentials,
             insecure,
