@@ -332,12 +332,27 @@ def run_gateway(args: argparse.Namespace, out: io.TextIOBase, err: io.TextIOBase
     return 0
 
 
-def stop_on_signal() -> threading.Event:
-    """An event set by SIGINT or SIGTERM; install it before a server starts, so that a signal
+class StopSignal(threading.Event):
+    """Set by SIGINT or SIGTERM; a second one also sets `hurried`, to cut a graceful stop
+    short."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hurried = threading.Event()
+
+
+def stop_on_signal() -> StopSignal:
+    """A StopSignal for SIGINT and SIGTERM; install it before a server starts, so that a signal
     arriving at any moment stops the server cleanly."""
-    stop = threading.Event()
+    stop = StopSignal()
+
+    def received(*_) -> None:
+        if stop.is_set():
+            stop.hurried.set()
+        stop.set()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, received)
     return stop
 
 

@@ -166,3 +166,11 @@ class LinkageIncomplete(CityfedError):
 
     status = grpc.StatusCode.FAILED_PRECONDITION
     reason = "LINKAGE_INCOMPLETE"
+
+
+class ShuttingDown(CityfedError):
+    """The server is shutting down: it takes no new call, and a call it could not finish within
+    its grace was stopped (a query interrupted, a load rolled back). Retry once it is back."""
+
+    status = grpc.StatusCode.UNAVAILABLE
+    reason = "SHUTTING_DOWN"

@@ -13,6 +13,7 @@ from cityfed.v1 import admin_pb2, admin_pb2_grpc
 
 from federation import cli as federation_cli
 from federation.errors import CityfedError, FileMissing
+from federation.grpc_errors import error_reason
 from node import audit_cli, backup_cli, policy_cli
 from node.config import load_config
 from node.doctor import cannot_start, diagnose, report
@@ -95,7 +96,7 @@ def run_serve(args: argparse.Namespace, out, err) -> int:
     reloads.append(running.manifest_watcher.check_now)
     print(f"{config.city} listening on {running.address}", file=out, flush=True)
     stop.wait()
-    running.stop()
+    running.stop(grace=config.shutdown_grace_seconds, hurry=stop.hurried)
     return 0
 
 
@@ -129,8 +130,8 @@ def run_ingest(args: argparse.Namespace, out, err) -> int:
                     dataset=args.dataset, path=str(path), mode=_MODES[mode]), timeout=3600)
                 loaded, total = response.rows_loaded, response.row_count
             except grpc.RpcError as error:
-                if error.code() != grpc.StatusCode.UNAVAILABLE:
-                    raise
+                if error.code() != grpc.StatusCode.UNAVAILABLE or error_reason(error):
+                    raise  # the node's own answer, such as a load it rolled back as it stopped
                 loaded = None
         if loaded is not None:
             print(f"loaded {loaded} rows into {args.dataset} through the running node; "

@@ -74,6 +74,11 @@ class NodeConfig:
         100_000)
     max_query_seconds: float = setting(
         "The longest a query may run when the caller sets no shorter deadline.", 60.0)
+    shutdown_grace_seconds: float = setting(
+        "On SIGTERM or SIGINT, how long queries, linkage steps and loads under way may take "
+        "to finish while new calls are refused; then queries are stopped and loads rolled back "
+        "(a load already committing commits). Keep it below the supervisor's stop timeout.",
+        15.0)
     audit_checkpoint_every: int = setting(
         "The audit log (docs/audit.md) signs a checkpoint every so many records, or "
         "`audit_checkpoint_seconds` after the first record none covers, whichever comes first.",
@@ -130,6 +135,8 @@ def limits_problem(config: NodeConfig) -> str | None:
     """What is wrong with the concurrency limits, if anything."""
     if config.threads < 1 or config.max_workers < 1 or config.max_concurrent_rpcs < 1:
         return "threads, max_workers and max_concurrent_rpcs must be ≥ 1"
+    if config.shutdown_grace_seconds < 0:
+        return "shutdown_grace_seconds must be 0 or more"
     per_caller = config.per_caller_limit
     if not 1 <= per_caller <= config.max_concurrent_rpcs:
         return "max_concurrent_per_caller must be between 1 and max_concurrent_rpcs"

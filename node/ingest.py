@@ -3,32 +3,39 @@
 The file is read by pyarrow in this process (the sandboxed DuckDB may not open files); DuckDB
 then checks every value against the schema in one vectorised pass and inserts the rows inside
 one transaction, so a reader sees the old rows until the new ones are complete and a bad file
-changes nothing.
+changes nothing. A `Load` follows it as it runs: its progress, for a display, and a way to stop
+it that rolls it back unless it has begun to commit.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import enum
 import re
 import secrets
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pa_parquet
 
 from federation.compile import quote_identifier
 from federation.datasets import PERSON_ROW_RANK, Column, Dataset
-from federation.errors import FileMissing, IngestError
+from federation.errors import CityfedError, FileMissing, IngestError
 
 ROW_NUMBER = "__cityfed_row"
 STAGING = "__cityfed_staging"
 SORTED = "__cityfed_sorted"
 RANKED = "__cityfed_rank"
+# Rows checked, then written, per statement: the progress a display shows between them.
+CHUNK_ROWS = 500_000
 # A header name that is not a column is repeated in an error only when it looks like one: a
 # file without a header has a resident's values in its first line.
 _COLUMN_LIKE = re.compile(r"[a-z_][a-z0-9_]{0,63}")
@@ -45,16 +52,89 @@ class IngestResult:
     row_count: int
 
 
-def read_file(path: Path, dataset: Dataset) -> pa.Table:
+class Phase(enum.Enum):
+    """The steps of a load, in order."""
+
+    READING = "reading the file"
+    CHECKING = "checking every value"
+    WRITING = "writing the rows"
+    ORDERING = "ordering each person's rows"
+    COMMITTING = "committing"
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a load has come: its phase and the rows that phase has done, of the file's rows
+    (unknown while a CSV file is read: the bytes read say how far that is)."""
+
+    phase: Phase = Phase.READING
+    rows_done: int = 0
+    rows_total: int | None = None
+    bytes_done: int = 0
+    bytes_total: int = 0
+
+
+class Load:
+    """One load as it runs: its progress, which other threads read, and a way to stop it.
+
+    Stopped before it commits, the load rolls back and raises the error it was stopped with;
+    once it has begun to commit, it commits and `stop` says so. The load checks for a stop
+    between its steps, and a stop interrupts the DuckDB statement under way."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._progress = Progress()
+        self._cursor: duckdb.DuckDBPyConnection | None = None
+        self._stopped: CityfedError | None = None
+        self._committing = False
+
+    @property
+    def progress(self) -> Progress:
+        return self._progress
+
+    def report(self, **changes) -> None:
+        """Move the progress on; raises the stopping error if the load was stopped."""
+        self._progress = dataclasses.replace(self._progress, **changes)
+        self.check()
+
+    def check(self) -> None:
+        if self._stopped is not None:
+            raise self._stopped
+
+    def stop(self, error: CityfedError) -> bool:
+        """Stop the load with `error`: True if it rolls back, False if it is committing."""
+        with self._lock:
+            if self._committing:
+                return False
+            if self._stopped is None:
+                self._stopped = error
+                if self._cursor is not None:
+                    self._cursor.interrupt()
+            return True
+
+    def attach(self, cursor: duckdb.DuckDBPyConnection | None) -> None:
+        with self._lock:
+            self._cursor = cursor
+
+    def commit(self, cursor: duckdb.DuckDBPyConnection) -> None:
+        with self._lock:
+            self.check()
+            self._committing = True
+        self.report(phase=Phase.COMMITTING)
+        cursor.execute("COMMIT")
+
+
+def read_file(path: Path, dataset: Dataset, load: Load | None = None) -> pa.Table:
     """Read a file into Arrow, CSV columns as text; the columns must be exactly the dataset's."""
+    load = load or Load()
     if not path.is_file():
         raise FileMissing(f"{path}: no such file")
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            return _read_csv(path, dataset)
+            return _read_csv(path, dataset, load)
         if suffix == ".parquet":
-            return _read_parquet(path, dataset)
+            return _read_parquet(path, dataset, load)
         raise IngestError(f"{path}: expected a .csv or .parquet file")
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, csv.Error) as error:
         raise IngestError(f"{path}: cannot be read: {str(error).splitlines()[0][:300]}") from None
@@ -74,7 +154,7 @@ def _check_columns(path: Path, dataset: Dataset, names: list[str]) -> None:
         )
 
 
-def _read_csv(path: Path, dataset: Dataset) -> pa.Table:
+def _read_csv(path: Path, dataset: Dataset, load: Load) -> pa.Table:
     with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
         header = next(csv.reader(handle), None)
     if header is None:
@@ -88,13 +168,16 @@ def _read_csv(path: Path, dataset: Dataset) -> pa.Table:
         return "error"
 
     options = _csv_options(dataset)
-    batches = []
+    load.report(bytes_total=path.stat().st_size)
+    batches, rows = [], 0
     with pa.OSFile(str(path)) as source:
         try:
             reader = pa_csv.open_csv(source, convert_options=options, parse_options=(
                 pa_csv.ParseOptions(invalid_row_handler=invalid_row)))
             for batch in reader:
                 batches.append(batch)
+                rows += batch.num_rows
+                load.report(rows_done=rows, bytes_done=source.tell())
         except pa.ArrowInvalid:
             if wrong_width:
                 raise _wrong_width(path, *wrong_width[0]) from None
@@ -128,11 +211,16 @@ def _wrong_width(path: Path, number: int | None, expected: int, actual: int) -> 
                        f"{expected} columns")
 
 
-def _read_parquet(path: Path, dataset: Dataset) -> pa.Table:
+def _read_parquet(path: Path, dataset: Dataset, load: Load) -> pa.Table:
     with pa_parquet.ParquetFile(path) as file:
         _check_columns(path, dataset, file.schema_arrow.names)
+        load.report(rows_total=file.metadata.num_rows)
         columns = list(dataset.column_names)
-        batches = list(file.iter_batches(columns=columns))
+        batches, rows = [], 0
+        for batch in file.iter_batches(columns=columns):
+            batches.append(batch)
+            rows += batch.num_rows
+            load.report(rows_done=rows)
         schema = pa.schema([file.schema_arrow.field(name) for name in columns])
     return pa.Table.from_batches(batches, schema=schema)
 
@@ -210,44 +298,67 @@ def rank_rows_if_new(cursor: duckdb.DuckDBPyConnection, dataset: Dataset) -> Non
         f"CAST(row_number() OVER (PARTITION BY {dataset.unit_sql('row')} "
         f"ORDER BY hash(row.rowid, ?)) AS INTEGER) AS {RANKED} "
         f"FROM {table} AS row ORDER BY {RANKED}", [secrets.randbits(63)])
-    try:
-        cursor.execute(f"DELETE FROM {table}")
-        cursor.execute(f"INSERT INTO {table} SELECT * FROM {SORTED}")
-    finally:
-        cursor.execute(f"DROP TABLE {SORTED}")
+    # Inside the caller's transaction: a failure rolls the temporary table back with the rest
+    # (a DROP after a failure would itself fail, in an aborted transaction, and hide why).
+    cursor.execute(f"DELETE FROM {table}")
+    cursor.execute(f"INSERT INTO {table} SELECT * FROM {SORTED}")
+    cursor.execute(f"DROP TABLE {SORTED}")
 
 
 def load_into(cursor: duckdb.DuckDBPyConnection, dataset: Dataset, path: Path,
-              mode: IngestMode) -> IngestResult:
-    table = read_file(path, dataset)
-    table = table.append_column(ROW_NUMBER, pa.array(range(table.num_rows), pa.int64()))
+              mode: IngestMode, load: Load | None = None) -> IngestResult:
+    """Load a file in one transaction; `load` follows it and can stop it (see Load)."""
+    load = load or Load()
+    table = read_file(path, dataset, load)
+    table = table.append_column(ROW_NUMBER, pa.array(np.arange(table.num_rows, dtype=np.int64)))
     target = quote_identifier(dataset.name)
-    cursor.register(STAGING, table)
+    load.attach(cursor)
     try:
-        violation = first_violation(cursor, dataset)
-        if violation is not None:
-            row, column, problem = violation
-            where = f"line {row + 2} (data row {row + 1})" if path.suffix.lower() == ".csv" \
-                else f"row {row + 1}"
-            raise IngestError(f"{path}: {where}, column {column}: the value {problem}")
+        load.report(phase=Phase.CHECKING, rows_done=0, rows_total=table.num_rows)
+        for done, chunk in _chunks(table):
+            cursor.register(STAGING, chunk)
+            violation = first_violation(cursor, dataset)
+            if violation is not None:
+                row, column, problem = violation
+                where = f"line {row + 2} (data row {row + 1})" \
+                    if path.suffix.lower() == ".csv" else f"row {row + 1}"
+                raise IngestError(f"{path}: {where}, column {column}: the value {problem}")
+            load.report(rows_done=done)
         columns = ", ".join(
             f"CAST({quote_identifier(c.name)} AS {c.type})" for c in dataset.columns
         )
         names = ", ".join(quote_identifier(c.name) for c in dataset.columns)
+        load.report(phase=Phase.WRITING, rows_done=0)
         cursor.execute("BEGIN TRANSACTION")
         try:
             if mode is IngestMode.REPLACE:
                 cursor.execute(f"DELETE FROM {target}")
-            cursor.execute(
-                f"INSERT INTO {target} ({names}) SELECT {columns} FROM {STAGING} "
-                f"ORDER BY {ROW_NUMBER}"
-            )
+            for done, chunk in _chunks(table):
+                cursor.register(STAGING, chunk)
+                cursor.execute(
+                    f"INSERT INTO {target} ({names}) SELECT {columns} FROM {STAGING} "
+                    f"ORDER BY {ROW_NUMBER}"
+                )
+                load.report(rows_done=done)
+            load.report(phase=Phase.ORDERING, rows_done=0)
             rank_rows_if_new(cursor, dataset)
-            cursor.execute("COMMIT")
+            load.commit(cursor)
         except BaseException:
             roll_back(cursor)
             raise
+    except duckdb.InterruptException:
+        load.check()  # raises the error the load was stopped with
+        raise
     finally:
-        cursor.unregister(STAGING)
+        load.attach(None)
+        with contextlib.suppress(duckdb.Error):
+            cursor.unregister(STAGING)
     ((count,),) = cursor.execute(f"SELECT count(*) FROM {target}").fetchall()
     return IngestResult(rows_loaded=table.num_rows, row_count=count)
+
+
+def _chunks(table: pa.Table) -> Iterator[tuple[int, pa.Table]]:
+    """Consecutive slices of the staged rows (no copies), each with the rows done after it."""
+    for offset in range(0, max(table.num_rows, 1), CHUNK_ROWS):
+        chunk = table.slice(offset, CHUNK_ROWS)
+        yield offset + chunk.num_rows, chunk

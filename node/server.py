@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
@@ -17,7 +18,8 @@ from grpc_health.v1 import health
 import node
 from federation import call_facts
 from federation.datasets import DATASETS, Sensitivity
-from federation.errors import ConfigError, InvalidArgument, PolicyDenied
+from federation.drain import Drain
+from federation.errors import Cancelled, ConfigError, InvalidArgument, PolicyDenied, ShuttingDown
 from federation.grpc_errors import ErrorTranslator
 from federation.health import add_health_and_reflection
 from federation.identity import SERVER_KEEPALIVE_OPTIONS
@@ -35,7 +37,7 @@ from node.budget import PrivacyBudget, budget_limits, budget_message
 from node.compile import compile_plan, compile_private_plan
 from node.config import NodeConfig, limits_problem
 from node.guard import current_caller, node_guard
-from node.ingest import IngestMode
+from node.ingest import IngestMode, Load
 from node.linkage import LinkageLimits, LinkageNode
 from node.metrics import NodeMetrics
 from node.policy import Level, catalog_levels, decide
@@ -50,6 +52,10 @@ _SENSITIVITY = {s: node_pb2.Sensitivity.Value(f"SENSITIVITY_{s.name}") for s in 
 _ACCESS = {level: node_pb2.AccessLevel.Value(f"ACCESS_LEVEL_{level.name}") for level in Level}
 _INGEST_MODES = {admin_pb2.INGEST_MODE_REPLACE: IngestMode.REPLACE,
                  admin_pb2.INGEST_MODE_APPEND: IngestMode.APPEND}
+# When the grace is over: how long a load that is committing may still take, and then how long
+# the stopped calls may take to answer their callers, before gRPC stops.
+COMMITTING_SECONDS = 60.0
+ANSWERING_SECONDS = 2.0
 
 
 class NodeServicer(node_pb2_grpc.NodeServiceServicer):
@@ -171,18 +177,10 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self.backup = backup
 
     def Ingest(self, request, context):
-        mode = _INGEST_MODES.get(request.mode)
-        facts = call_facts.current()
-        facts["dataset"] = request.dataset if request.dataset in DATASETS else None
-        facts["ingest_mode"] = mode.value if mode is not None else None
-        facts["path_sha256"] = sha256_hex(request.path.encode("utf-8")) if request.path else None
-        facts["rows_loaded"] = 0  # a load is all or nothing: a refused one added no rows
-        if mode is None:
-            raise InvalidArgument("mode must be INGEST_MODE_REPLACE or INGEST_MODE_APPEND")
-        if not os.path.isabs(request.path):
-            raise InvalidArgument("path must be absolute: the node resolves it on its own host")
-        result = self.store.ingest(request.dataset, Path(request.path), mode)
-        facts["rows_loaded"] = result.rows_loaded
+        mode = _checked_load(request)
+        result = self.store.ingest(request.dataset, Path(request.path), mode,
+                                   _load_of(context))
+        call_facts.current()["rows_loaded"] = result.rows_loaded
         return admin_pb2.IngestResponse(rows_loaded=result.rows_loaded,
                                         row_count=result.row_count)
 
@@ -204,6 +202,33 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             expires_at=format_time(reload.held.expires_at))
 
 
+def _checked_load(request: admin_pb2.IngestRequest) -> IngestMode:
+    """The mode of a load request that names an absolute path; its facts for the record."""
+    mode = _INGEST_MODES.get(request.mode)
+    facts = call_facts.current()
+    facts["dataset"] = request.dataset if request.dataset in DATASETS else None
+    facts["ingest_mode"] = mode.value if mode is not None else None
+    facts["path_sha256"] = sha256_hex(request.path.encode("utf-8")) if request.path else None
+    facts["rows_loaded"] = 0  # a load is all or nothing: a refused one added no rows
+    if mode is None:
+        raise InvalidArgument("mode must be INGEST_MODE_REPLACE or INGEST_MODE_APPEND")
+    if not os.path.isabs(request.path):
+        raise InvalidArgument("path must be absolute: the node resolves it on its own host")
+    return mode
+
+
+def _caller_gone() -> Cancelled:
+    return Cancelled("the load was rolled back, nothing was loaded: the caller cancelled")
+
+
+def _load_of(context: grpc.ServicerContext) -> Load:
+    """A load that rolls back when its caller goes away before it commits."""
+    load = Load()
+    if not context.add_callback(lambda: load.stop(_caller_gone())):
+        load.stop(_caller_gone())
+    return load
+
+
 @dataclass
 class RunningNode:
     config: NodeConfig
@@ -218,22 +243,43 @@ class RunningNode:
     linkage: LinkageNode | None = None
     manifest_watcher: ManifestWatcher | None = None
     metrics: MetricsEndpoint | None = None
+    drain: Drain | None = None
 
     @property
     def address(self) -> str:
         host = self.config.listen.rsplit(":", 1)[0]
         return f"{host}:{self.port}"
 
-    def stop(self, grace: float | None = 2.0) -> None:
+    def stop(self, grace: float | None = 2.0, hurry: threading.Event | None = None) -> None:
+        """Drain, then stop. Health says NOT_SERVING and new calls are refused (UNAVAILABLE,
+        SHUTTING_DOWN, each recorded) at once; the calls under way have `grace` seconds, or
+        until `hurry` is set, to finish. Then queries are stopped and loads rolled back, each
+        caller told so (a load already committing commits), and only then does gRPC stop and
+        the store and the logs close."""
         if self.manifest_watcher is not None:
             self.manifest_watcher.stop()
         if self.metrics is not None:
             self.metrics.stop()
         self.health.enter_graceful_shutdown()
-        done = [self.server.stop(grace), self.admin_server.stop(grace)]
+        if self.drain is not None:
+            self.drain.begin()
+            if not self.drain.wait_idle(grace or 0, hurry):
+                log.info("%d calls still under way: stopping them", self.drain.calls)
+                self.store.stop_all(ShuttingDown, "the node is shutting down")
+                self.store.wait_idle(COMMITTING_SECONDS)
+                self.drain.wait_idle(ANSWERING_SECONDS)
+        # gRPC waits for the statuses of the calls just ended to leave (and cancels streams
+        # still open, a health Watch, after as long).
+        flush = None if grace is None else ANSWERING_SECONDS
+        done = [self.server.stop(flush), self.admin_server.stop(flush)]
         for event in done:
             event.wait()
-        self.store.close()
+        # Streams gRPC has just cancelled end at their next message.
+        if self.drain is None or self.drain.wait_idle(ANSWERING_SECONDS):
+            self.store.close()
+        else:
+            log.warning("%d calls did not end: the database is left open, DuckDB recovers it "
+                        "at the next start", self.drain.calls)
         self.audit.close()
         self.trust.close()
         if self.budget is not None:
@@ -272,12 +318,13 @@ def start_node(config: NodeConfig) -> RunningNode:
                   max_result_groups=config.max_result_groups)
     budget = PrivacyBudget(config.state_path / "budget.sqlite", sync=config.audit_fsync)
     metrics = NodeMetrics(audit, budget, lambda: budget_limits(trust.policy.privacy))
+    drain = Drain(server=config.city, identify=member_of(trust.state))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.max_workers,
                                    thread_name_prefix=f"{config.city}-rpc"),
-        # The translator records every outcome; the limits refuse before the guard checks a
-        # token; the guard before the servicer runs.
-        interceptors=[ErrorTranslator(observer=recorder, meter=metrics),
+        # The translator records every outcome; a stopping node refuses new calls; the limits
+        # refuse before the guard checks a token; the guard before the servicer runs.
+        interceptors=[ErrorTranslator(observer=recorder, meter=metrics), drain,
                       CallLimits(max_request_bytes=config.max_request_bytes,
                                  max_calls=config.max_concurrent_rpcs,
                                  max_calls_per_caller=config.per_caller_limit,
@@ -304,7 +351,8 @@ def start_node(config: NodeConfig) -> RunningNode:
         raise OSError(f"cannot listen on {config.listen}")
 
     admin_server = grpc.server(futures.ThreadPoolExecutor(max_workers=2),
-                               interceptors=[ErrorTranslator(observer=recorder, meter=metrics)])
+                               interceptors=[ErrorTranslator(observer=recorder, meter=metrics),
+                                             drain])
     backup = functools.partial(take_backup, config=config, store=store, audit=audit,
                                signing_key=trust.signing_key)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(store, trust, backup),
@@ -323,7 +371,7 @@ def start_node(config: NodeConfig) -> RunningNode:
     log.info("%s serving on port %d, admin socket %s", config.city, port, socket_path)
     return RunningNode(config, server, admin_server, store, trust, audit, port, health_servicer,
                        budget, linkage, metrics=metrics_endpoint,
-                       manifest_watcher=watcher)
+                       manifest_watcher=watcher, drain=drain)
 
 
 def keep_private(config: NodeConfig) -> None:

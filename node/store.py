@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -18,6 +19,7 @@ from federation.compile import quote_identifier
 from federation.datasets import DATASETS, create_table_sql
 from federation.errors import (
     Cancelled,
+    CityfedError,
     DeadlineExceeded,
     InvalidQuery,
     LoadInProgress,
@@ -28,7 +30,7 @@ from federation.runtime_errors import runtime_failure
 from federation.sandbox import sandboxed_connection
 from node.compile import CompiledKeys, CompiledPlan, PrivatePlan
 from node.deadlines import WATCHDOG
-from node.ingest import IngestMode, IngestResult, add_rank_column, load_into
+from node.ingest import IngestMode, IngestResult, Load, add_rank_column, load_into
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -48,6 +50,10 @@ class Store:
             raise StoreUnavailable(f"cannot open {database}: {error}") from None
         self._max_result_groups = max_result_groups
         self._load_locks = {name: threading.Lock() for name in DATASETS}
+        # The queries and loads under way, each with what stops it (see stop_all).
+        self._running: dict[Callable[[CityfedError], object], str] = {}
+        self._stopping: tuple[type[CityfedError], str] | None = None
+        self._idle = threading.Condition()
         try:
             for dataset in DATASETS.values():
                 self._connection.execute(create_table_sql(dataset))
@@ -61,6 +67,35 @@ class Store:
 
     def close(self) -> None:
         self._connection.close()
+
+    def stop_all(self, kind: type[CityfedError], why: str) -> None:
+        """Stop every query and load under way, and refuse any from now on, with a `kind` error
+        saying `why`: queries are interrupted, loads roll back unless they are committing."""
+        with self._idle:
+            self._stopping = (kind, why)
+            running = list(self._running.items())
+        for stop, what in running:
+            stop(kind(f"{what}: {why}"))
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no query or load is under way; False if some still is after `timeout`."""
+        with self._idle:
+            return self._idle.wait_for(lambda: not self._running, timeout)
+
+    @contextlib.contextmanager
+    def _stoppable(self, what: str, stop: Callable[[CityfedError], object]) -> Iterator[None]:
+        """Run work that stop_all stops by calling `stop(error)`; `what` it was, the error says."""
+        with self._idle:
+            if self._stopping is not None:
+                kind, why = self._stopping
+                raise kind(f"{what}: {why}")
+            self._running[stop] = what
+        try:
+            yield
+        finally:
+            with self._idle:
+                del self._running[stop]
+                self._idle.notify_all()
 
     def row_counts(self) -> dict[str, int]:
         cursor = self._connection.cursor()
@@ -107,28 +142,31 @@ class Store:
         if timeout <= 0:
             raise DeadlineExceeded("the deadline passed before the query started")
         cursor = self._connection.cursor()
-        why_stopped: list[type] = []
+        why_stopped: list[CityfedError] = []
         running = threading.Lock()
         finished = False
 
-        def stop(reason: type) -> None:
+        def stop(error: CityfedError) -> None:
             # gRPC also runs cancel callbacks when a call ends normally: only interrupt a query
             # that is still running, on a cursor that is still open.
             with running:
                 if not finished:
-                    why_stopped.append(reason)
+                    why_stopped.append(error)
                     cursor.interrupt()
 
-        timer = WATCHDOG.call_after(timeout, lambda: stop(DeadlineExceeded))
-        if on_cancel is not None and not on_cancel(lambda: stop(Cancelled)):
-            stop(Cancelled)
+        def cancelled() -> None:
+            stop(Cancelled("the query was stopped: the caller cancelled"))
+
+        timer = WATCHDOG.call_after(timeout, lambda: stop(
+            DeadlineExceeded("the query was stopped: the deadline passed")))
+        if on_cancel is not None and not on_cancel(cancelled):
+            cancelled()
         try:
-            return run(cursor)
+            with self._stoppable("the query was stopped", stop):
+                return run(cursor)
         except duckdb.InterruptException:
-            reason = why_stopped[0] if why_stopped else Cancelled
-            raise reason("the query was stopped: " + (
-                "the deadline passed" if reason is DeadlineExceeded else "the caller cancelled"
-            )) from None
+            raise (why_stopped[0] if why_stopped else
+                   Cancelled("the query was stopped: the caller cancelled")) from None
         except duckdb.OutOfMemoryException:
             raise TooLarge("the query needs more memory than this node allows") from None
         except duckdb.Error as error:
@@ -180,16 +218,21 @@ class Store:
         if groups > self._max_result_groups:
             raise TooLarge(f"the result has more than {self._max_result_groups} groups")
 
-    def ingest(self, dataset: str, path: Path, mode: IngestMode) -> IngestResult:
+    def ingest(self, dataset: str, path: Path, mode: IngestMode,
+               load: Load | None = None) -> IngestResult:
+        """Load a file into a dataset in one transaction; `load` follows it and can stop it."""
+        load = load or Load()
         lock = self._load_locks.get(dataset)
         if lock is None:
             raise InvalidQuery(f"unknown dataset {dataset[:64]!r}; known: {', '.join(DATASETS)}")
         if not lock.acquire(blocking=False):
             raise LoadInProgress(f"another load into {dataset} is under way")
+        log.info("loading into %s (%s)", dataset, mode.value)
         started = time.perf_counter()
         cursor = self._connection.cursor()
         try:
-            result = load_into(cursor, DATASETS[dataset], path, mode)
+            with self._stoppable("the load was rolled back, nothing was loaded", load.stop):
+                result = load_into(cursor, DATASETS[dataset], path, mode, load)
         except duckdb.Error as error:
             if not is_write_failure(error):
                 raise
