@@ -174,3 +174,17 @@ class ShuttingDown(CityfedError):
 
     status = grpc.StatusCode.UNAVAILABLE
     reason = "SHUTTING_DOWN"
+
+
+class DatabaseInUse(CityfedError):
+    """Another process has the city's database open: its node, or a load run without one."""
+
+    status = grpc.StatusCode.UNAVAILABLE
+    reason = "DATABASE_IN_USE"
+
+
+class LoadUnconfirmed(CityfedError):
+    """The node stopped answering during a load: it either committed every row or none."""
+
+    status = grpc.StatusCode.UNAVAILABLE
+    reason = "LOAD_UNCONFIRMED"

@@ -13,16 +13,11 @@ from cityfed.v1 import admin_pb2, admin_pb2_grpc
 
 from federation import cli as federation_cli
 from federation.errors import CityfedError, FileMissing
-from federation.grpc_errors import error_reason
 from node import audit_cli, backup_cli, policy_cli
 from node.config import load_config
 from node.doctor import cannot_start, diagnose, report
-from node.ingest import IngestMode
-from node.server import keep_private, start_node
-from node.store import Store
-
-_MODES = {IngestMode.REPLACE: admin_pb2.INGEST_MODE_REPLACE,
-          IngestMode.APPEND: admin_pb2.INGEST_MODE_APPEND}
+from node.ingest_cli import run_ingest
+from node.server import start_node
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,39 +107,4 @@ def run_reload_manifest(args: argparse.Namespace, out, err) -> int:
                else "still in force (no newer manifest in the file)")
     print(f"manifest version {response.version} {changed}; was {response.previous_version}, "
           f"expires {response.expires_at}", file=out)
-    return 0
-
-
-def run_ingest(args: argparse.Namespace, out, err) -> int:
-    """Load through the running node's admin socket; open the store directly when it is not
-    running (DuckDB lets only one process write a database file)."""
-    config = load_config(args.config)
-    mode = IngestMode.APPEND if args.append else IngestMode.REPLACE
-    path = args.file.resolve()
-    socket = config.admin_socket_path
-    if socket.exists():
-        with grpc.insecure_channel(f"unix:{socket}") as channel:
-            stub = admin_pb2_grpc.AdminServiceStub(channel)
-            try:
-                response = stub.Ingest(admin_pb2.IngestRequest(
-                    dataset=args.dataset, path=str(path), mode=_MODES[mode]), timeout=3600)
-                loaded, total = response.rows_loaded, response.row_count
-            except grpc.RpcError as error:
-                if error.code() != grpc.StatusCode.UNAVAILABLE or error_reason(error):
-                    raise  # the node's own answer, such as a load it rolled back as it stopped
-                loaded = None
-        if loaded is not None:
-            print(f"loaded {loaded} rows into {args.dataset} through the running node; "
-                  f"it now holds {total}", file=out)
-            return 0
-    if not path.exists():
-        raise FileMissing(f"{path}: no such file")
-    keep_private(config)
-    store = Store(config.database, memory_limit=config.memory_limit, threads=config.threads)
-    try:
-        result = store.ingest(args.dataset, path, mode)
-    finally:
-        store.close()
-    print(f"loaded {result.rows_loaded} rows into {args.dataset}; it now holds "
-          f"{result.row_count}", file=out)
     return 0

@@ -130,6 +130,11 @@ class NodeConfig:
         return (self.state_path, self.database, Path(f"{self.database}.wal"),
                 Path(f"{self.database}.tmp"))
 
+    @property
+    def lock_path(self) -> Path:
+        """Locked by whoever has the database open: the node, or a load run without it."""
+        return Path(f"{self.database}.lock")
+
 
 def limits_problem(config: NodeConfig) -> str | None:
     """What is wrong with the concurrency limits, if anything."""

@@ -36,6 +36,7 @@ from node.backup import Backup, take_backup
 from node.budget import PrivacyBudget, budget_limits, budget_message
 from node.compile import compile_plan, compile_private_plan
 from node.config import NodeConfig, limits_problem
+from node.database_lock import DatabaseLock
 from node.guard import current_caller, node_guard
 from node.ingest import IngestMode, Load
 from node.linkage import LinkageLimits, LinkageNode
@@ -244,6 +245,7 @@ class RunningNode:
     manifest_watcher: ManifestWatcher | None = None
     metrics: MetricsEndpoint | None = None
     drain: Drain | None = None
+    database_lock: DatabaseLock | None = None
 
     @property
     def address(self) -> str:
@@ -255,7 +257,7 @@ class RunningNode:
         SHUTTING_DOWN, each recorded) at once; the calls under way have `grace` seconds, or
         until `hurry` is set, to finish. Then queries are stopped and loads rolled back, each
         caller told so (a load already committing commits), and only then does gRPC stop and
-        the store and the logs close."""
+        the store, the logs and the database lock close."""
         if self.manifest_watcher is not None:
             self.manifest_watcher.stop()
         if self.metrics is not None:
@@ -287,6 +289,8 @@ class RunningNode:
         if self.linkage is not None:
             self.linkage.close()
             self.linkage.blinder.close()
+        if self.database_lock is not None:
+            self.database_lock.release()
 
 
 def server_options(config: NodeConfig) -> list[tuple[str, int]]:
@@ -307,6 +311,15 @@ def start_node(config: NodeConfig) -> RunningNode:
     if problem:
         raise ConfigError(f"{config.city}: {problem}")
     keep_private(config)
+    database_lock = DatabaseLock.hold(config.lock_path, f"the node of {config.city}")
+    try:
+        return _start_node(config, database_lock)
+    except BaseException:
+        database_lock.release()
+        raise
+
+
+def _start_node(config: NodeConfig, database_lock: DatabaseLock) -> RunningNode:
     trust = load_node_trust(config)
     audit = AuditLog(config.state_path / "audit", city=config.city, signing_key=trust.signing_key,
                      kid=trust.kid, checkpoint_every=config.audit_checkpoint_every,
@@ -371,7 +384,8 @@ def start_node(config: NodeConfig) -> RunningNode:
     log.info("%s serving on port %d, admin socket %s", config.city, port, socket_path)
     return RunningNode(config, server, admin_server, store, trust, audit, port, health_servicer,
                        budget, linkage, metrics=metrics_endpoint,
-                       manifest_watcher=watcher, drain=drain)
+                       manifest_watcher=watcher,
+                       drain=drain, database_lock=database_lock)
 
 
 def keep_private(config: NodeConfig) -> None:

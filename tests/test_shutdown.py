@@ -3,7 +3,8 @@
 On SIGTERM a node drains: health says NOT_SERVING, new calls are refused with UNAVAILABLE
 (SHUTTING_DOWN) and recorded, calls under way get the configured grace, after which queries are
 stopped and loads rolled back, and every caller is told what happened; then the node exits 0
-without a traceback.
+without a traceback. Killed with SIGKILL during a load, it leaves the database to a restart:
+the ingest client reports the failure and never opens the database itself.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pytest
 from cityfed.v1 import node_pb2, node_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from federation.errors import DatabaseInUse
 from federation.grpc_errors import error_reason
 from federation.identity import channel_options
 from federation.keys import public_key_from_text
@@ -30,6 +32,7 @@ from federation.sql import parse_query
 from federation.synthetic import RegionScale
 from federation.tokens import mint_token
 from node.audit import read_records, verify_log
+from node.database_lock import DatabaseLock
 from tests.regionkit import PURPOSE, open_policy
 
 CITY = "tianjin"
@@ -191,6 +194,38 @@ def test_sigterm_during_a_load_past_the_grace_rolls_it_back_and_the_client_repor
     assert last["reason"].startswith("SHUTTING_DOWN: the load was rolled back")
 
 
+def test_sigkill_during_a_load_the_client_reports_failure_and_an_immediate_restart_starts(
+        region, tmp_path):
+    config = configure(tmp_path)
+    before = rows_stored(tmp_path)
+    node, _ = start(config)
+    loading = ingest(config, write_big_csv(tmp_path / "pensions.csv", LOAD_ROWS), "--append")
+    wait_for_log(config, "loading into social_insurance")
+    node.kill()  # SIGKILL, as a crash or an OOM killer would
+    node.wait()
+
+    restarted, _ = start(config)  # a supervisor's immediate restart: the database is free
+    out, err = loading.communicate(timeout=120)
+    assert loading.returncode == 1 and not out
+    assert err.startswith("error: UNAVAILABLE: the node stopped answering")
+    assert "either all of its rows were stored or none" in err
+    stop_gracefully(restarted, config)
+    assert rows_stored(tmp_path) == before
+
+
+def test_a_node_refuses_to_start_while_a_load_without_it_holds_the_database(region, tmp_path):
+    config = configure(tmp_path)
+    with DatabaseLock.hold(Path(f"{tmp_path / CITY}.duckdb.lock"),
+                           "a load without the node (cityfed node ingest)"):
+        refused = spawn_node_process(config)
+        assert refused.wait(60) == 1
+        log = node_log(config)
+        assert "error: UNAVAILABLE: " in log and "is open in a load without the node" in log
+        assert "Traceback" not in log
+    node, _ = start(config)
+    stop_gracefully(node, config)
+
+
 def test_sigterm_while_queries_run_every_caller_gets_an_answer_or_unavailable(region, tmp_path):
     config = configure(tmp_path, shutdown_grace_seconds=5.0)
     node, address = start(config)
@@ -226,6 +261,14 @@ def test_sigterm_while_queries_run_every_caller_gets_an_answer_or_unavailable(re
     assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE,
                           grpc.StatusCode.CANCELLED}, set(codes)
     assert grpc.StatusCode.UNAVAILABLE in codes  # asked after the node had gone
+
+
+def test_a_database_lock_is_exclusive_and_names_its_holder(tmp_path):
+    path = tmp_path / "city.duckdb.lock"
+    with (DatabaseLock.hold(path, "the node of tianjin"),
+          pytest.raises(DatabaseInUse, match=r"city\.duckdb is open in the node of tianjin")):
+        DatabaseLock.hold(path, "a load")
+    DatabaseLock.hold(path, "a load").release()
 
 
 # What the node does when the grace is over, in one process: the store stops its work.
