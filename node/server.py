@@ -38,7 +38,7 @@ from node.compile import compile_plan, compile_private_plan
 from node.config import NodeConfig, limits_problem
 from node.database_lock import DatabaseLock
 from node.guard import current_caller, node_guard
-from node.ingest import IngestMode, Load
+from node.ingest import IngestMode, Load, Phase, Progress
 from node.linkage import LinkageLimits, LinkageNode
 from node.metrics import NodeMetrics
 from node.policy import Level, catalog_levels, decide
@@ -53,6 +53,10 @@ _SENSITIVITY = {s: node_pb2.Sensitivity.Value(f"SENSITIVITY_{s.name}") for s in 
 _ACCESS = {level: node_pb2.AccessLevel.Value(f"ACCESS_LEVEL_{level.name}") for level in Level}
 _INGEST_MODES = {admin_pb2.INGEST_MODE_REPLACE: IngestMode.REPLACE,
                  admin_pb2.INGEST_MODE_APPEND: IngestMode.APPEND}
+INGEST_PHASES = {phase: admin_pb2.IngestPhase.Value(f"INGEST_PHASE_{phase.name}")
+                 for phase in Phase}
+# How often IngestWithProgress reports.
+PROGRESS_SECONDS = 0.5
 # When the grace is over: how long a load that is committing may still take, and then how long
 # the stopped calls may take to answer their callers, before gRPC stops.
 COMMITTING_SECONDS = 60.0
@@ -185,6 +189,40 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return admin_pb2.IngestResponse(rows_loaded=result.rows_loaded,
                                         row_count=result.row_count)
 
+    def IngestWithProgress(self, request, context):
+        """Ingest on a thread of its own, while this one reports its progress: the first
+        report says the load has begun."""
+        mode = _checked_load(request.load)
+        load = _load_of(context)
+        yield admin_pb2.IngestWithProgressResponse(progress=progress_message(load.progress))
+        outcome = []
+
+        def run() -> None:
+            try:
+                outcome.append(self.store.ingest(request.load.dataset, Path(request.load.path),
+                                                 mode, load))
+            except BaseException as error:  # raised below, in the call's own thread
+                outcome.append(error)
+
+        worker = threading.Thread(target=run, name="ingest", daemon=True)
+        worker.start()
+        try:
+            while worker.is_alive():
+                worker.join(PROGRESS_SECONDS)
+                if worker.is_alive():
+                    yield admin_pb2.IngestWithProgressResponse(
+                        progress=progress_message(load.progress))
+        finally:  # also when the caller has gone: the load rolls back, then the call ends
+            if worker.is_alive():
+                load.stop(_caller_gone())
+                worker.join()
+        (result,) = outcome
+        if isinstance(result, BaseException):
+            raise result
+        call_facts.current()["rows_loaded"] = result.rows_loaded
+        yield admin_pb2.IngestWithProgressResponse(result=admin_pb2.IngestResponse(
+            rows_loaded=result.rows_loaded, row_count=result.row_count))
+
     def Backup(self, request, context):
         if not os.path.isabs(request.directory):
             raise InvalidArgument("directory must be absolute: the node writes the backup on "
@@ -228,6 +266,13 @@ def _load_of(context: grpc.ServicerContext) -> Load:
     if not context.add_callback(lambda: load.stop(_caller_gone())):
         load.stop(_caller_gone())
     return load
+
+
+def progress_message(progress: Progress) -> admin_pb2.IngestProgress:
+    return admin_pb2.IngestProgress(
+        phase=INGEST_PHASES[progress.phase], rows_done=progress.rows_done,
+        rows_total=progress.rows_total or 0, bytes_done=progress.bytes_done,
+        bytes_total=progress.bytes_total)
 
 
 @dataclass

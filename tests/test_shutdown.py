@@ -190,7 +190,7 @@ def test_sigterm_during_a_load_past_the_grace_rolls_it_back_and_the_client_repor
     assert rows_stored(tmp_path) == 1000
     last = audit_records(tmp_path)[-1]
     assert (last["method"], last["status"], last["rows_loaded"]) == (
-        "/cityfed.v1.AdminService/Ingest", "UNAVAILABLE", 0)
+        "/cityfed.v1.AdminService/IngestWithProgress", "UNAVAILABLE", 0)
     assert last["reason"].startswith("SHUTTING_DOWN: the load was rolled back")
 
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63ityfed/v1/admin.proto\x12\ncityfed.v1\"T\n\rIngestRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12$\n\x04mode\x18\x03 \x01(\x0e\x32\x16.cityfed.v1.IngestMode\"8\n\x0eIngestResponse\x12\x13\n\x0brows_loaded\x18\x01 \x01(\x03\x12\x11\n\trow_count\x18\x02 \x01(\x03\"\"\n\rBackupRequest\x12\x11\n\tdirectory\x18\x01 \x01(\t\"\xca\x01\n\x0e\x42\x61\x63kupResponse\x12\x15\n\raudit_records\x18\x01 \x01(\x03\x12\x12\n\naudit_root\x18\x02 \x01(\t\x12=\n\nrow_counts\x18\x03 \x03(\x0b\x32).cityfed.v1.BackupResponse.RowCountsEntry\x12\r\n\x05\x66iles\x18\x04 \x01(\x03\x12\r\n\x05\x62ytes\x18\x05 \x01(\x03\x1a\x30\n\x0eRowCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\x17\n\x15ReloadManifestRequest\"W\n\x16ReloadManifestResponse\x12\x18\n\x10previous_version\x18\x01 \x01(\x03\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x12\n\nexpires_at\x18\x03 \x01(\t*Z\n\nIngestMode\x12\x1b\n\x17INGEST_MODE_UNSPECIFIED\x10\x00\x12\x17\n\x13INGEST_MODE_REPLACE\x10\x01\x12\x16\n\x12INGEST_MODE_APPEND\x10\x02\x32\xe9\x01\n\x0c\x41\x64minService\x12?\n\x06Ingest\x12\x19.cityfed.v1.IngestRequest\x1a\x1a.cityfed.v1.IngestResponse\x12?\n\x06\x42\x61\x63kup\x12\x19.cityfed.v1.BackupRequest\x1a\x1a.cityfed.v1.BackupResponse\x12W\n\x0eReloadManifest\x12!.cityfed.v1.ReloadManifestRequest\x1a\".cityfed.v1.ReloadManifestResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63ityfed/v1/admin.proto\x12\ncityfed.v1\"T\n\rIngestRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12$\n\x04mode\x18\x03 \x01(\x0e\x32\x16.cityfed.v1.IngestMode\"8\n\x0eIngestResponse\x12\x13\n\x0brows_loaded\x18\x01 \x01(\x03\x12\x11\n\trow_count\x18\x02 \x01(\x03\"D\n\x19IngestWithProgressRequest\x12\'\n\x04load\x18\x01 \x01(\x0b\x32\x19.cityfed.v1.IngestRequest\"\x83\x01\n\x1aIngestWithProgressResponse\x12.\n\x08progress\x18\x01 \x01(\x0b\x32\x1a.cityfed.v1.IngestProgressH\x00\x12,\n\x06result\x18\x02 \x01(\x0b\x32\x1a.cityfed.v1.IngestResponseH\x00\x42\x07\n\x05\x65vent\"\x88\x01\n\x0eIngestProgress\x12&\n\x05phase\x18\x01 \x01(\x0e\x32\x17.cityfed.v1.IngestPhase\x12\x11\n\trows_done\x18\x02 \x01(\x03\x12\x12\n\nrows_total\x18\x03 \x01(\x03\x12\x12\n\nbytes_done\x18\x04 \x01(\x03\x12\x13\n\x0b\x62ytes_total\x18\x05 \x01(\x03\"\"\n\rBackupRequest\x12\x11\n\tdirectory\x18\x01 \x01(\t\"\xca\x01\n\x0e\x42\x61\x63kupResponse\x12\x15\n\raudit_records\x18\x01 \x01(\x03\x12\x12\n\naudit_root\x18\x02 \x01(\t\x12=\n\nrow_counts\x18\x03 \x03(\x0b\x32).cityfed.v1.BackupResponse.RowCountsEntry\x12\r\n\x05\x66iles\x18\x04 \x01(\x03\x12\r\n\x05\x62ytes\x18\x05 \x01(\x03\x1a\x30\n\x0eRowCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\x17\n\x15ReloadManifestRequest\"W\n\x16ReloadManifestResponse\x12\x18\n\x10previous_version\x18\x01 \x01(\x03\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x12\n\nexpires_at\x18\x03 \x01(\t*Z\n\nIngestMode\x12\x1b\n\x17INGEST_MODE_UNSPECIFIED\x10\x00\x12\x17\n\x13INGEST_MODE_REPLACE\x10\x01\x12\x16\n\x12INGEST_MODE_APPEND\x10\x02*\xb2\x01\n\x0bIngestPhase\x12\x1c\n\x18INGEST_PHASE_UNSPECIFIED\x10\x00\x12\x18\n\x14INGEST_PHASE_READING\x10\x01\x12\x19\n\x15INGEST_PHASE_CHECKING\x10\x02\x12\x18\n\x14INGEST_PHASE_WRITING\x10\x03\x12\x19\n\x15INGEST_PHASE_ORDERING\x10\x04\x12\x1b\n\x17INGEST_PHASE_COMMITTING\x10\x05\x32\xd0\x02\n\x0c\x41\x64minService\x12?\n\x06Ingest\x12\x19.cityfed.v1.IngestRequest\x1a\x1a.cityfed.v1.IngestResponse\x12\x65\n\x12IngestWithProgress\x12%.cityfed.v1.IngestWithProgressRequest\x1a&.cityfed.v1.IngestWithProgressResponse0\x01\x12?\n\x06\x42\x61\x63kup\x12\x19.cityfed.v1.BackupRequest\x1a\x1a.cityfed.v1.BackupResponse\x12W\n\x0eReloadManifest\x12!.cityfed.v1.ReloadManifestRequest\x1a\".cityfed.v1.ReloadManifestResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,22 +33,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_BACKUPRESPONSE_ROWCOUNTSENTRY']._loaded_options = None
   _globals['_BACKUPRESPONSE_ROWCOUNTSENTRY']._serialized_options = b'8\001'
-  _globals['_INGESTMODE']._serialized_start=537
-  _globals['_INGESTMODE']._serialized_end=627
+  _globals['_INGESTMODE']._serialized_start=880
+  _globals['_INGESTMODE']._serialized_end=970
+  _globals['_INGESTPHASE']._serialized_start=973
+  _globals['_INGESTPHASE']._serialized_end=1151
   _globals['_INGESTREQUEST']._serialized_start=38
   _globals['_INGESTREQUEST']._serialized_end=122
   _globals['_INGESTRESPONSE']._serialized_start=124
   _globals['_INGESTRESPONSE']._serialized_end=180
-  _globals['_BACKUPREQUEST']._serialized_start=182
-  _globals['_BACKUPREQUEST']._serialized_end=216
-  _globals['_BACKUPRESPONSE']._serialized_start=219
-  _globals['_BACKUPRESPONSE']._serialized_end=421
-  _globals['_BACKUPRESPONSE_ROWCOUNTSENTRY']._serialized_start=373
-  _globals['_BACKUPRESPONSE_ROWCOUNTSENTRY']._serialized_end=421
-  _globals['_RELOADMANIFESTREQUEST']._serialized_start=423
-  _globals['_RELOADMANIFESTREQUEST']._serialized_end=446
-  _globals['_RELOADMANIFESTRESPONSE']._serialized_start=448
-  _globals['_RELOADMANIFESTRESPONSE']._serialized_end=535
-  _globals['_ADMINSERVICE']._serialized_start=630
-  _globals['_ADMINSERVICE']._serialized_end=863
+  _globals['_INGESTWITHPROGRESSREQUEST']._serialized_start=182
+  _globals['_INGESTWITHPROGRESSREQUEST']._serialized_end=250
+  _globals['_INGESTWITHPROGRESSRESPONSE']._serialized_start=253
+  _globals['_INGESTWITHPROGRESSRESPONSE']._serialized_end=384
+  _globals['_INGESTPROGRESS']._serialized_start=387
+  _globals['_INGESTPROGRESS']._serialized_end=523
+  _globals['_BACKUPREQUEST']._serialized_start=525
+  _globals['_BACKUPREQUEST']._serialized_end=559
+  _globals['_BACKUPRESPONSE']._serialized_start=562
+  _globals['_BACKUPRESPONSE']._serialized_end=764
+  _globals['_BACKUPRESPONSE_ROWCOUNTSENTRY']._serialized_start=716
+  _globals['_BACKUPRESPONSE_ROWCOUNTSENTRY']._serialized_end=764
+  _globals['_RELOADMANIFESTREQUEST']._serialized_start=766
+  _globals['_RELOADMANIFESTREQUEST']._serialized_end=789
+  _globals['_RELOADMANIFESTRESPONSE']._serialized_start=791
+  _globals['_RELOADMANIFESTRESPONSE']._serialized_end=878
+  _globals['_ADMINSERVICE']._serialized_start=1154
+  _globals['_ADMINSERVICE']._serialized_end=1490
 # @@protoc_insertion_point(module_scope)

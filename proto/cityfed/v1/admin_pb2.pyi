@@ -12,9 +12,24 @@ class IngestMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INGEST_MODE_UNSPECIFIED: _ClassVar[IngestMode]
     INGEST_MODE_REPLACE: _ClassVar[IngestMode]
     INGEST_MODE_APPEND: _ClassVar[IngestMode]
+
+class IngestPhase(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    INGEST_PHASE_UNSPECIFIED: _ClassVar[IngestPhase]
+    INGEST_PHASE_READING: _ClassVar[IngestPhase]
+    INGEST_PHASE_CHECKING: _ClassVar[IngestPhase]
+    INGEST_PHASE_WRITING: _ClassVar[IngestPhase]
+    INGEST_PHASE_ORDERING: _ClassVar[IngestPhase]
+    INGEST_PHASE_COMMITTING: _ClassVar[IngestPhase]
 INGEST_MODE_UNSPECIFIED: IngestMode
 INGEST_MODE_REPLACE: IngestMode
 INGEST_MODE_APPEND: IngestMode
+INGEST_PHASE_UNSPECIFIED: IngestPhase
+INGEST_PHASE_READING: IngestPhase
+INGEST_PHASE_CHECKING: IngestPhase
+INGEST_PHASE_WRITING: IngestPhase
+INGEST_PHASE_ORDERING: IngestPhase
+INGEST_PHASE_COMMITTING: IngestPhase
 
 class IngestRequest(_message.Message):
     __slots__ = ("dataset", "path", "mode")
@@ -33,6 +48,34 @@ class IngestResponse(_message.Message):
     rows_loaded: int
     row_count: int
     def __init__(self, rows_loaded: _Optional[int] = ..., row_count: _Optional[int] = ...) -> None: ...
+
+class IngestWithProgressRequest(_message.Message):
+    __slots__ = ("load",)
+    LOAD_FIELD_NUMBER: _ClassVar[int]
+    load: IngestRequest
+    def __init__(self, load: _Optional[_Union[IngestRequest, _Mapping]] = ...) -> None: ...
+
+class IngestWithProgressResponse(_message.Message):
+    __slots__ = ("progress", "result")
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    progress: IngestProgress
+    result: IngestResponse
+    def __init__(self, progress: _Optional[_Union[IngestProgress, _Mapping]] = ..., result: _Optional[_Union[IngestResponse, _Mapping]] = ...) -> None: ...
+
+class IngestProgress(_message.Message):
+    __slots__ = ("phase", "rows_done", "rows_total", "bytes_done", "bytes_total")
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    ROWS_DONE_FIELD_NUMBER: _ClassVar[int]
+    ROWS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    BYTES_DONE_FIELD_NUMBER: _ClassVar[int]
+    BYTES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    phase: IngestPhase
+    rows_done: int
+    rows_total: int
+    bytes_done: int
+    bytes_total: int
+    def __init__(self, phase: _Optional[_Union[IngestPhase, str]] = ..., rows_done: _Optional[int] = ..., rows_total: _Optional[int] = ..., bytes_done: _Optional[int] = ..., bytes_total: _Optional[int] = ...) -> None: ...
 
 class BackupRequest(_message.Message):
     __slots__ = ("directory",)

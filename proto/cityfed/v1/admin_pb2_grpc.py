@@ -41,6 +41,11 @@ class AdminServiceStub:
                 request_serializer=cityfed_dot_v1_dot_admin__pb2.IngestRequest.SerializeToString,
                 response_deserializer=cityfed_dot_v1_dot_admin__pb2.IngestResponse.FromString,
                 _registered_method=True)
+        self.IngestWithProgress = channel.unary_stream(
+                '/cityfed.v1.AdminService/IngestWithProgress',
+                request_serializer=cityfed_dot_v1_dot_admin__pb2.IngestWithProgressRequest.SerializeToString,
+                response_deserializer=cityfed_dot_v1_dot_admin__pb2.IngestWithProgressResponse.FromString,
+                _registered_method=True)
         self.Backup = channel.unary_unary(
                 '/cityfed.v1.AdminService/Backup',
                 request_serializer=cityfed_dot_v1_dot_admin__pb2.BackupRequest.SerializeToString,
@@ -63,7 +68,19 @@ class AdminServiceServicer:
         dataset, all or nothing. Queries keep seeing the old rows until the load commits.
         Returns INVALID_ARGUMENT when the file cannot be read or a value does not fit the
         dataset's schema (the message names the file, row and column), NOT_FOUND when the file
-        does not exist, ABORTED when another load of the same dataset is under way.
+        does not exist, ABORTED when another load of the same dataset is under way, UNAVAILABLE
+        (reason SHUTTING_DOWN) when the node is stopping: it takes no new load, and rolls back one
+        that has not begun to commit when its grace is over. A caller that cancels the call before
+        the load begins to commit rolls it back.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IngestWithProgress(self, request, context):
+        """IngestWithProgress is Ingest reporting how far the load has come: a message with
+        `progress` at once (the load has begun) and about twice a second, then one with `result`
+        once it has committed. Returns the status codes of Ingest.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -102,6 +119,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.Ingest,
                     request_deserializer=cityfed_dot_v1_dot_admin__pb2.IngestRequest.FromString,
                     response_serializer=cityfed_dot_v1_dot_admin__pb2.IngestResponse.SerializeToString,
+            ),
+            'IngestWithProgress': grpc.unary_stream_rpc_method_handler(
+                    servicer.IngestWithProgress,
+                    request_deserializer=cityfed_dot_v1_dot_admin__pb2.IngestWithProgressRequest.FromString,
+                    response_serializer=cityfed_dot_v1_dot_admin__pb2.IngestWithProgressResponse.SerializeToString,
             ),
             'Backup': grpc.unary_unary_rpc_method_handler(
                     servicer.Backup,
@@ -143,6 +165,33 @@ class AdminService:
             '/cityfed.v1.AdminService/Ingest',
             cityfed_dot_v1_dot_admin__pb2.IngestRequest.SerializeToString,
             cityfed_dot_v1_dot_admin__pb2.IngestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IngestWithProgress(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/cityfed.v1.AdminService/IngestWithProgress',
+            cityfed_dot_v1_dot_admin__pb2.IngestWithProgressRequest.SerializeToString,
+            cityfed_dot_v1_dot_admin__pb2.IngestWithProgressResponse.FromString,
             options,
             channel_credentials,
             insecure,
