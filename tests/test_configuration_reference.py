@@ -1,5 +1,6 @@
 """docs/configuration.md is generated from NodeConfig: every setting has a description, the file
-is what the fields give (`make docs` regenerates it), and its example is a config that loads."""
+is what the fields give (`make docs` regenerates it), and its example, like the README's, is a
+config that loads."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import re
 
 from node.config import load_config
 from scripts import config_reference
+
+README = config_reference.ROOT / "README.md"
 
 
 def test_every_setting_of_a_node_is_documented():
@@ -24,3 +27,14 @@ def test_the_references_example_is_a_config_that_loads(tmp_path):
     (tmp_path / "node.toml").write_text(example)
     config = load_config(tmp_path / "node.toml")
     assert (config.city, config.database) == ("tianjin", tmp_path / "tianjin.duckdb")
+
+
+def test_the_readmes_example_is_a_config_that_loads(tmp_path):
+    """The loader refuses a missing required setting and an unknown key: a setting added to
+    NodeConfig without a default, or renamed, fails here until the README's example has it."""
+    (example,) = [block for block in re.findall(r"```toml\n(.*?)```", README.read_text(), re.S)
+                  if block.startswith("[node]")]
+    (tmp_path / "node.toml").write_text(example)
+    config = load_config(tmp_path / "node.toml")
+    assert (config.city, config.signing_key) == (
+        "tianjin", tmp_path / "members" / "tianjin" / "signing.key")
