@@ -1,5 +1,6 @@
-"""The standard gRPC health service and server reflection, served by every cityfed server; and a
-gateway's health, which follows its connections to the cities."""
+"""The standard gRPC health service and server reflection (`grpc.reflection.v1` and
+`v1alpha`), served by every cityfed server; and a gateway's health, which follows its
+connections to the cities."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import threading
 import time
 
 import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 log = logging.getLogger(__name__)
 
@@ -21,15 +23,57 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
+REFLECTION_V1_SERVICE = "grpc.reflection.v1.ServerReflection"
+_V1ALPHA = reflection_pb2.DESCRIPTOR.package
+
+
 def add_health_and_reflection(server: grpc.Server, services: list[str]) -> health.HealthServicer:
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for service in ["", *services]:
         health_servicer.set(service, SERVING)
-    reflection.enable_server_reflection(
-        [*services, health.SERVICE_NAME, reflection.SERVICE_NAME], server
-    )
+    _add_reflection_v1_file()
+    servicer = reflection.ReflectionServicer(
+        [*services, health.SERVICE_NAME, REFLECTION_V1_SERVICE, reflection.SERVICE_NAME])
+    server.add_generic_rpc_handlers([
+        grpc.method_handlers_generic_handler(name, {"ServerReflectionInfo": (
+            grpc.stream_stream_rpc_method_handler(
+                servicer.ServerReflectionInfo,
+                request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+                response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString))})
+        for name in (REFLECTION_V1_SERVICE, reflection.SERVICE_NAME)])
     return health_servicer
+
+
+def _add_reflection_v1_file() -> None:
+    """grpcio-reflection serves only v1alpha (grpc/grpc#38576), and clients such as grpcurl ask
+    v1 first. grpc's v1 proto is v1alpha's with the package renamed, field for field, so v1
+    messages are v1alpha's bytes: the v1alpha servicer answers both. Its descriptor, derived
+    here from v1alpha's, lets a client describe the v1 service as well."""
+    pool = descriptor_pool.Default()
+    try:
+        pool.FindFileByName("grpc/reflection/v1/reflection.proto")
+        return
+    except KeyError:
+        pass
+    file = descriptor_pb2.FileDescriptorProto()
+    reflection_pb2.DESCRIPTOR.CopyToProto(file)
+    file.name, file.package = "grpc/reflection/v1/reflection.proto", "grpc.reflection.v1"
+    file.options.java_package = "io.grpc.reflection.v1"
+    file.options.go_package = "google.golang.org/grpc/reflection/grpc_reflection_v1"
+    file.options.ClearField("deprecated")
+
+    def renamed(type_name: str) -> str:
+        return type_name.replace(f".{_V1ALPHA}.", f".{file.package}.")
+
+    for message in file.message_type:
+        for each in message.field:
+            if each.type_name:
+                each.type_name = renamed(each.type_name)
+    for method in file.service[0].method:
+        method.input_type, method.output_type = (renamed(method.input_type),
+                                                 renamed(method.output_type))
+    pool.Add(file)
 
 
 def city_health_service(city: str) -> str:

@@ -11,6 +11,8 @@ from pathlib import Path
 import duckdb
 import grpc
 from cityfed.v1 import node_pb2, node_pb2_grpc
+from google.protobuf import descriptor_pb2
+from grpc_reflection.v1alpha import reflection_pb2
 
 from federation.coordinator import Coordinator
 from federation.datasets import DATASETS, create_table_sql
@@ -277,3 +279,27 @@ def write_process_region(directory: Path, cities: tuple[str, ...], rows: int = 2
                              memory_limit="256MB", **options)
         (directory / f"{city}.toml").write_text(config_toml(config))
     return trusted
+
+
+def reflect_v1(channel: grpc.Channel, **request) -> reflection_pb2.ServerReflectionResponse:
+    """One `grpc.reflection.v1` request, as a client that asks v1 first sends it. v1's messages
+    are v1alpha's field for field (grpc's v1 proto renames only the package), so v1alpha's
+    classes encode and decode them."""
+    call = channel.stream_stream(
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString)
+    (answer,) = call(iter([reflection_pb2.ServerReflectionRequest(**request)]), timeout=10)
+    return answer
+
+
+def reflected_services(channel: grpc.Channel) -> set[str]:
+    return {s.name for s in reflect_v1(channel, list_services="").list_services_response.service}
+
+
+def reflected_file(channel: grpc.Channel, symbol: str) -> descriptor_pb2.FileDescriptorProto:
+    """The file declaring `symbol`, as v1 reflection describes it."""
+    answer = reflect_v1(channel, file_containing_symbol=symbol)
+    assert not answer.HasField("error_response"), answer.error_response
+    return descriptor_pb2.FileDescriptorProto.FromString(
+        answer.file_descriptor_response.file_descriptor_proto[0])

@@ -23,6 +23,8 @@ from tests.regionkit import (
     _credentials,
     assert_same_rows,
     oracle_over,
+    reflected_file,
+    reflected_services,
     secure_channel,
     start_region,
 )
@@ -160,6 +162,18 @@ def test_the_gateway_refuses_bad_questions_with_the_right_status(gateway, reques
         gateway.FederatedAggregate(request_)
     assert refused.value.code() == code
     assert error_reason(refused.value) == reason
+
+
+def test_the_gateway_serves_reflection_v1(region):
+    running = start_auditor_gateway(region)
+    try:
+        with secure_channel(region, f"127.0.0.1:{running.port}", AUDITOR) as channel:
+            assert {"cityfed.v1.FederationService", "grpc.reflection.v1.ServerReflection"} <= \
+                reflected_services(channel)
+            described = reflected_file(channel, "cityfed.v1.FederationService")
+            assert described.name == "cityfed/v1/federation.proto"
+    finally:
+        running.stop(grace=None)
 
 
 def test_the_gateway_refuses_an_oversized_message(gateway):

@@ -172,6 +172,19 @@ def test_health_and_reflection_are_served(city):
         assert {"cityfed.v1.NodeService", "grpc.health.v1.Health"} <= names
 
 
+def test_reflection_v1_is_served_beside_v1alpha(city):
+    with regionkit.secure_channel(city, city.trusted.endpoint("tianjin"), "tianjin") as channel:
+        assert {"cityfed.v1.NodeService", "grpc.health.v1.Health",
+                "grpc.reflection.v1.ServerReflection",
+                "grpc.reflection.v1alpha.ServerReflection"} <= regionkit.reflected_services(channel)
+        node_file = regionkit.reflected_file(channel, "cityfed.v1.NodeService")
+        assert node_file.name == "cityfed/v1/node.proto"
+        assert "Aggregate" in {m.name for m in node_file.service[0].method}
+        v1 = regionkit.reflected_file(channel, "grpc.reflection.v1.ServerReflection")
+        assert (v1.package, v1.service[0].method[0].input_type) == (
+            "grpc.reflection.v1", ".grpc.reflection.v1.ServerReflectionRequest")
+
+
 @pytest.fixture(scope="module")
 def big_store(tmp_path_factory):
     database = tmp_path_factory.mktemp("big") / "big.duckdb"
