@@ -1,4 +1,5 @@
-"""A region's keys, certificates and first signed manifest, in one command; and key rotation.
+"""A region's keys, certificates and first signed manifest, in one command; key rotation; and
+the purposes questions may be asked for.
 
 Layout of the region folder:
 
@@ -18,6 +19,8 @@ import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from federation.errors import ConfigError
 from federation.keys import (
@@ -86,6 +89,14 @@ class InitResult:
         return next(m for m in self.members if m.id == member_id)
 
 
+def check_purpose(purpose: Purpose) -> Purpose:
+    check_name(purpose.id, "purpose")
+    if not purpose.description.strip() or not purpose.description.isprintable():
+        raise ConfigError(f"purpose {purpose.id!r} needs a description of what its answers are "
+                          "for, on one line: cities' policies grant access by purpose")
+    return purpose
+
+
 def _member_files(directory: Path, member_id: str) -> MemberFiles:
     folder = directory / "members" / member_id
     return MemberFiles(member_id, folder / "signing.key", folder / "tls.key", folder / "tls.pem")
@@ -111,6 +122,9 @@ def init_region(directory: Path, *, region: str, cities: list[tuple[str, str]],
         check_name(member_id, "member id")
     if len(set(ids)) != len(ids):
         raise ConfigError("member ids must be unique")
+    purposes = [check_purpose(p) for p in (DEFAULT_PURPOSES if purposes is None else purposes)]
+    if len({p.id for p in purposes}) != len(purposes):
+        raise ConfigError("purpose ids must be unique")
     if not hosts:
         raise ConfigError("at least one host is needed for the TLS certificates")
     root = directory / "root"
@@ -152,7 +166,7 @@ def init_region(directory: Path, *, region: str, cities: list[tuple[str, str]],
 
     manifest = Manifest(region=region, version=1, issued_at=now,
                         expires_at=now + timedelta(days=valid_days),
-                        purposes=tuple(DEFAULT_PURPOSES if purposes is None else purposes),
+                        purposes=tuple(purposes),
                         members=tuple(members))
     write_file_atomically(result.manifest, sign_manifest(manifest, root_key), PUBLIC_MODE)
     return result
@@ -174,12 +188,7 @@ def rotate_member_key(directory: Path, member_id: str, now: datetime,
     now = now.replace(microsecond=0)
     root_key = read_private_key(directory / "root" / "root.key")
     manifest_path = directory / "manifest.json"
-    try:
-        manifest = verify_held_manifest(manifest_path.read_bytes(), root_key.public_key())
-    except OSError as error:
-        raise ConfigError(f"{manifest_path}: cannot read the manifest: {error.strerror}") from None
-    except ManifestRejected as error:
-        raise ConfigError(f"{manifest_path}: {error}") from None
+    manifest = _signed_manifest(manifest_path, root_key)
     member = manifest.member(member_id)
     if member is None:
         raise ConfigError(f"{manifest_path}: no member {member_id!r}")
@@ -191,12 +200,44 @@ def rotate_member_key(directory: Path, member_id: str, now: datetime,
     keys = (*old_keys, MemberKey(key_id(new_key.public_key()), new_key.public_key(), now, None))
     members = tuple(dataclasses.replace(m, keys=keys) if m.id == member_id else m
                     for m in manifest.members)
-    rotated = dataclasses.replace(
-        manifest, version=manifest.version + 1, issued_at=now,
-        expires_at=now + (manifest.expires_at - manifest.issued_at), members=members)
+    rotated = _next_version(manifest, now, members=members)
     # The manifest first: should writing the key then fail, the old key still works.
     write_file_atomically(manifest_path, sign_manifest(rotated, root_key), PUBLIC_MODE)
     key_path = _member_files(directory, member_id).signing_key
     private_folder(key_path.parent)
     write_private_key(key_path, new_key)
     return key_path
+
+
+def add_purpose(directory: Path, purpose: Purpose, now: datetime,
+                root_key_path: Path | None = None) -> Manifest:
+    """Register a purpose in the region's manifest: the next version, issued at `now` with its
+    validity period unchanged in length, signed by the root key (`root/root.key` unless
+    `root_key_path` says where the offline key is). Returns the new manifest."""
+    directory = Path(directory)
+    check_purpose(purpose)
+    root_key = read_private_key(root_key_path or directory / "root" / "root.key")
+    manifest_path = directory / "manifest.json"
+    manifest = _signed_manifest(manifest_path, root_key)
+    if manifest.purpose(purpose.id) is not None:
+        raise ConfigError(f"{manifest_path}: purpose {purpose.id!r} is already registered")
+    added = _next_version(manifest, now.replace(microsecond=0),
+                          purposes=(*manifest.purposes, purpose))
+    write_file_atomically(manifest_path, sign_manifest(added, root_key), PUBLIC_MODE)
+    return added
+
+
+def _signed_manifest(path: Path, root_key: Ed25519PrivateKey) -> Manifest:
+    """The manifest at `path`, which must be signed by this root key."""
+    try:
+        return verify_held_manifest(path.read_bytes(), root_key.public_key())
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the manifest: {error.strerror}") from None
+    except ManifestRejected as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def _next_version(manifest: Manifest, now: datetime, **changes) -> Manifest:
+    return dataclasses.replace(manifest, version=manifest.version + 1, issued_at=now,
+                               expires_at=now + (manifest.expires_at - manifest.issued_at),
+                               **changes)

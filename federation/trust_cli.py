@@ -1,10 +1,11 @@
-"""The trust commands: `cityfed region init` and `cityfed manifest sign|verify|show`."""
+"""The trust commands: `cityfed region init` and `cityfed manifest sign|verify|show|purpose`."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import io
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from federation.manifest import (
     Manifest,
     ManifestRejected,
     MemberKey,
+    Purpose,
     format_time,
     load_manifest,
     manifest_from_json,
@@ -31,7 +33,7 @@ from federation.manifest import (
     sign_manifest,
     verify_held_manifest,
 )
-from federation.region_init import init_region
+from federation.region_init import DEFAULT_PURPOSES, add_purpose, init_region
 from federation.synthetic import divisions
 
 DEFAULT_HOSTS = ("127.0.0.1", "localhost")
@@ -52,6 +54,12 @@ def add_region_init(region_commands: argparse._SubParsersAction) -> None:
     init.add_argument("--base-port", type=int, default=7401,
                       help="the first city listens here, the next on the next port")
     init.add_argument("--valid-days", type=int, default=365, help="the manifest's validity")
+    init.add_argument("--purpose", action="append", dest="purposes", type=purpose_argument,
+                      metavar="NAME[=DESCRIPTION]",
+                      help="a purpose questions may be asked for; repeat for more. Given, the "
+                           "manifest registers exactly these (a standard one needs no "
+                           "description); default: "
+                           f"{', '.join(p.id for p in DEFAULT_PURPOSES)}")
     init.add_argument("--force", action="store_true",
                       help="replace an existing region's keys (every node must re-pin root.pub)")
     init.set_defaults(run=run_region_init)
@@ -83,9 +91,37 @@ def add_manifest_commands(commands: argparse._SubParsersAction) -> None:
     show.add_argument("--root-public-key", type=Path, help="also verify the signature")
     show.set_defaults(run=run_show)
 
+    purpose = manifest.add_parser(
+        "purpose", help="register the purposes questions may be asked for").add_subparsers(
+        dest="purpose_command", required=True)
+    add = purpose.add_parser(
+        "add", help="register a purpose: the manifest's next version, signed with the root key")
+    add.add_argument("name", help="the purpose's id, like 'road-safety'")
+    add.add_argument("--description", required=True,
+                     help="what answers asked for it are used for (cities grant by purpose)")
+    add.add_argument("--region", type=Path, default=None,
+                     help="the region folder `cityfed region init` wrote, whose manifest.json "
+                          "is replaced (default: $CITYFED_REGION or region)")
+    add.add_argument("--root-key", type=Path,
+                     help="the root's Ed25519 key (default: root/root.key in the region folder)")
+    add.set_defaults(run=run_purpose_add)
+
 
 def _ids(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def purpose_argument(text: str) -> Purpose:
+    """`NAME=DESCRIPTION`, or the name of a standard purpose alone."""
+    name, _, description = text.partition("=")
+    if not description:
+        standard = next((p for p in DEFAULT_PURPOSES if p.id == name), None)
+        if standard is None:
+            raise argparse.ArgumentTypeError(
+                f"{name!r} is not a standard purpose: say what it is for, as "
+                f"'{name}=DESCRIPTION'")
+        return standard
+    return Purpose(name, description)
 
 
 def display_name(member_id: str) -> str:
@@ -97,13 +133,25 @@ def run_region_init(args: argparse.Namespace, out: io.TextIOBase, err: io.TextIO
     authorities = [(a, a) for a in _ids(args.authority)]
     result = init_region(args.directory, region=args.region, cities=cities,
                          authorities=authorities, hosts=tuple(args.hosts or DEFAULT_HOSTS),
-                         base_port=args.base_port, valid_days=args.valid_days, force=args.force)
+                         base_port=args.base_port, valid_days=args.valid_days,
+                         purposes=args.purposes, force=args.force)
     root_kid = key_id(read_public_key(result.root_public_key))
     print(f"created region {args.region} in {result.directory}: {len(cities)} cities, "
           f"{len(authorities)} authorities", file=out)
     print(f"  manifest      {result.manifest} (version 1)", file=out)
     print(f"  root key      {result.root_key} (kid {root_kid}): keep it offline", file=out)
     print(f"  pin on nodes  {result.root_public_key}, {result.ca_certificate}", file=out)
+    return 0
+
+
+def run_purpose_add(args: argparse.Namespace, out: io.TextIOBase, err: io.TextIOBase) -> int:
+    region = args.region or Path(os.environ.get("CITYFED_REGION", "region"))
+    manifest = add_purpose(region, Purpose(args.name, args.description), datetime.now(UTC),
+                           root_key_path=args.root_key)
+    print(f"registered purpose {args.name} in {region / 'manifest.json'}: version "
+          f"{manifest.version}, expires {format_time(manifest.expires_at)}", file=out)
+    print("  nodes and gateways reading this file take it within a second, without a restart; "
+          "copy it over every other node's manifest file", file=out)
     return 0
 
 
