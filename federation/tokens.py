@@ -2,8 +2,9 @@
 plan bytes and the caller's TLS certificate.
 
 Profile (documented for integrators in docs/tokens.md):
-- header: alg "EdDSA" (pinned by the verifier; nothing else is accepted), typ "JWT", kid: the
-  caller's key id as the signed manifest lists it. jku, x5u, jwk and x5c are never read.
+- header: alg "EdDSA" (pinned by the verifier; nothing else is accepted), typ "JWT" (checked,
+  case-insensitively), kid: the caller's key id as the signed manifest lists it. jku, x5u, jwk
+  and x5c are never read.
 - claims: iss and sub (the caller's member id), aud (the target city's member id), iat, nbf,
   exp (exp - iat at most 300 s), jti (unique; a node refuses one it has seen, also after a
   restart), purpose (registered in the manifest), plan_sha256 (hex SHA-256 of the exact plan
@@ -34,7 +35,10 @@ MAX_LIFETIME_SECONDS = 300
 LIFETIME_SECONDS = 120
 LEEWAY_SECONDS = 60
 MAX_JTI_CHARS = 128
-REQUIRED_CLAIMS = ["iss", "sub", "aud", "iat", "nbf", "exp", "jti"]
+TYPE = "JWT"
+REQUIRED_CLAIMS = ["iss", "sub", "aud", "iat", "nbf", "exp", "jti", "purpose", "plan_sha256",
+                   "cnf"]
+BEARER = "bearer"
 
 
 class Unauthenticated(CityfedError):
@@ -83,6 +87,9 @@ def verify_token(token: str, *, audience: str, plan_bytes: bytes, peer_member: s
     header = _unverified_header(token)
     if header.get("alg") != ALGORITHM:
         raise Unauthenticated(f"the request token must be signed with {ALGORITHM}")
+    typ = header.get("typ")
+    if not isinstance(typ, str) or typ.upper() != TYPE:
+        raise Unauthenticated(f"the request token's header must say typ {TYPE!r}")
     kid = header.get("kid")
     if not isinstance(kid, str) or not kid:
         raise Unauthenticated("the request token names no key id (kid)")
@@ -100,13 +107,18 @@ def verify_token(token: str, *, audience: str, plan_bytes: bytes, peer_member: s
         raise Unauthenticated("the request token's times must be numbers")
     if claims["exp"] - claims["iat"] > MAX_LIFETIME_SECONDS:
         raise Unauthenticated(f"the request token lives longer than {MAX_LIFETIME_SECONDS} s")
-    purpose = claims.get("purpose")
-    if not isinstance(purpose, str) or not purpose_registered(purpose):
+    purpose = claims["purpose"]
+    if not isinstance(purpose, str):
+        raise Unauthenticated("the request token's purpose must be a string")
+    if not purpose_registered(purpose):
         raise Unauthenticated("the request token's purpose is not registered in the manifest")
-    if claims.get("plan_sha256") != plan_hash(plan_bytes):
+    if claims["plan_sha256"] != plan_hash(plan_bytes):
         raise Unauthenticated("the plan is not the one the request token was signed for")
-    confirmation = claims.get("cnf")
-    if not isinstance(confirmation, dict) or confirmation.get("x5t#S256") != peer_x5t:
+    confirmation = claims["cnf"]
+    if not isinstance(confirmation, dict) or not isinstance(confirmation.get("x5t#S256"), str):
+        raise Unauthenticated("the request token's cnf claim must hold the caller's certificate "
+                              "thumbprint as x5t#S256")
+    if confirmation["x5t#S256"] != peer_x5t:
         raise Unauthenticated("the request token is bound to another TLS certificate")
     jti = claims["jti"]
     if not isinstance(jti, str) or not 16 <= len(jti) <= MAX_JTI_CHARS:
@@ -114,6 +126,16 @@ def verify_token(token: str, *, audience: str, plan_bytes: bytes, peer_member: s
     if not remember_jti(jti, int(claims["exp"]) + LEEWAY_SECONDS):
         raise Unauthenticated("the request token was already used (replay)")
     return TokenClaims(member, audience, purpose, jti, int(claims["exp"]))
+
+
+def bearer_token(authorization: list[str]) -> str:
+    """The token of the one `authorization` metadata value, `Bearer <jwt>`; the scheme name is
+    case-insensitive (RFC 7235 section 2.1)."""
+    if len(authorization) == 1 and isinstance(authorization[0], str):
+        scheme, _, token = authorization[0].strip().partition(" ")
+        if scheme.lower() == BEARER and token.strip():
+            return token.strip()
+    raise Unauthenticated("send one request token as 'authorization: Bearer <jwt>' metadata")
 
 
 def _unverified_header(token: str) -> dict:

@@ -16,7 +16,7 @@ from federation.guard import (
     TrustState,
     current_caller,
 )
-from federation.tokens import TokenClaims, Unauthenticated, verify_token
+from federation.tokens import TokenClaims, bearer_token, verify_token
 from node.policy import Caller
 
 METHOD_POLICY: dict[str, Requirement] = {
@@ -59,7 +59,7 @@ def node_guard(trust: TrustState, city: str,
             return Authenticated(caller)
         manifest = trust.manifest
         claims = verify_token(
-            _bearer_token(context), audience=city, plan_bytes=TOKEN_BOUND_BYTES[method](request),
+            _request_token(context), audience=city, plan_bytes=TOKEN_BOUND_BYTES[method](request),
             peer_member=caller.id, peer_x5t=peer.certificate_x5t,
             lookup_key=lambda kid, at: _public_key(manifest, kid, at),
             purpose_registered=lambda purpose: manifest.purpose(purpose) is not None,
@@ -77,8 +77,5 @@ def _public_key(manifest, kid: str, at):
     return None if found is None else (found[0].id, found[1].public_key)
 
 
-def _bearer_token(context) -> str:
-    values = [v for k, v in context.invocation_metadata() if k == "authorization"]
-    if len(values) != 1 or not isinstance(values[0], str) or not values[0].startswith("Bearer "):
-        raise Unauthenticated("send one request token as 'authorization: Bearer <jwt>' metadata")
-    return values[0].removeprefix("Bearer ").strip()
+def _request_token(context) -> str:
+    return bearer_token([v for k, v in context.invocation_metadata() if k == "authorization"])

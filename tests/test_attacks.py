@@ -76,6 +76,7 @@ def claims_for(identity, plan: bytes = PLAN, **changes) -> dict:
 
 def signed(claims: dict, key: Ed25519PrivateKey, kid: str, **header_changes) -> str:
     header = {"alg": "EdDSA", "typ": "JWT", "kid": kid, **header_changes}
+    header = {name: value for name, value in header.items() if value is not None}
     head = b64(json.dumps(header).encode()) + "." + b64(json.dumps(claims).encode())
     return head + "." + b64(key.sign(head.encode()))
 
@@ -86,16 +87,17 @@ def hs256(claims: dict, secret: bytes, kid: str) -> str:
     return head + "." + b64(hmac.new(secret, head.encode(), hashlib.sha256).digest())
 
 
-def send(city, token: str | None, plan: bytes = PLAN, as_member: str = AUDITOR):
+def send(city, token: str | None, plan: bytes = PLAN, as_member: str = AUDITOR,
+         scheme: str = "Bearer"):
     stub = regionkit.node_stub(city, CITY, as_member)
-    metadata = () if token is None else (("authorization", f"Bearer {token}"),)
+    metadata = () if token is None else (("authorization", f"{scheme} {token}"),)
     return stub.Aggregate(node_pb2.AggregateRequest(plan=plan), metadata=metadata, timeout=10)
 
 
 def refused(city, token, *, plan: bytes = PLAN, as_member: str = AUDITOR,
-            code=grpc.StatusCode.UNAUTHENTICATED, says: str = "") -> None:
+            code=grpc.StatusCode.UNAUTHENTICATED, says: str = "", scheme: str = "Bearer") -> None:
     with pytest.raises(grpc.RpcError) as failure:
-        send(city, token, plan, as_member)
+        send(city, token, plan, as_member, scheme)
     assert failure.value.code() == code, failure.value.details()
     assert says in failure.value.details()
 
@@ -107,6 +109,26 @@ def test_an_honest_token_is_accepted(city, auditor):
 
 def test_no_token(city):
     refused(city, None, says="authorization: Bearer")
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "Bearer "])
+def test_the_bearer_scheme_is_case_insensitive(city, auditor, scheme):
+    token = signed(claims_for(auditor), auditor.signing_key, auditor.kid)
+    assert send(city, token, scheme=scheme).city == CITY
+
+
+@pytest.mark.parametrize("scheme", ["Basic", "Bearer:", "DPoP", ""])
+def test_another_authorization_scheme(city, auditor, scheme):
+    token = signed(claims_for(auditor), auditor.signing_key, auditor.kid)
+    refused(city, token, scheme=scheme, says="authorization: Bearer")
+
+
+def test_the_token_type_is_checked(city, auditor):
+    token = signed(claims_for(auditor), auditor.signing_key, auditor.kid, typ="jwt")
+    assert send(city, token).city == CITY  # media types are case-insensitive (RFC 7515 4.1.9)
+    for typ in ("at+jwt", None, 1):
+        refused(city, signed(claims_for(auditor), auditor.signing_key, auditor.kid, typ=typ),
+                says="typ 'JWT'")
 
 
 def test_not_a_jwt(city):
@@ -186,7 +208,18 @@ def test_an_embedded_key_is_ignored(city, auditor):
 def test_each_required_claim_missing(city, auditor, claim):
     claims = claims_for(auditor)
     del claims[claim]
-    refused(city, signed(claims, auditor.signing_key, auditor.kid))
+    refused(city, signed(claims, auditor.signing_key, auditor.kid),
+            says=f"lacks the {claim!r} claim")
+
+
+@pytest.mark.parametrize(("claims", "says"), [
+    ({"purpose": ["population-statistics"]}, "purpose must be a string"),
+    ({"cnf": {"x5t": "abc"}}, "cnf claim must hold the caller's certificate thumbprint"),
+    ({"cnf": "abc"}, "cnf claim must hold the caller's certificate thumbprint"),
+])
+def test_a_malformed_claim_is_named(city, auditor, claims, says):
+    refused(city, signed(claims_for(auditor, **claims), auditor.signing_key, auditor.kid),
+            says=says)
 
 
 def test_expired(city, auditor):
