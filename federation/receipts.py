@@ -1,27 +1,30 @@
 """Signed receipts: a node's signature over what it was asked, what it answered and where the
 answer is recorded in its audit log. The caller keeps them; anyone holding the manifest can
-verify one later.
+verify one later. docs/audit.md ("Receipts") is the format, for verifiers in any language.
 
 A receipt travels in the response's trailing metadata under RECEIPT_METADATA_KEY, as canonical
-JSON: {"city", "kid", "jti", "request_sha256", "response_sha256", "audit_index", "time",
-"signature"}. request_sha256 is the SHA-256 of the exact plan bytes (the request token binds the
-same hash); response_sha256 is the SHA-256 of the exact response bytes on the wire; the
-signature is Ed25519, by the city's manifest key `kid`, over the canonical JSON of every other
-field.
+JSON: {"city", "kid", "jti", "plan_sha256", "request_sha256", "response_sha256", "audit_index",
+"time", "signature"}. plan_sha256 is the SHA-256 of the exact plan bytes (the request token
+binds the same hash); request_sha256 is the same hash under its old, misleading name, still
+written so that verifiers reading only it go on working (deprecated); response_sha256 is the
+SHA-256 of the exact response bytes on the wire. The signature is Ed25519, by the city's
+manifest key `kid`, over the canonical JSON of every other member of the object, whatever they
+are: a receipt from a node before plan_sha256 verifies, and so will one with members added
+later.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
+from typing import Any
 
 import grpc
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from federation.canonical import canonical_json
+from federation.canonical import canonical_json, strict_loads
 from federation.errors import CityfedError
 from federation.keys import b64url_decode, b64url_encode
 from federation.manifest import Manifest
@@ -41,40 +44,62 @@ class Receipt:
     city: str
     kid: str
     jti: str
-    request_sha256: str
+    # The plan's hash. None only in a receipt from a node before this member existed.
+    plan_sha256: str | None
     response_sha256: str
     audit_index: int
     time: str
     signature: str = ""
+    # Deprecated: the plan's hash again, under the name receipts had first.
+    request_sha256: str | None = None
+    # Members this version does not know, as (name, value): signed, so kept as they came.
+    others: tuple[tuple[str, Any], ...] = ()
 
-    def _fields(self) -> dict:
+    @property
+    def plan_hash(self) -> str:
+        return self.plan_sha256 if self.plan_sha256 is not None else self.request_sha256 or ""
+
+    def _members(self) -> dict:
         # asdict would deep-copy each (flat, immutable) field: a third of signing a receipt.
-        return {f.name: getattr(self, f.name) for f in _RECEIPT_FIELDS}
+        members = {name: getattr(self, name) for name in _KNOWN}
+        members = {name: value for name, value in members.items() if value is not None}
+        members.update(self.others)
+        return members
 
     def signed_bytes(self) -> bytes:
-        fields = self._fields()
-        del fields["signature"]
-        return canonical_json(fields)
+        members = self._members()
+        del members["signature"]
+        return canonical_json(members)
 
     def to_json(self) -> str:
-        return canonical_json(self._fields()).decode()
+        return canonical_json(self._members()).decode()
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Receipt:
         try:
-            fields = json.loads(text)
-            receipt = cls(**fields)
-        except (ValueError, TypeError):
+            members = strict_loads(text.encode() if isinstance(text, str) else text)
+        except (ValueError, RecursionError):
             raise ReceiptInvalid("the receipt is not a cityfed receipt") from None
-        if not isinstance(receipt.audit_index, int) or not all(
-                isinstance(getattr(receipt, name), str)
-                for name in ("city", "kid", "jti", "request_sha256", "response_sha256", "time",
-                             "signature")):
+        if not isinstance(members, dict) or not members.keys() >= _REQUIRED or not (
+                "plan_sha256" in members or "request_sha256" in members):
+            raise ReceiptInvalid("the receipt is not a cityfed receipt")
+        audit_index = members["audit_index"]
+        if (not isinstance(audit_index, int) or isinstance(audit_index, bool)
+                or not all(isinstance(members.get(name, ""), str) for name in _TEXT)):
             raise ReceiptInvalid("the receipt has fields of the wrong type")
-        return receipt
+        plan, request = members.get("plan_sha256"), members.get("request_sha256")
+        if plan is not None and request is not None and plan != request:
+            raise ReceiptInvalid("the receipt's plan_sha256 and request_sha256 differ")
+        return cls(**{name: members.get(name) for name in _KNOWN},
+                   others=tuple((name, value) for name, value in members.items()
+                                if name not in _KNOWN))
 
 
-_RECEIPT_FIELDS = fields(Receipt)
+_KNOWN = tuple(f.name for f in fields(Receipt) if f.name != "others")
+_REQUIRED = frozenset({"city", "kid", "jti", "response_sha256", "audit_index", "time",
+                       "signature"})
+_TEXT = ("city", "kid", "jti", "plan_sha256", "request_sha256", "response_sha256", "time",
+         "signature")
 
 
 def sha256_hex(data: bytes) -> str:
@@ -84,9 +109,10 @@ def sha256_hex(data: bytes) -> str:
 def sign_receipt(*, key: Ed25519PrivateKey, kid: str, city: str, jti: str, plan_bytes: bytes,
                  response_bytes: bytes, audit_index: int, now: datetime | None = None) -> Receipt:
     moment = (now or datetime.now(UTC)).astimezone(UTC)
-    unsigned = Receipt(city, kid, jti, sha256_hex(plan_bytes), sha256_hex(response_bytes),
-                       audit_index, moment.isoformat(timespec="milliseconds").replace("+00:00",
-                                                                                      "Z"))
+    plan_sha256 = sha256_hex(plan_bytes)
+    unsigned = Receipt(city, kid, jti, plan_sha256, sha256_hex(response_bytes), audit_index,
+                       moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                       request_sha256=plan_sha256)
     return replace(unsigned, signature=b64url_encode(key.sign(unsigned.signed_bytes())))
 
 
@@ -95,7 +121,7 @@ def verify_receipt(receipt: Receipt, *, manifest: Manifest, city: str, plan_byte
     """Check that `city` signed this receipt for exactly these plan and response bytes."""
     if receipt.city != city:
         raise ReceiptInvalid(f"the receipt is from {receipt.city[:64]!r}, not {city}")
-    if receipt.request_sha256 != sha256_hex(plan_bytes):
+    if receipt.plan_hash != sha256_hex(plan_bytes):
         raise ReceiptInvalid("the receipt is for another request")
     if receipt.response_sha256 != sha256_hex(response_bytes):
         raise ReceiptInvalid("the receipt is for another response")
