@@ -29,9 +29,11 @@ proto:
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=proto --pyi_out=proto \
 		--grpc_python_out=proto $(PROTOS)
 
-# Regenerates docs/configuration.md from NodeConfig; a test fails when it is stale.
+# Regenerates docs/configuration.md from NodeConfig and docs/datasets.md from
+# federation/datasets.py; a test fails when either is stale.
 docs: setup
 	$(BIN)/python scripts/config_reference.py
+	$(BIN)/python scripts/datasets_reference.py
 
 lint: setup
 	$(BIN)/ruff check .

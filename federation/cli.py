@@ -24,6 +24,7 @@ from rich.table import Table as RichTable
 
 from federation.accuracy import ColumnAccuracy
 from federation.coordinator import CityOutcome, CityStatus, Coordinator, FederatedAnswer
+from federation.datasets_cli import add_datasets_command
 from federation.errors import CityfedError, IncompleteAnswer, InvalidArgument
 from federation.finish import Table
 from federation.grpc_errors import error_reason
@@ -80,6 +81,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     generate.set_defaults(run=run_generate)
 
     add_manifest_commands(commands)
+    add_datasets_command(commands)
 
     gateway = commands.add_parser("gateway", help="run the federation gateway").add_subparsers(
         dest="gateway_command", required=True)

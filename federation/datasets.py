@@ -7,18 +7,37 @@ them, and the catalog publishes them.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
+from typing import Any
 
 
 class Sensitivity(Enum):
     """How much harm a column can do if it leaves the city, most harmful last."""
 
-    PUBLIC = "public"  # codes and categories anyone may know (district, mode, scheme)
-    QUASI_IDENTIFIER = "quasi_identifier"  # identifying in combination (birth date, station)
-    IDENTIFIER = "identifier"  # names a person or card on its own (person_id, name, card_id)
-    SENSITIVE = "sensitive"  # health and money (icd10, costs, pension amounts)
+    PUBLIC = "public"
+    QUASI_IDENTIFIER = "quasi_identifier"
+    IDENTIFIER = "identifier"
+    SENSITIVE = "sensitive"
+
+    @property
+    def meaning(self) -> str:
+        return _SENSITIVITY_MEANINGS[self]
+
+
+_SENSITIVITY_MEANINGS = {
+    Sensitivity.PUBLIC: "codes and categories anyone may know (district, mode, scheme)",
+    Sensitivity.QUASI_IDENTIFIER: "identifying in combination (birth date, station)",
+    Sensitivity.IDENTIFIER: "names a person or card on its own (person_id, name, card_id)",
+    Sensitivity.SENSITIVE: "health, money and deaths (icd10, costs, pension amounts, dates of "
+                           "death)",
+}
+
+# What a value of a type must look like in a loaded file (DuckDB casts the file's text).
+_TYPE_FORMATS = {"DATE": "YYYY-MM-DD", "TIMESTAMP": "YYYY-MM-DD hh:mm:ss[.ffffff]"}
+_DECIMAL = re.compile(r"DECIMAL\((\d+),(\d+)\)")
 
 
 @dataclass(frozen=True)
@@ -34,6 +53,26 @@ class Column:
     # For a numeric column: the range every value is clamped to before it enters a private
     # statistic (docs/policy.md); a city's policy may narrow or widen it.
     bounds: tuple[Decimal, Decimal] | None = None
+
+    @property
+    def value_format(self) -> str:
+        """What every non-null value must look like, as a person reads it."""
+        if self.allowed:
+            return "one of " + ", ".join(self.allowed)
+        if self.pattern:
+            return self.pattern
+        decimal = _DECIMAL.fullmatch(self.type)
+        if decimal:
+            digits, places = map(int, decimal.groups())
+            return f"{digits} digits, {places} after the point"
+        return _TYPE_FORMATS.get(self.type, "")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.type, "nullable": self.nullable,
+                "unit": self.unit, "format": self.value_format, "pattern": self.pattern,
+                "allowed": list(self.allowed),
+                "bounds": None if self.bounds is None else [str(b) for b in self.bounds],
+                "sensitivity": self.sensitivity.value, "description": self.description}
 
 
 @dataclass(frozen=True)
@@ -70,6 +109,11 @@ class Dataset:
     def column_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
 
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description,
+                "privacy_unit": self.unit_name, "max_rows_per_person": self.max_rows_per_person,
+                "columns": [c.to_json() for c in self.columns]}
+
 
 def _cny(lower: int, upper: int) -> tuple[Decimal, Decimal]:
     return Decimal(lower), Decimal(upper)
@@ -93,9 +137,10 @@ POPULATION = Dataset(
         Column("sex", "VARCHAR", "Sex as registered", Sensitivity.QUASI_IDENTIFIER,
                allowed=("F", "M")),
         Column("birth_date", "DATE", "Date of birth", Sensitivity.QUASI_IDENTIFIER),
-        Column("district_code", "VARCHAR", "District of residence (GB/T 2260)",
+        Column("district_code", "VARCHAR", "District of residence: GB/T 2260 district code",
                Sensitivity.PUBLIC, pattern=DIVISION_CODE),
-        Column("hukou_city", "VARCHAR", "City of household registration (GB/T 2260)",
+        Column("hukou_city", "VARCHAR",
+               "City of household registration (hukou): GB/T 2260 city code",
                Sensitivity.QUASI_IDENTIFIER, pattern=CITY_CODE),
         Column("registered_on", "DATE", "Date the person was registered in this city",
                Sensitivity.QUASI_IDENTIFIER),
@@ -138,11 +183,11 @@ TRANSIT_TRIPS = Dataset(
                allowed=("metro", "bus", "rail")),
         Column("line", "VARCHAR", "Line or route", Sensitivity.PUBLIC),
         Column("station", "VARCHAR", "Station or stop", Sensitivity.QUASI_IDENTIFIER),
-        Column("district_code", "VARCHAR", "District of the station (GB/T 2260)",
+        Column("district_code", "VARCHAR", "District of the station: GB/T 2260 district code",
                Sensitivity.PUBLIC, pattern=DIVISION_CODE),
         Column("fare", "DECIMAL(8,2)", "Fare charged", Sensitivity.PUBLIC, unit="CNY",
                bounds=_cny(0, 20)),
-        Column("card_city", "VARCHAR", "City that issued the card (GB/T 2260)",
+        Column("card_city", "VARCHAR", "City that issued the card: GB/T 2260 city code",
                Sensitivity.PUBLIC, pattern=CITY_CODE),
     ),
     entity="person_id",
@@ -157,8 +202,8 @@ MEDICAL_VISITS = Dataset(
         Column("visit_id", "VARCHAR", "Visit number, unique within the city",
                Sensitivity.IDENTIFIER),
         _PERSON_ID,
-        Column("card_city", "VARCHAR", "City whose medical insurance covers the visit "
-               "(GB/T 2260)", Sensitivity.PUBLIC, pattern=CITY_CODE),
+        Column("card_city", "VARCHAR", "City whose medical insurance covers the visit: "
+               "GB/T 2260 city code", Sensitivity.PUBLIC, pattern=CITY_CODE),
         Column("visited_on", "DATE", "Date of the visit", Sensitivity.QUASI_IDENTIFIER),
         Column("hospital_id", "VARCHAR", "Hospital code", Sensitivity.QUASI_IDENTIFIER),
         Column("department", "VARCHAR", "Hospital department", Sensitivity.PUBLIC),
@@ -188,7 +233,8 @@ MARRIAGES = Dataset(
         # Sensitive like population.deceased_on: when a spouse died, this is the date of death.
         Column("dissolved_on", "DATE", "Date of the divorce or of a spouse's death; NULL while "
                "the marriage lasts", Sensitivity.SENSITIVE, nullable=True),
-        Column("registering_city", "VARCHAR", "City that registered the marriage (GB/T 2260)",
+        Column("registering_city", "VARCHAR", "City that registered the marriage: GB/T 2260 city "
+               "code",
                Sensitivity.PUBLIC, pattern=CITY_CODE),
     ),
     # A person also appears as spouse2 of other rows, which this bound does not count: a private
