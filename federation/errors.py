@@ -45,6 +45,14 @@ class PolicyDenied(CityfedError):
     reason = "POLICY_DENIED"
 
 
+class CallerNotServed(CityfedError):
+    """A gateway asks the cities under its own member's identity, so it serves only the members
+    it was started for: serving another would lend that member its access."""
+
+    status = grpc.StatusCode.PERMISSION_DENIED
+    reason = "CALLER_NOT_SERVED"
+
+
 class TooLarge(CityfedError):
     """A request or a result is larger than the configured limit."""
 

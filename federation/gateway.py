@@ -21,7 +21,7 @@ import grpc
 from cityfed.v1 import federation_pb2, federation_pb2_grpc, linkage_pb2, query_pb2
 
 from federation.coordinator import CityOutcome, CityStatus, Coordinator, FederatedAnswer
-from federation.errors import ConfigError, DeadlineExceeded, InvalidArgument, PolicyDenied
+from federation.errors import CallerNotServed, ConfigError, DeadlineExceeded, InvalidArgument
 from federation.grpc_errors import ErrorTranslator
 from federation.guard import HEALTH_AND_REFLECTION, Guard, PeerIdentifier, Requirement, TrustState
 from federation.health import CityHealth, add_health_and_reflection
@@ -31,6 +31,7 @@ from federation.identity import (
     RegionDirectory,
     check_listed,
 )
+from federation.limits import CallLimits, grpc_receive_limit, member_of
 from federation.linkage.asker import DEFAULT_LINKAGE_TIMEOUT, run_linkage
 from federation.linkage.checks import CHECKS, build_plan
 from federation.linkage.plan import mode_name, new_linkage_id
@@ -40,6 +41,8 @@ from federation.values import to_value
 
 log = logging.getLogger(__name__)
 
+# The largest request a gateway reads (proto/cityfed/v1/federation.proto).
+MAX_REQUEST_BYTES = 1024 * 1024
 FEDERATION_SERVICE = federation_pb2.DESCRIPTOR.services_by_name["FederationService"].full_name
 _CITY_STATUS = {s: federation_pb2.CityStatus.Value(f"CITY_STATUS_{s.name}") for s in CityStatus}
 
@@ -229,7 +232,7 @@ def gateway_guard(trust: TrustState, serves: frozenset[str]) -> Guard:
     def authenticate(method, requirement, request, context):
         peer = identify(context)
         if method.startswith(f"/{FEDERATION_SERVICE}/") and peer.member.id not in serves:
-            raise PolicyDenied(f"this gateway does not serve {peer.member.id}")
+            raise CallerNotServed(f"this gateway does not serve {peer.member.id}")
         return peer
 
     return Guard(METHOD_POLICY, authenticate)
@@ -248,9 +251,14 @@ def start_gateway(manifest: Manifest, identity: Identity, listen: str = "127.0.0
     trust = TrustState(manifest)
     metrics = ServerMetrics()
     server = grpc.server(
+    # The limits refuse an oversized request with a reason the translator logs and counts;
+    # gRPC's own bound, far above, would refuse it with neither.
+    limits = CallLimits(max_request_bytes=MAX_REQUEST_BYTES, max_calls=4 * max_workers,
+                        max_calls_per_caller=4 * max_workers, identify=member_of(trust),
+                        server="this gateway")
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="gateway"),
-        interceptors=[ErrorTranslator(meter=metrics), gateway_guard(trust, serves)],
-        options=[("grpc.max_receive_message_length", 1024 * 1024),
+        interceptors=[ErrorTranslator(meter=metrics), limits, gateway_guard(trust, serves)],
+        options=[("grpc.max_receive_message_length", grpc_receive_limit(MAX_REQUEST_BYTES)),
                  ("grpc.max_send_message_length", 64 * 1024 * 1024),
                  ("grpc.so_reuseport", 0),
                  *SERVER_KEEPALIVE_OPTIONS],

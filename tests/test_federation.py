@@ -3,6 +3,7 @@ gives the same answers over gRPC; bad questions get the right status."""
 
 from __future__ import annotations
 
+import logging
 import time
 from concurrent import futures
 
@@ -14,6 +15,7 @@ from federation.coordinator import CityStatus
 from federation.errors import IncompleteAnswer, InvalidArgument, InvalidQuery
 from federation.gateway import start_gateway
 from federation.grpc_errors import error_reason
+from federation.identity import channel_options
 from federation.sql import parse_query
 from federation.values import from_value
 from tests.regionkit import (
@@ -176,10 +178,24 @@ def test_the_gateway_serves_reflection_v1(region):
         running.stop(grace=None)
 
 
-def test_the_gateway_refuses_an_oversized_message(gateway):
-    with pytest.raises(grpc.RpcError) as refused:
-        gateway.FederatedAggregate(federation_pb2.FederatedAggregateRequest(sql="x" * 2_000_000))
+def test_the_gateway_refuses_an_oversized_message_with_a_reason_and_logs_it(region, caplog):
+    running = start_auditor_gateway(region)
+    manifest, identity = _credentials(region.directory, AUDITOR)
+    options = [(name, value) for name, value in channel_options(AUDITOR, manifest.region)
+               if name != "grpc.max_send_message_length"]  # our own client sends at most 1 MiB
+    channel = grpc.secure_channel(f"127.0.0.1:{running.port}", identity.channel_credentials(),
+                                  options=[*options, ("grpc.max_send_message_length", 8 << 20)])
+    try:
+        with caplog.at_level(logging.INFO), pytest.raises(grpc.RpcError) as refused:
+            federation_pb2_grpc.FederationServiceStub(channel).FederatedAggregate(
+                federation_pb2.FederatedAggregateRequest(sql="x" * 2_000_000))
+    finally:
+        channel.close()
+        running.stop(grace=None)
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error_reason(refused.value) == "TOO_LARGE"
+    assert "accepts at most 1048576" in refused.value.details()
+    assert "FederatedAggregate refused: TOO_LARGE" in caplog.text
 
 
 def test_the_gateway_serves_only_the_members_it_is_told_to(region):
@@ -192,6 +208,7 @@ def test_the_gateway_serves_only_the_members_it_is_told_to(region):
                 stub.FederatedAggregate(
                     federation_pb2.FederatedAggregateRequest(sql=SQL, purpose=PURPOSE))
         assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert error_reason(refused.value) == "CALLER_NOT_SERVED"
         assert "does not serve outsider" in refused.value.details()
     finally:
         running.stop(grace=None)

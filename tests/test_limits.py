@@ -8,18 +8,29 @@ Slow queries are made deterministic: the store's next queries wait on an event t
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import grpc
 import pytest
 from cityfed.v1 import node_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from federation.gateway import MAX_REQUEST_BYTES as GATEWAY_MAX_REQUEST_BYTES
 from federation.grpc_errors import error_reason
 from federation.limits import grpc_receive_limit
-from federation.sql import parse_query
+from federation.plan import (
+    MAX_AGGREGATES,
+    MAX_EXPRESSION_DEPTH,
+    MAX_EXPRESSION_NODES,
+    MAX_GROUP_KEYS,
+    MAX_PLAN_BYTES,
+)
+from federation.sql import MAX_SQL_CHARS, parse_query
 from node.audit import read_records
+from node.config import NodeConfig
 from tests import regionkit
 from tests.regionkit import AUDITOR, OUTSIDER
 
@@ -154,3 +165,36 @@ def test_a_node_over_its_concurrency_limit_refuses_and_records(city, pool):
     assert refusal["reason"].startswith("OVERLOADED")
     # Every place is given back once the calls end.
     assert stub.GetNodeInfo(node_pb2.GetNodeInfoRequest(), timeout=5).city == CITY
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_limit_is_documented_in_the_protos_and_the_readme():
+    protos = {name: (ROOT / f"proto/cityfed/v1/{name}.proto").read_text()
+              for name in ("federation", "query", "node")}
+    readme = (ROOT / "README.md").read_text()
+    where = {
+        MAX_SQL_CHARS: ("federation",),
+        MAX_EXPRESSION_NODES: ("federation", "query"),
+        MAX_PLAN_BYTES: ("federation", "query"),
+        MAX_EXPRESSION_DEPTH: ("query",),
+        MAX_GROUP_KEYS: ("query",),
+        MAX_AGGREGATES: ("query",),
+        GATEWAY_MAX_REQUEST_BYTES: ("federation",),
+        NodeConfig.max_result_groups: ("node",),
+    }
+    for limit, files in where.items():
+        assert f"{limit:,}" in readme, limit
+        for name in files:
+            assert f"{limit:,}" in protos[name], (limit, name)
+    assert NodeConfig.max_request_bytes == GATEWAY_MAX_REQUEST_BYTES  # "1 MiB" in both
+
+
+def test_every_error_reason_is_listed_in_docs_errors():
+    listed = (ROOT / "docs/errors.md").read_text().split("# Every reason", 1)[1]
+    reasons = {match for folder in ("federation", "node")
+               for path in (ROOT / folder).rglob("*.py")
+               for match in re.findall(r'^\s+reason = "([A-Z_]+)"$', path.read_text(), re.M)}
+    assert len(reasons) > 20
+    assert not {reason for reason in reasons if f"`{reason}`" not in listed}
