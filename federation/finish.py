@@ -23,7 +23,7 @@ from federation.merge import MergedGroups
 from federation.runtime_errors import runtime_failure
 from federation.sandbox import sandboxed_memory_connection
 from federation.typecheck import SqlType, check_plan_types
-from federation.values import PyValue
+from federation.values import PyValue, nan_last
 
 A = query_pb2.AggregateFunction
 _INT64_MAX = 2**63 - 1
@@ -71,7 +71,7 @@ def _finish_in_python(query, merged: MergedGroups) -> list[tuple]:
 
         def sort_key(group, expression=order.expression, null_rank=null_rank):
             value = _pick(expression, *group[:2])
-            return (null_rank, None) if value is None else (0, value)
+            return (null_rank, None) if value is None else (0, nan_last(value))
 
         groups.sort(key=sort_key, reverse=order.descending)
     groups = _limit(query, groups)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from cityfed.v1 import query_pb2
 
-from federation.values import PyValue, from_value
+from federation.values import PyValue, duckdb_less, from_value
 
 A = query_pb2.AggregateFunction
 
@@ -63,11 +63,11 @@ def _accumulate(accumulator: list, partial: query_pb2.PartialAggregate) -> None:
             accumulator[1] = value if accumulator[1] is None else accumulator[1] + value
     if partial.HasField("min"):
         value = from_value(partial.min)
-        if value is not None and (accumulator[2] is None or value < accumulator[2]):
+        if value is not None and (accumulator[2] is None or duckdb_less(value, accumulator[2])):
             accumulator[2] = value
     if partial.HasField("max"):
         value = from_value(partial.max)
-        if value is not None and (accumulator[3] is None or value > accumulator[3]):
+        if value is not None and (accumulator[3] is None or duckdb_less(accumulator[3], value)):
             accumulator[3] = value
 
 

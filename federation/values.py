@@ -1,4 +1,6 @@
-"""Conversion between Python values (as DuckDB returns them) and `cityfed.v1.Value`."""
+"""Conversion between Python values (as DuckDB returns them) and `cityfed.v1.Value`, and the
+order DuckDB gives them: NaN is one value, greater than every number (`nan_last`,
+`duckdb_less`), where Python's NaN equals nothing and compares false."""
 
 from __future__ import annotations
 
@@ -16,6 +18,10 @@ _INT64 = range(-(2**63), 2**63)
 _MICROSECOND = dt.timedelta(microseconds=1)
 
 PyValue = None | bool | int | float | Decimal | str | dt.date | dt.datetime
+
+# Every NaN decodes to this one object. A dict compares keys by identity before equality, so
+# NaN group keys from different cities fall into one group, as they do in DuckDB.
+NAN = math.nan
 
 
 def to_value(python_value: PyValue) -> query_pb2.Value:
@@ -56,6 +62,8 @@ def from_value(value: query_pb2.Value) -> PyValue:
         return EPOCH_DATE + dt.timedelta(days=value.date_value)
     if kind == "timestamp_value":
         return EPOCH_TIMESTAMP + dt.timedelta(microseconds=value.timestamp_value)
+    if kind == "double_value" and math.isnan(value.double_value):
+        return NAN
     return getattr(value, kind)
 
 
@@ -75,6 +83,8 @@ def same_value(a: PyValue, b: PyValue, *, same_type: bool = True) -> bool:
     average, a division) may differ in the last bits, as they do between two DuckDB runs."""
     if a is None or b is None:
         return a is b
+    if _is_nan(a) or _is_nan(b):
+        return _is_nan(a) and _is_nan(b)
     if isinstance(a, float) or isinstance(b, float):
         return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-9)
     if isinstance(a, Decimal) or isinstance(b, Decimal):
@@ -88,3 +98,19 @@ def comparison_key(row: tuple) -> tuple:
     return tuple((0, "") if v is None else
                  (1, f"{float(v):.6g}" if isinstance(v, float | Decimal) else repr(v))
                  for v in row)
+
+
+def _is_nan(value: PyValue) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def nan_last(value: PyValue) -> tuple:
+    """A sort key for non-NULL values of one column in DuckDB's order: NaN after every number."""
+    return (True, 0.0) if _is_nan(value) else (False, value)
+
+
+def duckdb_less(a: PyValue, b: PyValue) -> bool:
+    """a < b for two non-NULL values of one column, in DuckDB's order (NaN the greatest)."""
+    if _is_nan(a) or _is_nan(b):
+        return not _is_nan(a)
+    return a < b

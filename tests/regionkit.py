@@ -155,12 +155,18 @@ def start_nodes(trusted: TrustedRegion, cities: tuple[str, ...], policy_text: st
 
 def start_region(directory: Path, cities: tuple[str, ...], rows: int, seed: int = 1,
                  policy_text: str | None = None, extra_cities: tuple[str, ...] = (),
+                 extra_rows: dict[str, list[str]] | None = None,
                  **node_options) -> RunningRegion:
     """Real stores, a real CA, keys and a signed manifest; nodes on free loopback ports with a
     policy (by default: the auditor sees everything); a coordinator acting as the auditor.
-    `extra_cities` are in the manifest but get no node (for tests that serve them otherwise)."""
+    `extra_cities` are in the manifest but get no node (for tests that serve them otherwise).
+    `extra_rows` are INSERT statements run on a city's store after it is filled."""
     for index, city in enumerate(cities):
         build_city_store(directory / f"{city}.duckdb", seed * 100 + index, rows)
+        if extra_rows and extra_rows.get(city):
+            with duckdb.connect(str(directory / f"{city}.duckdb")) as connection:
+                for statement in extra_rows[city]:
+                    connection.execute(statement)
     central = central_union(directory, cities)
     trusted = init_trusted_region(directory, region="test", cities=cities + extra_cities,
                                   authorities=(AUDITOR, OUTSIDER))

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import duckdb
 import pytest
+from cityfed.v1 import query_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.regionkit import assert_same_rows
+from federation.merge import merge_partials
+from federation.values import to_value
+from tests.regionkit import assert_same_rows, start_region
+
+A = query_pb2.AggregateFunction
 
 BATTERY = [
     "SELECT count(*) FROM population",
@@ -190,3 +197,93 @@ def test_generated_queries_match_central_duckdb(region, generated):
     answer = region.ask(sql)
     assert answer.complete
     assert_same_rows(answer.table.rows, region.central.execute(sql).fetchall(), ordered)
+
+
+# DuckDB's meaning at the edges: rows no generator writes, planted in some of the cities.
+# A fare of 0 makes `fare / fare` NaN and `1e0 / fare` infinite. Line LX holds only NaN in
+# beijing and only numbers in tianjin; dates and timestamps lie before year 1 and after 9999.
+def _trip(city: str, card: str, tapped_at: str, mode: str, line: str, fare: str) -> str:
+    return (f"INSERT INTO transit_trips VALUES ('{card}', NULL, TIMESTAMP '{tapped_at}', "
+            f"'{mode}', '{line}', 'S0', '110101', {fare}, '{city}')")
+
+
+def _person(number: int, born: str, registered: str, deceased: str = "NULL") -> str:
+    return (f"INSERT INTO population VALUES ('{number:017d}X', 'edge{number}', 'F', "
+            f"DATE '{born}', '110101', '110000', DATE '{registered}', {deceased})")
+
+
+EDGE_ROWS = {
+    "beijing": [
+        _trip("110000", "Z1", "12000-01-01 10:00:00", "metro", "LX", "0.00"),
+        _trip("110000", "Z2", "0044-03-15 (BC) 10:00:00.5", "metro", "L1", "0.00"),
+        _person(1, "0044-03-15 (BC)", "12000-01-01"),
+        _person(2, "1990-05-01", "2010-01-01", "DATE '10000-01-01'"),
+    ],
+    "tianjin": [
+        _trip("120000", "Z3", "13000-01-01 10:00:00.000123", "bus", "LX", "1.00"),
+        _trip("120000", "Z4", "0100-01-01 (BC) 00:00:00", "bus", "L2", "0.00"),
+        _person(3, "0100-03-15 (BC)", "13000-01-01", "DATE '0001-12-31 (BC)'"),
+    ],
+    "langfang": [],
+}
+
+EDGE_BATTERY = [
+    "SELECT fare / fare AS r, count(*) FROM transit_trips GROUP BY r",
+    "SELECT fare / fare AS r, mode, count(*) FROM transit_trips GROUP BY r, mode "
+    "HAVING count(*) > 0 ORDER BY r DESC, mode",
+    "SELECT line, min(fare / fare), max(fare / fare), max(1e0 / fare), min(-1e0 / fare), "
+    "sum(fare / fare), avg(fare / fare) FROM transit_trips GROUP BY line",
+    "SELECT mode, max(fare / fare) AS m, count(*) FROM transit_trips GROUP BY mode "
+    "ORDER BY m, mode",
+    "SELECT mode, max(fare / fare) AS m FROM transit_trips GROUP BY mode "
+    "ORDER BY m DESC, mode LIMIT 2",
+]
+
+
+@pytest.fixture(scope="module")
+def edge_region(tmp_path_factory):
+    running = start_region(tmp_path_factory.mktemp("edge_region"), tuple(EDGE_ROWS), rows=150,
+                           seed=7, extra_rows=EDGE_ROWS)
+    yield running
+    running.stop()
+
+
+@pytest.mark.parametrize("sql", EDGE_BATTERY)
+def test_edge_values_merge_as_in_central_duckdb(edge_region, sql):
+    answer = edge_region.ask(sql)
+    assert answer.complete
+    assert_same_rows(answer.table.rows, edge_region.central.execute(sql).fetchall(),
+                     ordered="ORDER BY" in sql)
+
+
+_EDGE_DOUBLES = st.one_of(st.sampled_from([math.nan, math.inf, -math.inf, 0.0, -0.0, 1.0]),
+                          st.floats(allow_nan=False, width=32), st.none())
+
+
+@settings(max_examples=60, deadline=None)
+@given(cities=st.lists(st.lists(st.tuples(_EDGE_DOUBLES, _EDGE_DOUBLES), max_size=6),
+                       min_size=1, max_size=3))
+def test_nan_and_infinity_merge_as_in_central_duckdb(cities):
+    """NaN is one group key and the greatest value, whichever city holds it."""
+    plan = query_pb2.AggregatePlan(aggregates=[
+        query_pb2.Aggregate(function=A.AGGREGATE_FUNCTION_MIN),
+        query_pb2.Aggregate(function=A.AGGREGATE_FUNCTION_MAX)])
+    connection = duckdb.connect()
+    connection.execute("CREATE TABLE rows (city INTEGER, k DOUBLE, v DOUBLE)")
+    answers = []
+    for number, rows in enumerate(cities):
+        if rows:
+            connection.executemany("INSERT INTO rows VALUES (?, ?, ?)",
+                                   [(number, k, v) for k, v in rows])
+        partials = connection.execute(
+            "SELECT k, count(v), min(v), max(v) FROM rows WHERE city = ? GROUP BY k",
+            [number]).fetchall()
+        answers.append([query_pb2.PartialGroup(keys=[to_value(k)], aggregates=[
+            query_pb2.PartialAggregate(count=n, min=to_value(low)),
+            query_pb2.PartialAggregate(count=n, max=to_value(high))])
+            for k, n, low, high in partials])
+    merged = merge_partials(plan, answers)
+    federated = [(*key, *values) for key, values in zip(merged.keys, merged.aggregates,
+                                                       strict=True)]
+    central = connection.execute("SELECT k, min(v), max(v) FROM rows GROUP BY k").fetchall()
+    assert_same_rows(federated, central, ordered=False)
