@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import csv
 import datetime as dt
 import io
@@ -30,6 +31,7 @@ from federation.finish import Table
 from federation.grpc_errors import error_reason
 from federation.identity import RegionDirectory, channel_options
 from federation.linkage.cli import add_match_command
+from federation.receipt_cli import add_receipt_command
 from federation.receipts import Receipt
 from federation.trust_cli import add_manifest_commands, add_region_init
 from federation.values import from_value
@@ -81,6 +83,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     generate.set_defaults(run=run_generate)
 
     add_manifest_commands(commands)
+    add_receipt_command(commands)
     add_datasets_command(commands)
 
     gateway = commands.add_parser("gateway", help="run the federation gateway").add_subparsers(
@@ -185,10 +188,11 @@ def _ask_gateway(args: argparse.Namespace, cities: tuple[str, ...], manifest,
         [CityOutcome(o.city, _STATUS_NAMES[federation_pb2.CityStatus.Name(o.status)], o.code,
                      o.detail, o.groups, o.elapsed_ms,
                      Receipt.from_json(o.receipt) if o.receipt else None, o.private,
-                     o.epsilon_charged, o.epsilon_remaining)
+                     o.epsilon_charged, o.epsilon_remaining, response=o.response)
          for o in response.outcomes],
         [ColumnAccuracy(a.noisy, a.noise_stddev, list(a.half_widths_95))
          for a in response.accuracy],
+        response.query if response.HasField("query") else None, response.plan,
     )
 
 
@@ -216,10 +220,18 @@ def answer_to_json(answer: FederatedAnswer) -> dict[str, Any]:
              "groups": o.groups, "elapsed_ms": round(o.elapsed_ms, 3), "private": o.private,
              "epsilon_charged": o.epsilon_charged, "epsilon_remaining": o.epsilon_remaining,
              "noise": _noise_json(o.privacy) if o.privacy is not None else None,
-             "receipt": json.loads(o.receipt.to_json()) if o.receipt else None}
+             "receipt": json.loads(o.receipt.to_json()) if o.receipt else None,
+             "response": _base64(o.response) if o.receipt else None}
             for o in answer.outcomes
         ],
+        # What `cityfed receipt verify` checks the receipts and the merge against.
+        "plan": _base64(answer.plan),
+        "query": _base64(answer.query.SerializeToString()) if answer.query else None,
     }
+
+
+def _base64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
 
 
 def _json_float(value: float) -> float | str:

@@ -65,6 +65,7 @@ class CityOutcome:
     epsilon_remaining: float = 0.0  # ε left in that budget, for this purpose and period
     # How the city made a private answer (noise scales per aggregate); None when exact.
     privacy: node_pb2.PrivacyReport | None = None
+    response: bytes = b""  # the exact response bytes the receipt covers
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,10 @@ class FederatedAnswer:
     outcomes: list[CityOutcome] = field(default_factory=list)
     # One per column: how far a private answer's values may be from the exact ones.
     accuracy: list[ColumnAccuracy] = field(default_factory=list)
+    # The question as run, and the exact plan bytes every city got (the receipts' plan hash):
+    # with each city's response bytes, what a verifier needs to redo the merge.
+    query: query_pb2.FederatedQuery | None = None
+    plan: bytes = b""
 
     @property
     def private(self) -> bool:
@@ -208,7 +213,7 @@ class Coordinator:
             accuracy = column_accuracy(query, merged, table, reports)
         else:
             table, accuracy = Table([c.name for c in query.columns], []), []
-        answer = FederatedAnswer(table, outcomes, accuracy)
+        answer = FederatedAnswer(table, outcomes, accuracy, query, plan_bytes)
         if require_all and not answer.complete:
             raise IncompleteAnswer("not every city answered: " + "; ".join(
                 f"{o.city} {o.status.value} ({o.detail})" for o in answer.missing))
@@ -239,13 +244,14 @@ class Coordinator:
                                detail=f"answer not accepted: {error}", elapsed_ms=elapsed), None
         if not response.HasField("privacy"):
             return CityOutcome(member.id, CityStatus.ANSWERED, groups=len(response.groups),
-                               elapsed_ms=elapsed, receipt=receipt), response.groups
+                               elapsed_ms=elapsed, receipt=receipt,
+                               response=response_bytes), response.groups
         report = response.privacy
         left = max(0.0, report.budget.epsilon_limit - report.budget.epsilon_spent)
         return CityOutcome(member.id, CityStatus.ANSWERED, groups=len(response.groups),
-                           elapsed_ms=elapsed, receipt=receipt, private=True,
-                           epsilon_charged=report.epsilon, epsilon_remaining=left,
-                           privacy=report), response.groups
+                           elapsed_ms=elapsed, receipt=receipt, response=response_bytes,
+                           private=True, epsilon_charged=report.epsilon,
+                           epsilon_remaining=left, privacy=report), response.groups
 
     def check_receipt(self, member: Member, call, plan_bytes: bytes,
                       response_bytes: bytes) -> Receipt | None:

@@ -58,7 +58,7 @@ def outcome_to_proto(o: CityOutcome) -> federation_pb2.CityOutcome:
         city=o.city, status=_CITY_STATUS[o.status], code=o.code, detail=o.detail,
         groups=o.groups, elapsed_ms=o.elapsed_ms, receipt=o.receipt.to_json() if o.receipt else "",
         private=o.private, epsilon_charged=o.epsilon_charged,
-        epsilon_remaining=o.epsilon_remaining)
+        epsilon_remaining=o.epsilon_remaining, response=o.response)
 
 
 def answer_to_proto(answer: FederatedAnswer) -> federation_pb2.FederatedAggregateResponse:
@@ -70,6 +70,7 @@ def answer_to_proto(answer: FederatedAnswer) -> federation_pb2.FederatedAggregat
         accuracy=[federation_pb2.ColumnAccuracy(noisy=a.noisy, noise_stddev=a.noise_stddev,
                                                 half_widths_95=a.half_widths)
                   for a in answer.accuracy],
+        plan=answer.plan, query=answer.query,
     )
 
 

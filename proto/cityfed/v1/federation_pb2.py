@@ -26,7 +26,7 @@ from cityfed.v1 import linkage_pb2 as cityfed_dot_v1_dot_linkage__pb2
 from cityfed.v1 import query_pb2 as cityfed_dot_v1_dot_query__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63ityfed/v1/federation.proto\x12\ncityfed.v1\x1a\x18\x63ityfed/v1/linkage.proto\x1a\x16\x63ityfed/v1/query.proto\"\xb2\x01\n\x19\x46\x65\x64\x65ratedAggregateRequest\x12\r\n\x03sql\x18\x01 \x01(\tH\x00\x12+\n\x05query\x18\x02 \x01(\x0b\x32\x1a.cityfed.v1.FederatedQueryH\x00\x12\x0e\n\x06\x63ities\x18\x03 \x03(\t\x12\x13\n\x0brequire_all\x18\x04 \x01(\x08\x12\x17\n\x0f\x63ity_timeout_ms\x18\x05 \x01(\r\x12\x0f\n\x07purpose\x18\x06 \x01(\tB\n\n\x08question\"\xfa\x01\n\x0b\x43ityOutcome\x12\x0c\n\x04\x63ity\x18\x01 \x01(\t\x12&\n\x06status\x18\x02 \x01(\x0e\x32\x16.cityfed.v1.CityStatus\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12\x0e\n\x06groups\x18\x05 \x01(\x03\x12\x12\n\nelapsed_ms\x18\x06 \x01(\x01\x12\x1d\n\x11suppressed_groups\x18\x07 \x01(\x03\x42\x02\x18\x01\x12\x0f\n\x07receipt\x18\x08 \x01(\t\x12\x17\n\x0f\x65psilon_charged\x18\t \x01(\x01\x12\x19\n\x11\x65psilon_remaining\x18\n \x01(\x01\x12\x0f\n\x07private\x18\x0b \x01(\x08\"M\n\x0e\x43olumnAccuracy\x12\r\n\x05noisy\x18\x01 \x01(\x08\x12\x14\n\x0cnoise_stddev\x18\x02 \x01(\x01\x12\x16\n\x0ehalf_widths_95\x18\x03 \x03(\x01\"\xbc\x01\n\x1a\x46\x65\x64\x65ratedAggregateResponse\x12\x14\n\x0c\x63olumn_names\x18\x01 \x03(\t\x12\x1d\n\x04rows\x18\x02 \x03(\x0b\x32\x0f.cityfed.v1.Row\x12)\n\x08outcomes\x18\x03 \x03(\x0b\x32\x17.cityfed.v1.CityOutcome\x12\x10\n\x08\x63omplete\x18\x04 \x01(\x08\x12,\n\x08\x61\x63\x63uracy\x18\x05 \x03(\x0b\x32\x1a.cityfed.v1.ColumnAccuracy\"\xc9\x01\n\x15\x46\x65\x64\x65ratedMatchRequest\x12\x0f\n\x05\x63heck\x18\x01 \x01(\tH\x00\x12\'\n\x04plan\x18\x02 \x01(\x0b\x32\x17.cityfed.v1.LinkagePlanH\x00\x12\r\n\x05owner\x18\x03 \x01(\t\x12\x0f\n\x07partner\x18\x04 \x01(\t\x12%\n\x04mode\x18\x05 \x01(\x0e\x32\x17.cityfed.v1.LinkageMode\x12\x0f\n\x07purpose\x18\x06 \x01(\t\x12\x12\n\ntimeout_ms\x18\x07 \x01(\rB\n\n\x08question\"\x95\x01\n\x16\x46\x65\x64\x65ratedMatchResponse\x12)\n\x06result\x18\x01 \x01(\x0b\x32\x19.cityfed.v1.LinkageResult\x12)\n\x08outcomes\x18\x02 \x03(\x0b\x32\x17.cityfed.v1.CityOutcome\x12%\n\x04plan\x18\x03 \x01(\x0b\x32\x17.cityfed.v1.LinkagePlan*\xac\x01\n\nCityStatus\x12\x1b\n\x17\x43ITY_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43ITY_STATUS_ANSWERED\x10\x01\x12\x17\n\x13\x43ITY_STATUS_REFUSED\x10\x02\x12\x19\n\x15\x43ITY_STATUS_TIMED_OUT\x10\x03\x12\x1b\n\x17\x43ITY_STATUS_UNREACHABLE\x10\x04\x12\x16\n\x12\x43ITY_STATUS_FAILED\x10\x05\x32\xd1\x01\n\x11\x46\x65\x64\x65rationService\x12\x63\n\x12\x46\x65\x64\x65ratedAggregate\x12%.cityfed.v1.FederatedAggregateRequest\x1a&.cityfed.v1.FederatedAggregateResponse\x12W\n\x0e\x46\x65\x64\x65ratedMatch\x12!.cityfed.v1.FederatedMatchRequest\x1a\".cityfed.v1.FederatedMatchResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63ityfed/v1/federation.proto\x12\ncityfed.v1\x1a\x18\x63ityfed/v1/linkage.proto\x1a\x16\x63ityfed/v1/query.proto\"\xb2\x01\n\x19\x46\x65\x64\x65ratedAggregateRequest\x12\r\n\x03sql\x18\x01 \x01(\tH\x00\x12+\n\x05query\x18\x02 \x01(\x0b\x32\x1a.cityfed.v1.FederatedQueryH\x00\x12\x0e\n\x06\x63ities\x18\x03 \x03(\t\x12\x13\n\x0brequire_all\x18\x04 \x01(\x08\x12\x17\n\x0f\x63ity_timeout_ms\x18\x05 \x01(\r\x12\x0f\n\x07purpose\x18\x06 \x01(\tB\n\n\x08question\"\x8c\x02\n\x0b\x43ityOutcome\x12\x0c\n\x04\x63ity\x18\x01 \x01(\t\x12&\n\x06status\x18\x02 \x01(\x0e\x32\x16.cityfed.v1.CityStatus\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12\x0e\n\x06groups\x18\x05 \x01(\x03\x12\x12\n\nelapsed_ms\x18\x06 \x01(\x01\x12\x1d\n\x11suppressed_groups\x18\x07 \x01(\x03\x42\x02\x18\x01\x12\x0f\n\x07receipt\x18\x08 \x01(\t\x12\x17\n\x0f\x65psilon_charged\x18\t \x01(\x01\x12\x19\n\x11\x65psilon_remaining\x18\n \x01(\x01\x12\x0f\n\x07private\x18\x0b \x01(\x08\x12\x10\n\x08response\x18\x0c \x01(\x0c\"M\n\x0e\x43olumnAccuracy\x12\r\n\x05noisy\x18\x01 \x01(\x08\x12\x14\n\x0cnoise_stddev\x18\x02 \x01(\x01\x12\x16\n\x0ehalf_widths_95\x18\x03 \x03(\x01\"\xf5\x01\n\x1a\x46\x65\x64\x65ratedAggregateResponse\x12\x14\n\x0c\x63olumn_names\x18\x01 \x03(\t\x12\x1d\n\x04rows\x18\x02 \x03(\x0b\x32\x0f.cityfed.v1.Row\x12)\n\x08outcomes\x18\x03 \x03(\x0b\x32\x17.cityfed.v1.CityOutcome\x12\x10\n\x08\x63omplete\x18\x04 \x01(\x08\x12,\n\x08\x61\x63\x63uracy\x18\x05 \x03(\x0b\x32\x1a.cityfed.v1.ColumnAccuracy\x12\x0c\n\x04plan\x18\x06 \x01(\x0c\x12)\n\x05query\x18\x07 \x01(\x0b\x32\x1a.cityfed.v1.FederatedQuery\"\xc9\x01\n\x15\x46\x65\x64\x65ratedMatchRequest\x12\x0f\n\x05\x63heck\x18\x01 \x01(\tH\x00\x12\'\n\x04plan\x18\x02 \x01(\x0b\x32\x17.cityfed.v1.LinkagePlanH\x00\x12\r\n\x05owner\x18\x03 \x01(\t\x12\x0f\n\x07partner\x18\x04 \x01(\t\x12%\n\x04mode\x18\x05 \x01(\x0e\x32\x17.cityfed.v1.LinkageMode\x12\x0f\n\x07purpose\x18\x06 \x01(\t\x12\x12\n\ntimeout_ms\x18\x07 \x01(\rB\n\n\x08question\"\x95\x01\n\x16\x46\x65\x64\x65ratedMatchResponse\x12)\n\x06result\x18\x01 \x01(\x0b\x32\x19.cityfed.v1.LinkageResult\x12)\n\x08outcomes\x18\x02 \x03(\x0b\x32\x17.cityfed.v1.CityOutcome\x12%\n\x04plan\x18\x03 \x01(\x0b\x32\x17.cityfed.v1.LinkagePlan*\xac\x01\n\nCityStatus\x12\x1b\n\x17\x43ITY_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43ITY_STATUS_ANSWERED\x10\x01\x12\x17\n\x13\x43ITY_STATUS_REFUSED\x10\x02\x12\x19\n\x15\x43ITY_STATUS_TIMED_OUT\x10\x03\x12\x1b\n\x17\x43ITY_STATUS_UNREACHABLE\x10\x04\x12\x16\n\x12\x43ITY_STATUS_FAILED\x10\x05\x32\xd1\x01\n\x11\x46\x65\x64\x65rationService\x12\x63\n\x12\x46\x65\x64\x65ratedAggregate\x12%.cityfed.v1.FederatedAggregateRequest\x1a&.cityfed.v1.FederatedAggregateResponse\x12W\n\x0e\x46\x65\x64\x65ratedMatch\x12!.cityfed.v1.FederatedMatchRequest\x1a\".cityfed.v1.FederatedMatchResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,20 +35,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CITYOUTCOME'].fields_by_name['suppressed_groups']._loaded_options = None
   _globals['_CITYOUTCOME'].fields_by_name['suppressed_groups']._serialized_options = b'\030\001'
-  _globals['_CITYSTATUS']._serialized_start=1154
-  _globals['_CITYSTATUS']._serialized_end=1326
+  _globals['_CITYSTATUS']._serialized_start=1229
+  _globals['_CITYSTATUS']._serialized_end=1401
   _globals['_FEDERATEDAGGREGATEREQUEST']._serialized_start=94
   _globals['_FEDERATEDAGGREGATEREQUEST']._serialized_end=272
   _globals['_CITYOUTCOME']._serialized_start=275
-  _globals['_CITYOUTCOME']._serialized_end=525
-  _globals['_COLUMNACCURACY']._serialized_start=527
-  _globals['_COLUMNACCURACY']._serialized_end=604
-  _globals['_FEDERATEDAGGREGATERESPONSE']._serialized_start=607
-  _globals['_FEDERATEDAGGREGATERESPONSE']._serialized_end=795
-  _globals['_FEDERATEDMATCHREQUEST']._serialized_start=798
-  _globals['_FEDERATEDMATCHREQUEST']._serialized_end=999
-  _globals['_FEDERATEDMATCHRESPONSE']._serialized_start=1002
-  _globals['_FEDERATEDMATCHRESPONSE']._serialized_end=1151
-  _globals['_FEDERATIONSERVICE']._serialized_start=1329
-  _globals['_FEDERATIONSERVICE']._serialized_end=1538
+  _globals['_CITYOUTCOME']._serialized_end=543
+  _globals['_COLUMNACCURACY']._serialized_start=545
+  _globals['_COLUMNACCURACY']._serialized_end=622
+  _globals['_FEDERATEDAGGREGATERESPONSE']._serialized_start=625
+  _globals['_FEDERATEDAGGREGATERESPONSE']._serialized_end=870
+  _globals['_FEDERATEDMATCHREQUEST']._serialized_start=873
+  _globals['_FEDERATEDMATCHREQUEST']._serialized_end=1074
+  _globals['_FEDERATEDMATCHRESPONSE']._serialized_start=1077
+  _globals['_FEDERATEDMATCHRESPONSE']._serialized_end=1226
+  _globals['_FEDERATIONSERVICE']._serialized_start=1404
+  _globals['_FEDERATIONSERVICE']._serialized_end=1613
 # @@protoc_insertion_point(module_scope)

@@ -41,7 +41,7 @@ class FederatedAggregateRequest(_message.Message):
     def __init__(self, sql: _Optional[str] = ..., query: _Optional[_Union[_query_pb2.FederatedQuery, _Mapping]] = ..., cities: _Optional[_Iterable[str]] = ..., require_all: _Optional[bool] = ..., city_timeout_ms: _Optional[int] = ..., purpose: _Optional[str] = ...) -> None: ...
 
 class CityOutcome(_message.Message):
-    __slots__ = ("city", "status", "code", "detail", "groups", "elapsed_ms", "suppressed_groups", "receipt", "epsilon_charged", "epsilon_remaining", "private")
+    __slots__ = ("city", "status", "code", "detail", "groups", "elapsed_ms", "suppressed_groups", "receipt", "epsilon_charged", "epsilon_remaining", "private", "response")
     CITY_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +53,7 @@ class CityOutcome(_message.Message):
     EPSILON_CHARGED_FIELD_NUMBER: _ClassVar[int]
     EPSILON_REMAINING_FIELD_NUMBER: _ClassVar[int]
     PRIVATE_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
     city: str
     status: CityStatus
     code: str
@@ -64,7 +65,8 @@ class CityOutcome(_message.Message):
     epsilon_charged: float
     epsilon_remaining: float
     private: bool
-    def __init__(self, city: _Optional[str] = ..., status: _Optional[_Union[CityStatus, str]] = ..., code: _Optional[str] = ..., detail: _Optional[str] = ..., groups: _Optional[int] = ..., elapsed_ms: _Optional[float] = ..., suppressed_groups: _Optional[int] = ..., receipt: _Optional[str] = ..., epsilon_charged: _Optional[float] = ..., epsilon_remaining: _Optional[float] = ..., private: _Optional[bool] = ...) -> None: ...
+    response: bytes
+    def __init__(self, city: _Optional[str] = ..., status: _Optional[_Union[CityStatus, str]] = ..., code: _Optional[str] = ..., detail: _Optional[str] = ..., groups: _Optional[int] = ..., elapsed_ms: _Optional[float] = ..., suppressed_groups: _Optional[int] = ..., receipt: _Optional[str] = ..., epsilon_charged: _Optional[float] = ..., epsilon_remaining: _Optional[float] = ..., private: _Optional[bool] = ..., response: _Optional[bytes] = ...) -> None: ...
 
 class ColumnAccuracy(_message.Message):
     __slots__ = ("noisy", "noise_stddev", "half_widths_95")
@@ -77,18 +79,22 @@ class ColumnAccuracy(_message.Message):
     def __init__(self, noisy: _Optional[bool] = ..., noise_stddev: _Optional[float] = ..., half_widths_95: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class FederatedAggregateResponse(_message.Message):
-    __slots__ = ("column_names", "rows", "outcomes", "complete", "accuracy")
+    __slots__ = ("column_names", "rows", "outcomes", "complete", "accuracy", "plan", "query")
     COLUMN_NAMES_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
     OUTCOMES_FIELD_NUMBER: _ClassVar[int]
     COMPLETE_FIELD_NUMBER: _ClassVar[int]
     ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    QUERY_FIELD_NUMBER: _ClassVar[int]
     column_names: _containers.RepeatedScalarFieldContainer[str]
     rows: _containers.RepeatedCompositeFieldContainer[_query_pb2.Row]
     outcomes: _containers.RepeatedCompositeFieldContainer[CityOutcome]
     complete: bool
     accuracy: _containers.RepeatedCompositeFieldContainer[ColumnAccuracy]
-    def __init__(self, column_names: _Optional[_Iterable[str]] = ..., rows: _Optional[_Iterable[_Union[_query_pb2.Row, _Mapping]]] = ..., outcomes: _Optional[_Iterable[_Union[CityOutcome, _Mapping]]] = ..., complete: _Optional[bool] = ..., accuracy: _Optional[_Iterable[_Union[ColumnAccuracy, _Mapping]]] = ...) -> None: ...
+    plan: bytes
+    query: _query_pb2.FederatedQuery
+    def __init__(self, column_names: _Optional[_Iterable[str]] = ..., rows: _Optional[_Iterable[_Union[_query_pb2.Row, _Mapping]]] = ..., outcomes: _Optional[_Iterable[_Union[CityOutcome, _Mapping]]] = ..., complete: _Optional[bool] = ..., accuracy: _Optional[_Iterable[_Union[ColumnAccuracy, _Mapping]]] = ..., plan: _Optional[bytes] = ..., query: _Optional[_Union[_query_pb2.FederatedQuery, _Mapping]] = ...) -> None: ...
 
 class FederatedMatchRequest(_message.Message):
     __slots__ = ("check", "plan", "owner", "partner", "mode", "purpose", "timeout_ms")
