@@ -3,6 +3,9 @@ the same answer, and the same status codes, as a Python client."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import io
 import json
 import math
 import shutil
@@ -13,6 +16,8 @@ import pytest
 from cityfed.v1 import federation_pb2, federation_pb2_grpc
 
 from federation.gateway import start_gateway
+from federation.sql import parse_query
+from node.cli import main
 from tests.regionkit import AUDITOR, OUTSIDER, PURPOSE, _credentials, secure_channel
 
 CLIENT = Path(__file__).resolve().parent.parent / "clients/node/federated-query.mjs"
@@ -77,3 +82,49 @@ def test_a_node_js_client_sees_the_documented_status_codes(region, gateway_addre
     assert error["code"] == "INVALID_ARGUMENT" and "GROUP BY" in error["details"]
     completed = ask_from_node(region, gateway_address, SQL, as_member=OUTSIDER)
     assert json.loads(completed.stderr)["code"] == "PERMISSION_DENIED"
+
+
+VERIFIER = CLIENT.parent / "verify-receipts.mjs"
+
+
+def test_a_node_js_client_verifies_every_citys_receipt_through_the_gateway(region,
+                                                                          gateway_address):
+    """clients/node/receipts.mjs is written from docs/audit.md alone: Ed25519 through Node's
+    crypto over the documented signed bytes, the hashes over the plan and partial bytes the
+    gateway returns, the key from the documented manifest file."""
+    completed = subprocess.run(
+        ["node", str(VERIFIER), "--region", str(region.directory), "--as", AUDITOR,
+         "--gateway-member", AUDITOR, gateway_address, PURPOSE, SQL],
+        capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    report = json.loads(completed.stdout)
+    assert report["plan_sha256"] == hashlib.sha256(
+        parse_query(SQL).plan.SerializeToString()).hexdigest()
+    assert [c["city"] for c in report["cities"]] == ["beijing", "tianjin", "langfang"]
+    for city in report["cities"]:
+        assert city["verified"] is True and isinstance(city["audit_index"], int), city
+
+
+def test_the_node_js_verifier_refuses_a_response_the_receipt_does_not_cover(region, tmp_path):
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["query", SQL, "--region", str(region.directory), "--as", AUDITOR,
+                 "--purpose", PURPOSE, "--json"], out=out, err=err) == 0, err.getvalue()
+    saved = json.loads(out.getvalue())
+
+    def verify(answer: dict) -> subprocess.CompletedProcess:
+        path = tmp_path / "answer.json"
+        path.write_text(json.dumps(answer))
+        return subprocess.run(["node", str(VERIFIER), "--region", str(region.directory),
+                               "--saved", str(path)], capture_output=True, text=True, timeout=60)
+
+    assert verify(saved).returncode == 0
+    tianjin = next(c for c in saved["cities"] if c["city"] == "tianjin")
+    tianjin["response"] = base64.b64encode(base64.b64decode(tianjin["response"]) + b"\0").decode()
+    completed = verify(saved)
+    assert completed.returncode == 3
+    results = {c["city"]: c for c in json.loads(completed.stdout)["cities"]}
+    assert results["tianjin"] == {"city": "tianjin", "status": "answered", "verified": False,
+                                  "error": "the receipt is for another response"}
+    assert results["beijing"]["verified"] is True
+    tianjin["receipt"]["audit_index"] += 1
+    assert "signature does not verify" in verify(saved).stdout
