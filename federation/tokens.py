@@ -5,7 +5,8 @@ Profile (documented for integrators in docs/tokens.md):
 - header: alg "EdDSA" (pinned by the verifier; nothing else is accepted), typ "JWT" (checked,
   case-insensitively), kid: the caller's key id as the signed manifest lists it. jku, x5u, jwk
   and x5c are never read.
-- claims: iss and sub (the caller's member id), aud (the target city's member id), iat, nbf,
+- claims: iss and sub (the caller's member id), aud (the target city's member id, a string:
+  one token per city, docs/tokens.md says why), iat, nbf,
   exp (exp - iat at most 300 s), jti (unique; a node refuses one it has seen, also after a
   restart), purpose (registered in the manifest), plan_sha256 (hex SHA-256 of the exact plan
   bytes the node receives), cnf {"x5t#S256": base64url SHA-256 of the caller's TLS certificate}
@@ -159,9 +160,12 @@ def _decode(token: str, public_key, *, audience: str, issuer: str, now: float) -
             leeway=LEEWAY_SECONDS,
             options={"require": REQUIRED_CLAIMS, "verify_signature": True, "verify_exp": True,
                      "verify_nbf": True, "verify_iat": True, "verify_aud": True,
-                     "verify_iss": True, "strict_aud": True},
+                     "verify_iss": True, "strict_aud": False},
         )
         _check_times(claims, now)
+        if not isinstance(claims["aud"], str):
+            raise Unauthenticated("the request token's aud must be one city's member id, a "
+                                  "string: one token per city")
         return claims
     except jwt.ExpiredSignatureError:
         raise Unauthenticated("the request token has expired") from None

@@ -245,6 +245,12 @@ def test_wrong_audience(city, auditor):
             says="another city")
 
 
+@pytest.mark.parametrize("aud", [[CITY, "beijing"], [CITY]])
+def test_a_token_names_one_city(city, auditor, aud):
+    refused(city, signed(claims_for(auditor, aud=aud), auditor.signing_key, auditor.kid),
+            says="aud must be one city's member id")
+
+
 def test_unregistered_purpose(city, auditor):
     refused(city, signed(claims_for(auditor, purpose="curiosity"), auditor.signing_key,
                          auditor.kid), says="purpose is not registered")

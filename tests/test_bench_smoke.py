@@ -160,3 +160,15 @@ def test_psi_bench_leaves_no_node_running(psi_out: Path):
     leftover = subprocess.run(["pgrep", "-f", f"node serve --config {psi_out.parent}"],
                               capture_output=True, text=True)
     assert leftover.stdout.strip() == ""
+
+
+@pytest.mark.timeout(120)
+def test_token_cost_measures_both_token_layouts():
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "token_cost.py"), "--cities", "2",
+         "--questions", "3", "--mint-rounds", "5"],
+        cwd=ROOT, capture_output=True, text=True, timeout=100)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    for line in ("mint 2 single-audience tokens:", "mint 1 token for all 2 cities:",
+                 "one question (", "one token for all would save"):
+        assert line in completed.stdout
