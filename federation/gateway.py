@@ -251,12 +251,12 @@ def start_gateway(manifest: Manifest, identity: Identity, listen: str = "127.0.0
     serves = serves or frozenset({identity.member_id})
     trust = TrustState(manifest)
     metrics = ServerMetrics()
-    server = grpc.server(
     # The limits refuse an oversized request with a reason the translator logs and counts;
     # gRPC's own bound, far above, would refuse it with neither.
     limits = CallLimits(max_request_bytes=MAX_REQUEST_BYTES, max_calls=4 * max_workers,
                         max_calls_per_caller=4 * max_workers, identify=member_of(trust),
                         server="this gateway")
+    server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="gateway"),
         interceptors=[ErrorTranslator(meter=metrics), limits, gateway_guard(trust, serves)],
         options=[("grpc.max_receive_message_length", grpc_receive_limit(MAX_REQUEST_BYTES)),
