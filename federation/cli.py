@@ -11,9 +11,6 @@ import io
 import json
 import math
 import os
-import signal
-import threading
-from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -33,6 +30,7 @@ from federation.identity import RegionDirectory, channel_options
 from federation.linkage.cli import add_match_command
 from federation.receipt_cli import add_receipt_command
 from federation.receipts import Receipt
+from federation.signals import reload_on_hangup, stop_on_signal
 from federation.trust_cli import add_manifest_commands, add_region_init
 from federation.values import from_value
 
@@ -344,43 +342,6 @@ def run_gateway(args: argparse.Namespace, out: io.TextIOBase, err: io.TextIOBase
     stop.wait()
     gateway.stop()
     return 0
-
-
-class StopSignal(threading.Event):
-    """Set by SIGINT or SIGTERM; a second one also sets `hurried`, to cut a graceful stop
-    short."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.hurried = threading.Event()
-
-
-def stop_on_signal() -> StopSignal:
-    """A StopSignal for SIGINT and SIGTERM; install it before a server starts, so that a signal
-    arriving at any moment stops the server cleanly."""
-    stop = StopSignal()
-
-    def received(*_) -> None:
-        if stop.is_set():
-            stop.hurried.set()
-        stop.set()
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, received)
-    return stop
-
-
-def reload_on_hangup() -> list[Callable[[], None]]:
-    """The actions SIGHUP runs (reading the manifest again), appended once the server runs;
-    install it before the server starts, so that SIGHUP never ends the process."""
-    actions: list[Callable[[], None]] = []
-
-    def run(*_) -> None:
-        for action in actions:
-            action()
-
-    signal.signal(signal.SIGHUP, run)
-    return actions
 
 
 def report_error(error: CityfedError | grpc.RpcError, err) -> int:

@@ -13,6 +13,7 @@ from cityfed.v1 import admin_pb2, admin_pb2_grpc
 
 from federation import cli as federation_cli
 from federation.errors import CityfedError, FileMissing
+from federation.signals import reload_on_hangup, stop_on_signal
 from node import audit_cli, backup_cli, policy_cli
 from node.config import load_config
 from node.doctor import cannot_start, diagnose, report
@@ -82,8 +83,8 @@ def run_serve(args: argparse.Namespace, out, err) -> int:
     config = load_config(args.config)
     if args.listen:
         config = dataclasses.replace(config, listen=args.listen)
-    stop = federation_cli.stop_on_signal()
-    reloads = federation_cli.reload_on_hangup()
+    stop = stop_on_signal()
+    reloads = reload_on_hangup()
     try:
         running = start_node(config)
     except OSError as error:  # a full disk, a folder it may not write: one line, no traceback

@@ -263,6 +263,26 @@ def test_sigterm_while_queries_run_every_caller_gets_an_answer_or_unavailable(re
     assert grpc.StatusCode.UNAVAILABLE in codes  # asked after the node had gone
 
 
+SIGNAL_WHILE_THE_MAIN_THREAD_HOLDS_THE_EVENTS_LOCK = """
+import os, signal
+from federation.signals import stop_on_signal
+stop = stop_on_signal()
+with stop._cond:  # where the main thread is for a moment as it begins to wait
+    os.kill(os.getpid(), signal.SIGTERM)
+    sum(range(100_000))  # bytecodes: a Python signal handler runs between two of them
+print("stopped" if stop.wait(10) else "not stopped")
+"""
+
+
+def test_a_signal_arriving_as_the_node_begins_to_wait_stops_it():
+    """A handler that set the Event itself deadlocked here, as a node did when SIGTERM came
+    right after it printed its address."""
+    done = subprocess.run([sys.executable, "-c", SIGNAL_WHILE_THE_MAIN_THREAD_HOLDS_THE_EVENTS_LOCK],
+                          capture_output=True, text=True, timeout=30,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.stdout.strip() == "stopped", done.stderr
+
+
 def test_a_database_lock_is_exclusive_and_names_its_holder(tmp_path):
     path = tmp_path / "city.duckdb.lock"
     with (DatabaseLock.hold(path, "the node of tianjin"),
