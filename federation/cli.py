@@ -32,7 +32,7 @@ from federation.receipt_cli import add_receipt_command
 from federation.receipts import Receipt
 from federation.signals import reload_on_hangup, stop_on_signal
 from federation.trust_cli import add_manifest_commands, add_region_init
-from federation.values import from_value
+from federation.values import FarDate, FarTimestamp, from_value
 
 DEFAULT_REGION = Path("region")
 EXIT_INCOMPLETE = 3
@@ -199,6 +199,8 @@ def json_value(value: Any) -> Any:
         return str(value)  # exact, as DuckDB holds it
     if isinstance(value, dt.date | dt.datetime):
         return value.isoformat()
+    if isinstance(value, FarDate | FarTimestamp):
+        return str(value)  # as DuckDB writes it: '0044-03-15 (BC)', '12000-01-01', 'infinity'
     return value
 
 

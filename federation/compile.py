@@ -180,6 +180,18 @@ def _join(prefix: str, parts: list[SqlFragment], separator: str, suffix: str) ->
     )
 
 
+def as_number(type_name: str, column: str) -> str:
+    """SQL giving a DATE column as its day number, a TIMESTAMP column as its microsecond number
+    since 1970-01-01, ±infinity included (`federation.values.decode_temporal` turns them back).
+    DuckDB's Python client gives dates outside the years 1 to 9999 as text, which would merge
+    and compare as text, and ±infinity as the years 9999 and 1."""
+    if type_name == "DATE":
+        return f"({column} - DATE '1970-01-01')"
+    return (f"CASE WHEN isinf({column}) THEN CASE WHEN {column} > TIMESTAMP '1970-01-01' "
+            f"THEN 9223372036854775807 ELSE -9223372036854775807 END "
+            f"ELSE epoch_us({column}) END")
+
+
 def quote_identifier(name: str) -> str:
     """Quote an identifier that comes from code (a schema), never from a caller."""
     return '"' + name.replace('"', '""') + '"'

@@ -16,14 +16,14 @@ import duckdb
 import pyarrow as pa
 from cityfed.v1 import query_pb2
 
-from federation.compile import compile_expression
+from federation.compile import as_number, compile_expression
 from federation.datasets import DATASETS
 from federation.errors import InvalidQuery
 from federation.merge import MergedGroups
 from federation.runtime_errors import runtime_failure
 from federation.sandbox import sandboxed_memory_connection
-from federation.typecheck import SqlType, check_plan_types
-from federation.values import PyValue, nan_last
+from federation.typecheck import SqlType, check_plan_types, check_query_types
+from federation.values import PyValue, decode_temporal, nan_last, to_value
 
 A = query_pb2.AggregateFunction
 _INT64_MAX = 2**63 - 1
@@ -85,6 +85,12 @@ def _limit(query, rows: list) -> list:
 
 
 def _column(values: list[PyValue], declared: SqlType) -> pa.Array:
+    if declared.is_temporal:
+        # As day or microsecond numbers: Python's date types end at the year 9999, DuckDB's do not.
+        field = "date_value" if declared.name == "DATE" else "timestamp_value"
+        numbers = [None if v is None else getattr(to_value(v), field) for v in values]
+        storage = pa.int32() if declared.name == "DATE" else pa.int64()
+        return pa.array(numbers, storage).cast(_arrow_type(declared))
     if any(isinstance(v, int) and not isinstance(v, bool) and abs(v) > _INT64_MAX
            for v in values):
         values = [None if v is None else Decimal(v) for v in values]
@@ -131,22 +137,30 @@ def _finish_in_duckdb(query, merged: MergedGroups) -> list[tuple]:
 
     outputs = [compile_expression(c.expression, leaf) for c in query.columns]
     clauses = [(f"SELECT column {n}", o.text) for n, o in enumerate(outputs, start=1)]
-    sql = "SELECT " + ", ".join([*(o.text for o in outputs), "merged_group"]) + " FROM merged"
+    inner = [f"{o.text} AS o{n}" for n, o in enumerate(outputs)]
     params = [p for o in outputs for p in o.params]
+    order_by = []
+    for number, order in enumerate(query.order_by, start=1):
+        key = compile_expression(order.expression, leaf)
+        clauses.append((f"ORDER BY key {number}", key.text))
+        inner.append(f"{key.text} AS s{number}")
+        order_by.append(f"s{number} {'DESC' if order.descending else 'ASC'} "
+                        f"NULLS {'FIRST' if order.nulls_first else 'LAST'}")
+        params += key.params
+    sql = f"SELECT {', '.join([*inner, 'merged_group'])} FROM merged"
     if query.HasField("having"):
         having = compile_expression(query.having, leaf)
         clauses.append(("HAVING", having.text))
         sql += f" WHERE {having.text}"
         params += having.params
-    if query.order_by:
-        keys = []
-        for number, order in enumerate(query.order_by, start=1):
-            key = compile_expression(order.expression, leaf)
-            clauses.append((f"ORDER BY key {number}", key.text))
-            keys.append(f"{key.text} {'DESC' if order.descending else 'ASC'} "
-                        f"NULLS {'FIRST' if order.nulls_first else 'LAST'}")
-            params += key.params
-        sql += " ORDER BY " + ", ".join(keys)
+    # The outer query gives DATE and TIMESTAMP outputs as numbers (see `as_number`).
+    output_types = check_query_types(query, types)
+    temporal = tuple((n, t.name) for n, t in enumerate(output_types) if t.is_temporal)
+    kinds = dict(temporal)
+    outer = [as_number(kinds[n], f"o{n}") if n in kinds else f"o{n}" for n in range(len(outputs))]
+    sql = f"SELECT {', '.join([*outer, 'merged_group'])} FROM ({sql})"
+    if order_by:
+        sql += " ORDER BY " + ", ".join(order_by)
     if query.HasField("limit"):
         sql += " LIMIT ?"
         params.append(query.limit)
@@ -159,7 +173,7 @@ def _finish_in_duckdb(query, merged: MergedGroups) -> list[tuple]:
     cursor = _local.connection.cursor()
     try:
         cursor.register("merged", table)
-        return cursor.execute(sql, params).fetchall()
+        return decode_temporal(cursor.execute(sql, params).fetchall(), temporal)
     except duckdb.Error as error:
         raise runtime_failure(error, clauses) from None
     finally:

@@ -53,10 +53,11 @@ def parse_plan_bytes(plan_bytes: bytes, plan: M) -> M:
 
 def check_plan(plan: query_pb2.AggregatePlan) -> Dataset:
     """Check what a node will run; returns the dataset it reads."""
-    return _check_plan(plan)[0]
+    return check_typed_plan(plan)[0]
 
 
-def _check_plan(plan: query_pb2.AggregatePlan) -> tuple[Dataset, PlanTypes]:
+def check_typed_plan(plan: query_pb2.AggregatePlan) -> tuple[Dataset, PlanTypes]:
+    """Check what a node will run; returns the dataset it reads and the types it returns."""
     dataset = DATASETS.get(plan.dataset)
     if dataset is None:
         known = ", ".join(DATASETS)
@@ -80,7 +81,7 @@ def _check_plan(plan: query_pb2.AggregatePlan) -> tuple[Dataset, PlanTypes]:
 def check_query(query: query_pb2.FederatedQuery) -> Dataset:
     """Check a whole federated query: its plan and what happens after the merge."""
     try:
-        dataset, types = _check_plan(query.plan)
+        dataset, types = check_typed_plan(query.plan)
     except QueryTypeError as error:
         # Said so that a caller can tell it from a plan the cities refused ("tianjin refused
         # the plan: ...").

@@ -441,17 +441,19 @@ def check_plan_types(plan: query_pb2.AggregatePlan, dataset: Dataset) -> PlanTyp
     return PlanTypes(keys, tuple(aggregates))
 
 
-def check_query_types(query: query_pb2.FederatedQuery, types: PlanTypes) -> None:
-    """Type what runs after the merge, over the plan's group keys and aggregate results."""
+def check_query_types(query: query_pb2.FederatedQuery, types: PlanTypes) -> tuple[SqlType, ...]:
+    """Type what runs after the merge, over the plan's group keys and aggregate results;
+    returns the types of the output columns."""
 
     def reference(expression: query_pb2.Expression) -> SqlType:
         if expression.WhichOneof("kind") == "group_key":
             return types.keys[expression.group_key]
         return types.aggregates[expression.aggregate]
 
-    for number, column in enumerate(query.columns, start=1):
-        _Checker(f"SELECT column {number}", reference).type_of(column.expression)
+    outputs = tuple(_Checker(f"SELECT column {number}", reference).type_of(column.expression)
+                    for number, column in enumerate(query.columns, start=1))
     if query.HasField("having"):
         _boolean_clause(_Checker("HAVING", reference), query.having)
     for number, key in enumerate(query.order_by, start=1):
         _Checker(f"ORDER BY key {number}", reference).type_of(key.expression)
+    return outputs

@@ -10,6 +10,7 @@ from cityfed.v1 import linkage_pb2, query_pb2
 
 from federation.compile import (
     SqlFragment,
+    as_number,
     compile_expression,
     expression_nodes,
     quote_identifier,
@@ -17,8 +18,8 @@ from federation.compile import (
 from federation.datasets import PERSON_ROW_RANK, Dataset
 from federation.errors import InvalidQuery
 from federation.linkage.plan import check_side
-from federation.plan import check_plan
-from federation.typecheck import parse_type
+from federation.plan import check_typed_plan
+from federation.typecheck import DATE, TIMESTAMP, SqlType, parse_type
 from node.policy import DatasetPrivacy
 
 A = query_pb2.AggregateFunction
@@ -34,6 +35,20 @@ PARTS: dict[int, tuple[str, ...]] = {
 }
 
 
+def _temporal_columns(types: list[SqlType | None]) -> tuple[tuple[int, str], ...]:
+    return tuple((i, t.name) for i, t in enumerate(types) if t in (DATE, TIMESTAMP))
+
+
+def _numbered_sql(sql: str, width: int, temporal: tuple[tuple[int, str], ...]) -> str:
+    """`sql`, with its DATE and TIMESTAMP columns given as numbers (see `as_number`)."""
+    if not temporal:
+        return sql
+    kinds = dict(temporal)
+    names = [f"c{i}" for i in range(width)]
+    outer = [as_number(kinds[i], name) if i in kinds else name for i, name in enumerate(names)]
+    return f"SELECT {', '.join(outer)} FROM ({sql}) AS partials({', '.join(names)})"
+
+
 @dataclass(frozen=True)
 class CompiledPlan:
     dataset: Dataset
@@ -41,17 +56,28 @@ class CompiledPlan:
     params: list
     key_count: int
     parts: tuple[tuple[str, ...], ...]  # per aggregate, the partial columns it returns
+    # The result columns that are DATEs or TIMESTAMPs: (position, type name). `runnable_sql`
+    # returns them as numbers, which `federation.values.decode_temporal` turns back.
+    temporal: tuple[tuple[int, str], ...] = ()
+
+    @property
+    def runnable_sql(self) -> str:
+        width = self.key_count + sum(len(p) for p in self.parts)
+        return _numbered_sql(self.sql, width, self.temporal)
 
 
 def compile_plan(plan: query_pb2.AggregatePlan) -> CompiledPlan:
     """Compile a plan for an exact answer: partial aggregates over every row."""
-    dataset = check_plan(plan)
+    dataset, types = check_typed_plan(plan)
+    column_types: list[SqlType | None] = list(types.keys)
     column = _column_resolver(dataset)
     select: list[SqlFragment] = [compile_expression(key, column) for key in plan.group_by]
     parts = []
     for aggregate in plan.aggregates:
         needed = PARTS[aggregate.function]
         parts.append(needed)
+        column_types += [types.aggregates[len(parts) - 1] if part in ("min", "max") else None
+                         for part in needed]
         if aggregate.function == A.AGGREGATE_FUNCTION_COUNT_STAR:
             select.append(SqlFragment("count(*)"))
             continue
@@ -60,7 +86,8 @@ def compile_plan(plan: query_pb2.AggregatePlan) -> CompiledPlan:
             select.append(SqlFragment(f"{part}({argument.text})", list(argument.params)))
     where = compile_expression(plan.filter, column) if plan.HasField("filter") else None
     sql, params = _select(dataset, plan, select, [where] if where else [])
-    return CompiledPlan(dataset, sql, params, len(plan.group_by), tuple(parts))
+    return CompiledPlan(dataset, sql, params, len(plan.group_by), tuple(parts),
+                        _temporal_columns(column_types))
 
 
 # What a private answer releases per aggregate, beside every group's row count (which is also
@@ -96,6 +123,12 @@ class PrivatePlan:
     parts: tuple[tuple[str, ...], ...]  # per aggregate, its PRIVATE_PARTS
     sums: tuple[ClampedSum | None, ...]  # per aggregate, how its sum was clamped
     max_rows_per_person: int
+    temporal: tuple[tuple[int, str], ...] = ()  # as in CompiledPlan (group keys only)
+
+    @property
+    def runnable_sql(self) -> str:
+        width = self.key_count + 1 + sum(len(p) for p in self.parts)
+        return _numbered_sql(self.sql, width, self.temporal)
 
 
 def compile_private_plan(plan: query_pb2.AggregatePlan, privacy: DatasetPrivacy) -> PrivatePlan:
@@ -103,7 +136,7 @@ def compile_private_plan(plan: query_pb2.AggregatePlan, privacy: DatasetPrivacy)
     rows (in the random order drawn at load time) are read; every sum or average argument is
     clamped to the declared bounds of the numeric columns it uses; every function that can
     fail at run time gives NULL instead, so no question fails because of one person's row."""
-    dataset = check_plan(plan)
+    dataset, types = check_typed_plan(plan)
     column = _column_resolver(dataset)
     select = [compile_expression(key, column, total=True) for key in plan.group_by]
     select.append(SqlFragment("count(*)"))
@@ -137,7 +170,7 @@ def compile_private_plan(plan: query_pb2.AggregatePlan, privacy: DatasetPrivacy)
         conditions.append(compile_expression(plan.filter, column, total=True))
     sql, params = _select(dataset, plan, select, conditions)
     return PrivatePlan(dataset, sql, params, len(plan.group_by), tuple(parts), tuple(sums),
-                       privacy.max_rows_per_person)
+                       privacy.max_rows_per_person, _temporal_columns(list(types.keys)))
 
 
 def _clamp_for(argument: query_pb2.Expression, dataset: Dataset, privacy: DatasetPrivacy,

@@ -28,6 +28,7 @@ from federation.errors import (
 )
 from federation.runtime_errors import runtime_failure
 from federation.sandbox import sandboxed_connection
+from federation.values import decode_temporal
 from node.compile import CompiledKeys, CompiledPlan, PrivatePlan
 from node.deadlines import WATCHDOG
 from node.ingest import IngestMode, IngestResult, Load, add_rank_column, load_into
@@ -115,7 +116,7 @@ class Store:
         exact number would tell whether one person's group exists, so they are not limited here
         (memory and the deadline still are) and the limit applies to the groups released."""
         def run(cursor: duckdb.DuckDBPyConnection) -> list[tuple]:
-            cursor.execute(compiled.sql, compiled.params)
+            cursor.execute(compiled.runnable_sql, compiled.params)
             if isinstance(compiled, PrivatePlan):
                 return cursor.fetchall()
             return cursor.fetchmany(self._max_result_groups + 1)
@@ -123,7 +124,7 @@ class Store:
         rows = self._run(run, _clauses(compiled), timeout=timeout, on_cancel=on_cancel)
         if not isinstance(compiled, PrivatePlan):
             self.check_result_size(len(rows))
-        return rows
+        return decode_temporal(rows, compiled.temporal)
 
     def linkage_keys(self, compiled: CompiledKeys, *, timeout: float,
                      on_cancel: OnCancel | None = None) -> pa.StringArray:

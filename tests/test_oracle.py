@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from dataclasses import dataclass
 
@@ -12,7 +13,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from federation.merge import merge_partials
-from federation.values import to_value
+from federation.values import (
+    FarDate,
+    FarTimestamp,
+    date_from_days,
+    from_value,
+    timestamp_from_micros,
+    to_value,
+)
 from tests.regionkit import assert_same_rows, start_region
 
 A = query_pb2.AggregateFunction
@@ -237,6 +245,25 @@ EDGE_BATTERY = [
     "ORDER BY m, mode",
     "SELECT mode, max(fare / fare) AS m FROM transit_trips GROUP BY mode "
     "ORDER BY m DESC, mode LIMIT 2",
+    "SELECT min(birth_date), max(birth_date), min(registered_on), max(registered_on), "
+    "min(deceased_on), max(deceased_on) FROM population",
+    "SELECT birth_date, count(*) FROM population WHERE birth_date < DATE '1000-01-01' "
+    "GROUP BY 1 ORDER BY 1",
+    "SELECT registered_on, count(*) FROM population GROUP BY 1 ORDER BY 1 DESC LIMIT 4",
+    "SELECT registered_on AS r, count(*) FROM population GROUP BY r HAVING count(*) >= 1 "
+    "ORDER BY r DESC LIMIT 4",
+    "SELECT sex, max(registered_on) - min(birth_date), min(birth_date) + 1 FROM population "
+    "GROUP BY sex",
+    "SELECT year(birth_date) AS y, count(*) FROM population WHERE birth_date < DATE "
+    "'0001-01-01' GROUP BY y ORDER BY y",
+    "SELECT min(tapped_at), max(tapped_at) FROM transit_trips",
+    "SELECT mode, min(tapped_at), max(tapped_at) FROM transit_trips GROUP BY mode",
+    "SELECT date_trunc('day', tapped_at) AS d, count(*) FROM transit_trips GROUP BY d "
+    "ORDER BY d DESC LIMIT 3",
+    "SELECT date_trunc('year', tapped_at) AS d, count(*) FROM transit_trips GROUP BY d "
+    "HAVING count(*) >= 1 ORDER BY d LIMIT 3",
+    "SELECT mode, max(tapped_at) AS last FROM transit_trips GROUP BY mode "
+    "HAVING max(tapped_at) > TIMESTAMP '2026-01-01 00:00:00' ORDER BY last DESC",
 ]
 
 
@@ -287,3 +314,28 @@ def test_nan_and_infinity_merge_as_in_central_duckdb(cities):
                                                        strict=True)]
     central = connection.execute("SELECT k, min(v), max(v) FROM rows GROUP BY k").fetchall()
     assert_same_rows(federated, central, ordered=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(days=st.lists(st.integers(-2_000_000, 3_000_000), min_size=2, max_size=5),
+       micros=st.lists(st.integers(-(2**62), 2**62), min_size=2, max_size=5))
+def test_dates_and_timestamps_of_any_year_print_and_order_as_in_duckdb(days, micros):
+    connection = duckdb.connect()
+    dates = [date_from_days(n) for n in days]
+    timestamps = [timestamp_from_micros(n) for n in micros]
+    far = [(v, n, "DATE '1970-01-01' + CAST(? AS INTEGER)") for v, n in zip(dates, days,
+                                                                           strict=True)]
+    far += [(v, n, "make_timestamp(?)") for v, n in zip(timestamps, micros, strict=True)]
+    for value, number, sql in far:
+        if isinstance(value, FarDate | FarTimestamp):  # Python's own types print themselves
+            (text,) = connection.execute(f"SELECT CAST({sql} AS VARCHAR)", [number]).fetchone()
+            assert str(value) == text
+    assert sorted(dates) == [date_from_days(n) for n in sorted(days)]
+    assert sorted(timestamps) == [timestamp_from_micros(n) for n in sorted(micros)]
+
+
+def test_infinite_dates_and_timestamps_keep_their_meaning():
+    assert str(date_from_days(2**31 - 1)) == "infinity"
+    assert str(timestamp_from_micros(-(2**63 - 1))) == "-infinity"
+    assert from_value(to_value(date_from_days(-(2**31 - 1)))) == date_from_days(-(2**31 - 1))
+    assert date_from_days(-(2**31 - 1)) < dt.date(1, 1, 1) < date_from_days(2**31 - 1)
