@@ -191,6 +191,7 @@ def _ask_gateway(args: argparse.Namespace, cities: tuple[str, ...], manifest,
         [ColumnAccuracy(a.noisy, a.noise_stddev, list(a.half_widths_95))
          for a in response.accuracy],
         response.query if response.HasField("query") else None, response.plan,
+        tuple(response.column_types),
     )
 
 
@@ -207,6 +208,7 @@ def json_value(value: Any) -> Any:
 def answer_to_json(answer: FederatedAnswer) -> dict[str, Any]:
     return {
         "columns": answer.table.column_names,
+        "column_types": list(answer.column_types),
         "rows": [[json_value(v) for v in row] for row in answer.table.rows],
         "complete": answer.complete,
         "private": answer.private,

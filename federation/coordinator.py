@@ -78,6 +78,8 @@ class FederatedAnswer:
     # with each city's response bytes, what a verifier needs to redo the merge.
     query: query_pb2.FederatedQuery | None = None
     plan: bytes = b""
+    # One per column: its DuckDB type, from the question, so a column of NULLs only is typed.
+    column_types: tuple[str, ...] = ()
 
     @property
     def private(self) -> bool:
@@ -183,7 +185,7 @@ class Coordinator:
 
     def ask(self, query: query_pb2.FederatedQuery, *, purpose: str, cities: tuple[str, ...] = (),
             require_all: bool = False, timeout: float | None = None) -> FederatedAnswer:
-        check_query(query)
+        column_types = tuple(str(t) for t in check_query(query))
         if self.manifest.purpose(purpose) is None:
             registered = ", ".join(p.id for p in self.manifest.purposes)
             raise InvalidArgument(f"purpose {purpose[:64]!r} is not registered; the region's "
@@ -213,7 +215,7 @@ class Coordinator:
             accuracy = column_accuracy(query, merged, table, reports)
         else:
             table, accuracy = Table([c.name for c in query.columns], []), []
-        answer = FederatedAnswer(table, outcomes, accuracy, query, plan_bytes)
+        answer = FederatedAnswer(table, outcomes, accuracy, query, plan_bytes, column_types)
         if require_all and not answer.complete:
             raise IncompleteAnswer("not every city answered: " + "; ".join(
                 f"{o.city} {o.status.value} ({o.detail})" for o in answer.missing))

@@ -70,7 +70,7 @@ def answer_to_proto(answer: FederatedAnswer) -> federation_pb2.FederatedAggregat
         accuracy=[federation_pb2.ColumnAccuracy(noisy=a.noisy, noise_stddev=a.noise_stddev,
                                                 half_widths_95=a.half_widths)
                   for a in answer.accuracy],
-        plan=answer.plan, query=answer.query,
+        plan=answer.plan, query=answer.query, column_types=answer.column_types,
     )
 
 

@@ -16,7 +16,13 @@ from google.protobuf.message import Message
 from federation.compile import ARITY, date_part_name
 from federation.datasets import DATASETS, Dataset
 from federation.errors import InvalidQuery, TooLarge
-from federation.typecheck import PlanTypes, QueryTypeError, check_plan_types, check_query_types
+from federation.typecheck import (
+    PlanTypes,
+    QueryTypeError,
+    SqlType,
+    check_plan_types,
+    check_query_types,
+)
 
 A = query_pb2.AggregateFunction
 M = TypeVar("M", bound=Message)
@@ -78,10 +84,11 @@ def check_typed_plan(plan: query_pb2.AggregatePlan) -> tuple[Dataset, PlanTypes]
     return dataset, check_plan_types(plan, dataset)
 
 
-def check_query(query: query_pb2.FederatedQuery) -> Dataset:
-    """Check a whole federated query: its plan and what happens after the merge."""
+def check_query(query: query_pb2.FederatedQuery) -> tuple[SqlType, ...]:
+    """Check a whole federated query: its plan and what happens after the merge; returns the
+    types of its output columns."""
     try:
-        dataset, types = check_typed_plan(query.plan)
+        types = check_typed_plan(query.plan)[1]
     except QueryTypeError as error:
         # Said so that a caller can tell it from a plan the cities refused ("tianjin refused
         # the plan: ...").
@@ -101,8 +108,7 @@ def check_query(query: query_pb2.FederatedQuery) -> Dataset:
         raise InvalidQuery("LIMIT must not be negative")
     if query.offset < 0:
         raise InvalidQuery("OFFSET must not be negative")
-    check_query_types(query, types)
-    return dataset
+    return check_query_types(query, types)
 
 
 class _Budget:

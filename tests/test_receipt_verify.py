@@ -57,7 +57,11 @@ def verify(region_directory: Path, saved: dict, tmp_path: Path) -> tuple[int, st
 
 
 def saved_answer(region_directory: Path, *extra: str) -> dict:
-    code, out, err = run("query", SQL, "--region", str(region_directory), "--as", AUDITOR,
+    return saved_answer_of(region_directory, SQL, *extra)
+
+
+def saved_answer_of(region_directory: Path, sql: str, *extra: str) -> dict:
+    code, out, err = run("query", sql, "--region", str(region_directory), "--as", AUDITOR,
                          "--purpose", PURPOSE, "--json", *extra)
     assert code in (0, 3), err
     return json.loads(out)
@@ -148,3 +152,21 @@ def test_receipt_verify_reports_a_city_that_did_not_answer_without_a_receipt(tmp
     assert code == 0, out
     assert "baoding        ok: unreachable (UNAVAILABLE): no receipt" in out
     assert "merge          ok: the partials of 2 cities merge" in out
+
+
+TYPED_SQL = ("SELECT sex, count(*) AS n, min(deceased_on) AS first_death, avg(year(birth_date)) "
+             "AS mean_year, sum(year(birth_date)) AS years FROM population "
+             "WHERE deceased_on IS NULL GROUP BY sex ORDER BY sex")
+
+
+def test_the_answer_types_every_column_as_duckdb_does_even_one_of_nulls_only(
+        region, gateway_address):
+    with secure_channel(region, gateway_address, AUDITOR) as channel:
+        answer = federation_pb2_grpc.FederationServiceStub(channel).FederatedAggregate(
+            federation_pb2.FederatedAggregateRequest(sql=TYPED_SQL, purpose=PURPOSE))
+    assert all(not row.values[2].WhichOneof("kind") for row in answer.rows)  # NULLs only
+    central = [str(t) for t in region.central.sql(TYPED_SQL).dtypes]
+    assert list(answer.column_types) == central == [
+        "VARCHAR", "BIGINT", "DATE", "DOUBLE", "HUGEINT"]
+    saved = saved_answer_of(region.directory, TYPED_SQL)
+    assert saved["column_types"] == central

@@ -79,7 +79,7 @@ class ColumnAccuracy(_message.Message):
     def __init__(self, noisy: _Optional[bool] = ..., noise_stddev: _Optional[float] = ..., half_widths_95: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class FederatedAggregateResponse(_message.Message):
-    __slots__ = ("column_names", "rows", "outcomes", "complete", "accuracy", "plan", "query")
+    __slots__ = ("column_names", "rows", "outcomes", "complete", "accuracy", "plan", "query", "column_types")
     COLUMN_NAMES_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
     OUTCOMES_FIELD_NUMBER: _ClassVar[int]
@@ -87,6 +87,7 @@ class FederatedAggregateResponse(_message.Message):
     ACCURACY_FIELD_NUMBER: _ClassVar[int]
     PLAN_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
+    COLUMN_TYPES_FIELD_NUMBER: _ClassVar[int]
     column_names: _containers.RepeatedScalarFieldContainer[str]
     rows: _containers.RepeatedCompositeFieldContainer[_query_pb2.Row]
     outcomes: _containers.RepeatedCompositeFieldContainer[CityOutcome]
@@ -94,7 +95,8 @@ class FederatedAggregateResponse(_message.Message):
     accuracy: _containers.RepeatedCompositeFieldContainer[ColumnAccuracy]
     plan: bytes
     query: _query_pb2.FederatedQuery
-    def __init__(self, column_names: _Optional[_Iterable[str]] = ..., rows: _Optional[_Iterable[_Union[_query_pb2.Row, _Mapping]]] = ..., outcomes: _Optional[_Iterable[_Union[CityOutcome, _Mapping]]] = ..., complete: _Optional[bool] = ..., accuracy: _Optional[_Iterable[_Union[ColumnAccuracy, _Mapping]]] = ..., plan: _Optional[bytes] = ..., query: _Optional[_Union[_query_pb2.FederatedQuery, _Mapping]] = ...) -> None: ...
+    column_types: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, column_names: _Optional[_Iterable[str]] = ..., rows: _Optional[_Iterable[_Union[_query_pb2.Row, _Mapping]]] = ..., outcomes: _Optional[_Iterable[_Union[CityOutcome, _Mapping]]] = ..., complete: _Optional[bool] = ..., accuracy: _Optional[_Iterable[_Union[ColumnAccuracy, _Mapping]]] = ..., plan: _Optional[bytes] = ..., query: _Optional[_Union[_query_pb2.FederatedQuery, _Mapping]] = ..., column_types: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class FederatedMatchRequest(_message.Message):
     __slots__ = ("check", "plan", "owner", "partner", "mode", "purpose", "timeout_ms")
