@@ -72,6 +72,13 @@ _AGGREGATES = {
     "max": A.AGGREGATE_FUNCTION_MAX,
 }
 _TYPED_LITERALS = {"DATE": "date", "TIMESTAMP": "timestamp"}
+# DuckDB parses `INTERVAL 1 DAY` as to_days(1), and so on for each unit.
+_INTERVAL_FUNCTIONS = frozenset({
+    "to_years", "to_months", "to_days", "to_hours", "to_minutes", "to_seconds",
+    "to_milliseconds", "to_microseconds", "to_weeks", "to_quarters", "to_decades",
+    "to_centuries", "to_millennia"})
+INTERVAL_REFUSED = ("INTERVAL values are not supported: add or subtract an INTEGER number of "
+                    "days to a DATE, or use date_diff('day', start, end) (or 'hour', 'week', …)")
 
 _parser = threading.local()
 
@@ -368,6 +375,8 @@ class _QueryBuilder:
         if item.get("is_operator") and name == "-" and len(arguments) == 1:
             return _call(F.FUNCTION_NEGATE, [self._expression(arguments[0], clause, merged)])
         function = (_ARITHMETIC if item.get("is_operator") else _SCALAR_FUNCTIONS).get(name)
+        if function is None and name in _INTERVAL_FUNCTIONS:
+            raise InvalidQuery(INTERVAL_REFUSED)
         if function is None:
             if name in _AGGREGATES:
                 raise InvalidQuery(f"aggregate {name}() is not allowed in {clause}")
@@ -460,6 +469,8 @@ def _literal(literal: dict[str, Any]) -> query_pb2.Value:
 def _typed_literal(item: dict[str, Any]) -> query_pb2.Value:
     """DATE 'yyyy-mm-dd' and TIMESTAMP '…' literals; other casts are not supported."""
     type_name = item.get("type_expr", {}).get("type_name", "").upper()
+    if type_name == "INTERVAL":
+        raise InvalidQuery(INTERVAL_REFUSED)
     child = item.get("child", {})
     if (type_name not in _TYPED_LITERALS or item.get("try_cast")
             or child.get("class") != "CONSTANT" or child["literal"].get("kind") != "STRING"):

@@ -347,12 +347,16 @@ def _arithmetic(function: int, name: str, left: SqlType, right: SqlType,
 def _date_arithmetic(function: int, name: str, left: SqlType, right: SqlType,
                      refuse: Callable[[str], QueryTypeError]) -> SqlType:
     """DATE ± an INTEGER number of days is a DATE, DATE - DATE a BIGINT number of days.
-    Nothing else is defined on dates and timestamps here (TIMESTAMP - TIMESTAMP would be an
-    INTERVAL, which no answer can carry)."""
+    Nothing else is defined on dates and timestamps here: in DuckDB a TIMESTAMP minus a
+    TIMESTAMP or a DATE is an INTERVAL, which no answer carries (`Value` has no interval)."""
     if function == F.FUNCTION_ADD and DATE in (left, right) and INTEGER in (left, right):
         return DATE
     if function == F.FUNCTION_SUBTRACT and left == DATE and right in (INTEGER, DATE):
         return DATE if right == INTEGER else BIGINT
+    if function == F.FUNCTION_SUBTRACT and left.is_temporal and right.is_temporal:
+        raise refuse(f"{left} - {right} is an INTERVAL, and intervals are not supported: "
+                     "use date_diff('day', start, end) (or 'hour', 'week', …) for the time "
+                     "between them, or subtract two DATEs for a number of days")
     raise refuse(f"{name} is not defined for {left} and {right}; add or subtract an INTEGER "
                  "number of days to a DATE, subtract two DATEs, or use date_diff()")
 

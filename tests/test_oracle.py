@@ -7,11 +7,13 @@ import math
 from dataclasses import dataclass
 
 import duckdb
+import grpc
 import pytest
 from cityfed.v1 import query_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from federation.errors import InvalidQuery
 from federation.merge import merge_partials
 from federation.values import (
     FarDate,
@@ -21,7 +23,7 @@ from federation.values import (
     timestamp_from_micros,
     to_value,
 )
-from tests.regionkit import assert_same_rows, start_region
+from tests.regionkit import aggregate, assert_same_rows, start_region
 
 A = query_pb2.AggregateFunction
 
@@ -339,3 +341,36 @@ def test_infinite_dates_and_timestamps_keep_their_meaning():
     assert str(timestamp_from_micros(-(2**63 - 1))) == "-infinity"
     assert from_value(to_value(date_from_days(-(2**31 - 1)))) == date_from_days(-(2**31 - 1))
     assert date_from_days(-(2**31 - 1)) < dt.date(1, 1, 1) < date_from_days(2**31 - 1)
+
+
+# DuckDB answers these with an INTERVAL (a Python timedelta); no `Value` carries one, so they
+# are refused before any city is asked, with a message that says what to write instead.
+INTERVAL_QUESTIONS = [
+    "SELECT max(tapped_at) - min(tapped_at) FROM transit_trips",
+    "SELECT mode, max(tapped_at - tapped_at) FROM transit_trips GROUP BY mode",
+    "SELECT avg(date_trunc('day', tapped_at) - date_trunc('hour', tapped_at)) "
+    "FROM transit_trips",
+    "SELECT count(*) FROM transit_trips WHERE tapped_at - DATE '2026-09-01' > INTERVAL 1 DAY",
+    "SELECT count(*) FROM transit_trips "
+    "WHERE tapped_at > TIMESTAMP '2026-09-02 00:00:00' - INTERVAL '1 day'",
+]
+
+
+@pytest.mark.parametrize("sql", INTERVAL_QUESTIONS)
+def test_intervals_are_refused_at_the_plan_with_what_to_write_instead(edge_region, sql):
+    edge_region.central.execute(sql).fetchall()  # a question DuckDB answers
+    with pytest.raises(InvalidQuery, match=r"INTERVAL.*date_diff") as refused:
+        edge_region.ask(sql)
+    assert refused.value.status == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_node_refuses_an_interval_in_a_plan_sent_to_it_directly(edge_region):
+    difference = query_pb2.Expression(call=query_pb2.Call(
+        function=query_pb2.Function.FUNCTION_SUBTRACT,
+        arguments=[query_pb2.Expression(column="tapped_at")] * 2))
+    plan = query_pb2.AggregatePlan(dataset="transit_trips", aggregates=[
+        query_pb2.Aggregate(function=A.AGGREGATE_FUNCTION_MAX, argument=difference)])
+    with pytest.raises(grpc.RpcError) as refused:
+        aggregate(edge_region, "beijing", plan.SerializeToString())
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "INTERVAL" in refused.value.details()
