@@ -303,18 +303,18 @@ class RunningNode:
         until `hurry` is set, to finish. Then queries are stopped and loads rolled back, each
         caller told so (a load already committing commits), and only then does gRPC stop and
         the store, the logs and the database lock close."""
+        self.health.enter_graceful_shutdown()
+        if self.drain is not None:
+            self.drain.begin()
         if self.manifest_watcher is not None:
             self.manifest_watcher.stop()
         if self.metrics is not None:
             self.metrics.stop()
-        self.health.enter_graceful_shutdown()
-        if self.drain is not None:
-            self.drain.begin()
-            if not self.drain.wait_idle(grace or 0, hurry):
-                log.info("%d calls still under way: stopping them", self.drain.calls)
-                self.store.stop_all(ShuttingDown, "the node is shutting down")
-                self.store.wait_idle(COMMITTING_SECONDS)
-                self.drain.wait_idle(ANSWERING_SECONDS)
+        if self.drain is not None and not self.drain.wait_idle(grace or 0, hurry):
+            log.info("%d calls still under way: stopping them", self.drain.calls)
+            self.store.stop_all(ShuttingDown, "the node is shutting down")
+            self.store.wait_idle(COMMITTING_SECONDS)
+            self.drain.wait_idle(ANSWERING_SECONDS)
         # gRPC waits for the statuses of the calls just ended to leave (and cancels streams
         # still open, a health Watch, after as long).
         flush = None if grace is None else ANSWERING_SECONDS
