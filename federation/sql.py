@@ -8,8 +8,12 @@ only as a bound parameter of the parser function, on a sandboxed in-memory conne
 The subset: SELECT over one dataset; count(*), count, sum, avg, min, max; WHERE with
 comparisons, IN, BETWEEN, IS [NOT] NULL, AND/OR/NOT and arithmetic (+ - * / // %);
 year, month, day, hour, date_trunc, date_diff; typed DATE/TIMESTAMP literals; GROUP BY
-expressions, positions or output names; HAVING; ORDER BY expressions, positions or output
-names, ASC/DESC, NULLS FIRST/LAST; LIMIT and OFFSET.
+expressions, positions or output names; HAVING, which may use output names; ORDER BY
+expressions, positions or output names, ASC/DESC, NULLS FIRST/LAST; LIMIT and OFFSET.
+
+Names of datasets, columns and output columns match whatever their case, as in DuckDB. Where a
+name is both a column and an output name, GROUP BY and HAVING mean the column and ORDER BY the
+output, as in DuckDB.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Any
 import duckdb
 from cityfed.v1 import query_pb2
 
-from federation.datasets import DATASETS, Dataset
+from federation.datasets import DATASETS, Column, Dataset
 from federation.errors import InvalidQuery, TooLarge
 from federation.plan import MAX_EXPRESSION_DEPTH, check_query
 from federation.sandbox import sandboxed_memory_connection
@@ -81,6 +85,7 @@ INTERVAL_REFUSED = ("INTERVAL values are not supported: add or subtract an INTEG
                     "days to a DATE, or use date_diff('day', start, end) (or 'hour', 'week', …)")
 
 _parser = threading.local()
+_DATASETS_BY_NAME = {name.lower(): dataset for name, dataset in DATASETS.items()}
 
 
 def parse_tree(sql: str) -> dict[str, Any]:
@@ -165,6 +170,8 @@ class _QueryBuilder:
         self.plan = query_pb2.AggregatePlan()
         self.group_keys: list[query_pb2.Expression] = []
         self.aggregates: list[query_pb2.Aggregate] = []
+        # The output columns (SELECT list), once built: HAVING and ORDER BY may name them.
+        self.outputs: list[query_pb2.OutputColumn] = []
         self.depth = 0
         # With `locate`: each expression built (as bytes), and where its text starts in the SQL.
         self.locations: dict[bytes, int] | None = {} if locate else None
@@ -197,10 +204,11 @@ class _QueryBuilder:
             if item.get("class") == "STAR":
                 raise InvalidQuery("SELECT * is not supported: name the group keys and aggregates")
             query.columns.add(name=name, expression=self._merged_expression(item, "SELECT"))
+        self.outputs = list(query.columns)
         if node.get("having"):
             query.having.CopyFrom(self._merged_expression(node["having"], "HAVING"))
         for modifier in node.get("modifiers", []):
-            self._apply_modifier(modifier, query, select_list, names)
+            self._apply_modifier(modifier, query, select_list)
 
         self.plan.group_by.extend(self.group_keys)
         self.plan.aggregates.extend(self.aggregates)
@@ -216,7 +224,7 @@ class _QueryBuilder:
             raise InvalidQuery("name the dataset without a schema or catalog")
         if table.get("at_clause") or table.get("sample"):
             raise InvalidQuery("AT and TABLESAMPLE are not supported")
-        dataset = DATASETS.get(table["table_name"])
+        dataset = _DATASETS_BY_NAME.get(table["table_name"].lower())
         if dataset is None:
             raise InvalidQuery(f"unknown dataset {table['table_name'][:64]!r}; known "
                                f"datasets: {', '.join(DATASETS)}")
@@ -224,11 +232,17 @@ class _QueryBuilder:
             self.table_alias = table["alias"]
         return dataset
 
+    def _table_column(self, name: str) -> Column | None:
+        """The dataset's column called `name`, whatever the case."""
+        lowered = name.lower()
+        return next((c for c in self.dataset.columns if c.name.lower() == lowered), None)
+
     def _output_name(self, item: dict[str, Any], position: int) -> str:
         if item.get("alias"):
             return item["alias"]
         if item.get("class") == "COLUMN_REF":
-            return item["column_names"][-1]
+            column = self._table_column(item["column_names"][-1])  # DuckDB names it so
+            return column.name if column is not None else item["column_names"][-1]
         start, length = item.get("query_location"), item.get("query_location_length")
         if isinstance(start, int) and isinstance(length, int) and length > 0:
             return self.sql[start:start + length]
@@ -242,19 +256,20 @@ class _QueryBuilder:
             item = select_list[position - 1]
         elif item.get("class") == "COLUMN_REF" and len(item["column_names"]) == 1:
             name = item["column_names"][0]
-            if self.dataset.column(name) is None and name in names:
-                item = select_list[names.index(name)]
+            position = _position_of(name, names)
+            if self._table_column(name) is None and position is not None:
+                item = select_list[position]
         key = self._row_expression(item, "GROUP BY")
         if key not in self.group_keys:
             self.group_keys.append(key)
 
-    def _apply_modifier(self, modifier, query, select_list, names: list[str]) -> None:
+    def _apply_modifier(self, modifier, query, select_list) -> None:
         kind = modifier.get("type")
         if kind == "ORDER_MODIFIER":
             for order in modifier["orders"]:
                 key = query.order_by.add()
                 key.expression.CopyFrom(self._order_expression(
-                    order["expression"], query, select_list, names))
+                    order["expression"], query, select_list))
                 key.descending = order["type"] == "DESCENDING"
                 key.nulls_first = order["null_order"] == "NULLS FIRST"
         elif kind == "LIMIT_MODIFIER":
@@ -267,16 +282,12 @@ class _QueryBuilder:
         else:
             raise InvalidQuery(f"{kind} is not supported")
 
-    def _order_expression(self, item, query, select_list, names: list[str]):
+    def _order_expression(self, item, query, select_list):
         position = _integer_constant(item)
         if position is not None:
             if not 1 <= position <= len(select_list):
                 raise InvalidQuery(f"ORDER BY position {position} is not in the select list")
             return query.columns[position - 1].expression
-        if item.get("class") == "COLUMN_REF" and len(item["column_names"]) == 1:
-            name = item["column_names"][0]
-            if name in names:
-                return query.columns[names.index(name)].expression
         return self._merged_expression(item, "ORDER BY")
 
     def _count_constant(self, item: dict[str, Any], clause: str) -> int:
@@ -310,6 +321,10 @@ class _QueryBuilder:
 
     def _expression_at_depth(self, item: dict[str, Any], clause: str,
                              merged: bool) -> query_pb2.Expression:
+        if merged and item.get("class") == "COLUMN_REF":
+            output = self._output_named(item, clause)
+            if output is not None:
+                return output
         if merged and item.get("class") != "CONSTANT":
             if item.get("class") == "FUNCTION" and item.get("function_name") in _AGGREGATES \
                     and not item.get("is_operator"):
@@ -341,6 +356,17 @@ class _QueryBuilder:
             return self._operator(item, clause, merged)
         return _unsupported(item, clause)
 
+    def _output_named(self, item: dict[str, Any], clause: str) -> query_pb2.Expression | None:
+        """The output column a name in HAVING or ORDER BY means, if it means one: in ORDER BY
+        an output name comes first, in HAVING a column of the dataset does."""
+        if len(item["column_names"]) != 1 or clause not in ("HAVING", "ORDER BY"):
+            return None
+        name = item["column_names"][0]
+        position = _position_of(name, [output.name for output in self.outputs])
+        if position is None or (clause == "HAVING" and self._table_column(name) is not None):
+            return None
+        return self.outputs[position].expression
+
     def _try_row_form(self, item: dict[str, Any]) -> query_pb2.Expression | None:
         try:
             return self._row_expression(item, "GROUP BY")
@@ -349,15 +375,17 @@ class _QueryBuilder:
 
     def _column(self, item, clause: str, merged: bool) -> query_pb2.Expression:
         parts = item["column_names"]
-        if len(parts) == 2 and parts[0] in (self.dataset.name, getattr(self, "table_alias", None)):
+        tables = (self.dataset.name, getattr(self, "table_alias", self.dataset.name).lower())
+        if len(parts) == 2 and parts[0].lower() in tables:
             parts = parts[1:]
         if len(parts) != 1:
             raise InvalidQuery(f"column {'.'.join(parts)!r} in {clause} is not a column of "
                                f"{self.dataset.name}")
-        name = parts[0]
-        if self.dataset.column(name) is None:
-            raise InvalidQuery(f"unknown column {name[:64]!r} in {clause}; dataset "
+        column = self._table_column(parts[0])
+        if column is None:
+            raise InvalidQuery(f"unknown column {parts[0][:64]!r} in {clause}; dataset "
                                f"{self.dataset.name} has: {', '.join(self.dataset.column_names)}")
+        name = column.name
         if merged:
             raise InvalidQuery(f"column {name!r} in {clause} must appear in GROUP BY or be "
                                "used in an aggregate")
@@ -426,6 +454,12 @@ class _QueryBuilder:
         if aggregate not in self.aggregates:
             self.aggregates.append(aggregate)
         return query_pb2.Expression(aggregate=self.aggregates.index(aggregate))
+
+
+def _position_of(name: str, names: list[str]) -> int | None:
+    """Where `name` is among output names, whatever the case (the first, as DuckDB takes)."""
+    lowered = name.lower()
+    return next((i for i, n in enumerate(names) if n.lower() == lowered), None)
 
 
 def _call(function: int, arguments: list[query_pb2.Expression]) -> query_pb2.Expression:

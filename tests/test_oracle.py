@@ -69,6 +69,17 @@ BATTERY = [
     "SELECT sum(fare), avg(fare), min(station) FROM transit_trips WHERE fare > 1000",
     "SELECT month(visited_on) AS m, count(*) FROM medical_visits GROUP BY m "
     "ORDER BY count(*) DESC, m",
+    # Names match whatever their case; HAVING and ORDER BY may use output names.
+    "SELECT count(*) FROM POPULATION",
+    "SELECT SEX, Count(*) FROM Population WHERE Deceased_On IS NULL GROUP BY sex",
+    "SELECT P.Sex, count(*) AS N FROM population AS p GROUP BY p.SEX ORDER BY n DESC",
+    "SELECT sex AS s, count(*) AS n FROM population GROUP BY s HAVING n > 10 ORDER BY N",
+    "SELECT year(birth_date) AS y, count(*) AS n FROM population GROUP BY y "
+    "HAVING y > 1990 AND n >= 1 ORDER BY -y LIMIT 5",
+    "SELECT mode, sum(fare) AS total FROM transit_trips GROUP BY mode "
+    "HAVING total > 0 ORDER BY total / 2 DESC",
+    "SELECT line AS mode, count(*) FROM transit_trips GROUP BY line, mode "
+    "HAVING mode = 'metro' ORDER BY mode",
 ]
 
 

@@ -101,3 +101,27 @@ def test_deeply_nested_expressions_are_refused_as_too_large(depth):
     nested = "(" * depth + "fare" + " + 1)" * depth
     with pytest.raises(TooLarge):
         parse_query(f"SELECT sum({nested}) FROM transit_trips")
+
+
+def test_names_match_whatever_their_case_as_in_duckdb():
+    lower = parse_query("SELECT sex, count(*) FROM population AS p WHERE p.deceased_on IS NULL "
+                        "GROUP BY sex")
+    upper = parse_query("SELECT SEX, COUNT(*) FROM POPULATION AS P WHERE p.Deceased_On IS NULL "
+                        "GROUP BY Sex")
+    assert upper.plan == lower.plan
+    assert upper.columns[0].name == "sex"  # a column is named as the dataset names it
+
+
+def test_having_and_order_by_may_use_output_names():
+    query = parse_query("SELECT sex AS s, count(*) AS n FROM population GROUP BY s "
+                        "HAVING N > 10 ORDER BY -n")
+    assert query.having.call.arguments[0].aggregate == 0
+    assert query.order_by[0].expression.call.arguments[0].aggregate == 0
+
+
+def test_a_name_both_column_and_output_means_the_column_in_having_the_output_in_order_by():
+    query = parse_query("SELECT line AS mode, count(*) FROM transit_trips GROUP BY line, mode "
+                        "HAVING mode = 'metro' ORDER BY mode")
+    assert [k.column for k in query.plan.group_by] == ["line", "mode"]
+    assert query.having.call.arguments[0].group_key == 1
+    assert query.order_by[0].expression.group_key == 0
