@@ -62,10 +62,14 @@ class FederationServiceServicer:
         reported in the outcomes, not as an error. A private answer carries each column's accuracy
         and each city's ε.
         Returns UNAUTHENTICATED without a client certificate of a manifest member;
+        PERMISSION_DENIED (reason CALLER_NOT_SERVED) when the gateway does not serve the caller;
         INVALID_ARGUMENT for SQL outside the supported subset, a malformed query, an unknown
-        dataset, column, city or purpose; RESOURCE_EXHAUSTED for an oversized request;
+        dataset, column, city or purpose, or a plan a city finds malformed; RESOURCE_EXHAUSTED
+        (reason TOO_LARGE) for a request over a limit FederatedAggregateRequest lists, (reasons
+        OVERLOADED, TOO_MANY_CALLS) while the gateway answers as many calls as it takes;
         FAILED_PRECONDITION when require_all is set and a city did not answer (the message names
-        the cities); DEADLINE_EXCEEDED when the caller's deadline passed.
+        the cities); DEADLINE_EXCEEDED when the caller's deadline passed; INTERNAL for a fault of
+        the gateway (a generic message).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -76,7 +80,8 @@ class FederationServiceServicer:
         the gateway member's identity: a standard check by name, or a plan. The gateway sees only
         blinded points and sizes; the answer comes from the owner city's node.
         Returns UNAUTHENTICATED without a client certificate of a manifest member;
-        PERMISSION_DENIED when the gateway does not serve the caller; INVALID_ARGUMENT for an
+        PERMISSION_DENIED (reason CALLER_NOT_SERVED) when the gateway does not serve the caller;
+        RESOURCE_EXHAUSTED (reason TOO_LARGE) for a request over 1 MiB; INVALID_ARGUMENT for an
         unknown check, mode, city, dataset, column or purpose, or a plan a city finds malformed;
         DEADLINE_EXCEEDED when the deadline passed before the linkage started. A city that refuses
         (its policy, its privacy budget, a replayed linkage id), times out or cannot be reached is

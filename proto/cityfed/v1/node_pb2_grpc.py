@@ -110,8 +110,13 @@ class NodeServiceServicer:
         dataset, column and level); INVALID_ARGUMENT for a malformed plan, an unknown dataset or
         column, a type mismatch, min or max on a private answer, a private sum or avg over no
         bounded numeric column, or a run-time error (a fixed message naming the operation, never
-        a value); RESOURCE_EXHAUSTED for an oversized request, a result with too many groups, or
-        a spent privacy budget (with a google.rpc.QuotaFailure detail naming caller/purpose/period);
+        a value); RESOURCE_EXHAUSTED (reason TOO_LARGE) for a request over the node's
+        max_request_bytes (1 MiB unless its operator sets another) or a plan over AggregatePlan's
+        limits, (reason TOO_LARGE) for a result with more groups than the node's max_result_groups
+        (100,000 by default; never truncated), (reasons OVERLOADED, TOO_MANY_CALLS) while the node
+        answers as many calls as it takes, from all callers or from this one, or (reason
+        PRIVACY_BUDGET_EXHAUSTED) for a spent privacy budget (with a google.rpc.QuotaFailure detail
+        naming caller/purpose/period);
         DEADLINE_EXCEEDED when the store did not finish before the caller's deadline; CANCELLED
         when the caller cancelled; UNAVAILABLE while the store cannot be read or the audit record
         cannot be written (no data leaves unrecorded).
