@@ -261,6 +261,10 @@ def _ask_everywhere(region: RunningRegion, member: str, coordinator: Coordinator
             try:
                 reply = federation.FederatedAggregate(federation_pb2.FederatedAggregateRequest(
                     sql=sql, purpose=PURPOSE), timeout=30)
+                # The question comes back as sent (plan, query), the caller's own literals
+                # with it: the answer is everything else.
+                reply.ClearField("plan")
+                reply.ClearField("query")
                 found.answers.append(str(reply) + _values_text(reply.rows))
             except grpc.RpcError as error:
                 found.errors.append((member, "gateway", sql, _status_text(error)))
