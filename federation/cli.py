@@ -129,12 +129,16 @@ def run_query(args: argparse.Namespace, out: io.TextIOBase, err: io.TextIOBase) 
             answer = coordinator.ask_sql(args.sql, purpose=args.purpose, cities=cities,
                                          require_all=args.require_all, timeout=args.timeout)
     if args.json:
-        out.write(json.dumps(answer_to_json(answer), ensure_ascii=False, indent=2) + "\n")
+        out.write(json.dumps(answer_to_json(answer), ensure_ascii=False, indent=2,
+                             allow_nan=False) + "\n")
     elif args.csv:
         write_csv(answer.table, out)
         print_outcomes(answer.outcomes, err)
     else:
         print_table(answer, out)
+    if answer.outcomes and not any(o.status is CityStatus.ANSWERED for o in answer.outcomes):
+        print("error: no city answered", file=err)
+        return EXIT_INCOMPLETE
     return 0
 
 
@@ -195,7 +199,14 @@ def _ask_gateway(args: argparse.Namespace, cities: tuple[str, ...], manifest,
     )
 
 
+# Strict JSON has no NaN or infinities: they are written as these strings (README, "For a
+# regional authority").
+_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
 def json_value(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return _NON_FINITE[str(value)]
     if isinstance(value, Decimal):
         return str(value)  # exact, as DuckDB holds it
     if isinstance(value, dt.date | dt.datetime):
@@ -206,7 +217,7 @@ def json_value(value: Any) -> Any:
 
 
 def answer_to_json(answer: FederatedAnswer) -> dict[str, Any]:
-    return {
+    return _finite({
         "columns": answer.table.column_names,
         "column_types": list(answer.column_types),
         "rows": [[json_value(v) for v in row] for row in answer.table.rows],
@@ -214,7 +225,7 @@ def answer_to_json(answer: FederatedAnswer) -> dict[str, Any]:
         "private": answer.private,
         "accuracy": [
             {"noisy": a.noisy, "noise_stddev": a.noise_stddev,
-             "half_widths_95": [_json_float(w) for w in a.half_widths]}
+             "half_widths_95": list(a.half_widths)}
             for a in answer.accuracy
         ],
         "cities": [
@@ -229,15 +240,21 @@ def answer_to_json(answer: FederatedAnswer) -> dict[str, Any]:
         # What `cityfed receipt verify` checks the receipts and the merge against.
         "plan": _base64(answer.plan),
         "query": _base64(answer.query.SerializeToString()) if answer.query else None,
-    }
+    })
 
 
 def _base64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _json_float(value: float) -> float | str:
-    return value if math.isfinite(value) else "inf"
+def _finite(value: Any) -> Any:
+    """`value` with every NaN and infinity in it, however deep, written as a string."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return json_value(value) if isinstance(value, float) else value
+
 
 
 def _noise_json(report) -> dict[str, Any]:

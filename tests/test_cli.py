@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import math
+import re
 
 import pytest
 
@@ -100,5 +102,65 @@ def test_query_through_the_gateway(region):
         code, _, err = run("query", "SELECT * FROM x", "--region", str(region.directory),
                            "--gateway", address)
         assert code == 1 and "INVALID_ARGUMENT" in err
+    finally:
+        gateway.stop(grace=None)
+
+
+def _strict_json(text: str):
+    def refuse(constant: str):
+        raise AssertionError(f"{constant} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_query_json_is_strict_nan_and_infinities_are_named_strings(region, region_file):
+    sql = ("SELECT sum(fare) / 0 AS up, -sum(fare) / 0 AS down, (sum(fare) - sum(fare)) / 0 AS "
+           "neither, max(fare) FROM transit_trips")
+    up, down, neither, _ = region.central.execute(sql).fetchone()
+    assert (up, down, math.isnan(neither)) == (math.inf, -math.inf, True)
+    code, out, _ = run("query", sql, "--region", str(region_file), "--json")
+    assert code == 0
+    (row,) = _strict_json(out)["rows"]
+    assert row[:3] == ["Infinity", "-Infinity", "NaN"]
+
+
+def test_query_exits_3_when_no_city_answered(tmp_path):
+    running = start_region(tmp_path, ("beijing",), rows=10, extra_cities=("baoding",))
+    try:
+        code, out, err = run("query", SQL, "--region", str(tmp_path), "--cities", "baoding")
+        assert code == 3 and "UNREACHABLE" in out and "no city answered" in err
+        code, out, err = run("query", SQL, "--region", str(tmp_path), "--cities", "baoding",
+                             "--json")
+        assert code == 3 and _strict_json(out)["cities"][0]["status"] == "unreachable"
+    finally:
+        running.stop()
+
+
+# DuckDB's words and cityfed's own internals: the merge's column names (a0, k0), DuckDB's hints
+# ("Use TRY(...)"), its parser's ("Only SELECT statements can be serialized to json!").
+INTERNALS = re.compile(r"\b[ak]\d+\b|TRY|serialized|json_serialize|CAST\(|HUGEINT\)|Error:|"
+                       r"Traceback|merged_group")
+FAILING = [
+    "SELECT sum(fare) // 0 FROM transit_trips",
+    "SELECT mode, count(*) FROM transit_trips GROUP BY mode HAVING sum(fare) % 0 > 1",
+    "SELECT count(*) FROM transit_trips WHERE fare // 0 > 1",
+    "SELECT count(*) * 9223372036854775807 * 9223372036854775807 FROM transit_trips",
+    "SELECT max(birth_date) + 2147483647 FROM population",
+    "SELECT max(tapped_at) - min(tapped_at) FROM transit_trips",
+    "EXPLAIN SELECT count(*) FROM transit_trips",
+    "INSERT INTO population VALUES (1)",
+    "SELECT count(*) FROM transit_trips; DROP TABLE transit_trips",
+]
+
+
+@pytest.mark.parametrize("sql", FAILING)
+def test_a_failing_question_says_why_without_internals(region, region_file, sql):
+    manifest, identity = _credentials(region.directory, AUDITOR)
+    gateway = start_gateway(manifest, identity, "127.0.0.1:0")
+    try:
+        for through in ([], ["--gateway", f"127.0.0.1:{gateway.port}"]):
+            code, out, err = run("query", sql, "--region", str(region_file), *through)
+            assert code == 1 and out == ""
+            assert err.startswith("error: INVALID_ARGUMENT: ")
+            assert not INTERNALS.search(err), err
     finally:
         gateway.stop(grace=None)
