@@ -14,7 +14,7 @@ from decimal import Decimal
 from cityfed.v1 import query_pb2
 
 from federation.errors import InvalidQuery
-from federation.values import PyValue, from_value
+from federation.values import FarDate, FarTimestamp, PyValue, from_value
 
 F = query_pb2.Function
 
@@ -103,6 +103,8 @@ def compile_literal(value: query_pb2.Value) -> SqlFragment:
     if kind == "decimal_value":
         assert isinstance(python_value, Decimal)
         return SqlFragment(f"CAST(? AS {decimal_type(value.decimal_value)})", [python_value])
+    if isinstance(python_value, FarDate | FarTimestamp):
+        python_value = str(python_value)  # DuckDB's own text, which it casts back exactly
     if kind == "date_value":
         return SqlFragment("CAST(? AS DATE)", [python_value])
     if kind == "timestamp_value":

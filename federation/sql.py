@@ -18,7 +18,6 @@ output, as in DuckDB.
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import json
 import threading
@@ -28,6 +27,7 @@ from typing import Any
 import duckdb
 from cityfed.v1 import query_pb2
 
+from federation.compile import as_number
 from federation.datasets import DATASETS, Column, Dataset
 from federation.errors import InvalidQuery, TooLarge
 from federation.plan import MAX_EXPRESSION_DEPTH, check_query
@@ -92,10 +92,8 @@ def parse_tree(sql: str) -> dict[str, Any]:
     """DuckDB's syntax tree of one SELECT statement."""
     if len(sql) > MAX_SQL_CHARS:
         raise TooLarge(f"the SQL text is {len(sql)} characters; the limit is {MAX_SQL_CHARS}")
-    if not hasattr(_parser, "connection"):
-        _parser.connection = sandboxed_memory_connection()
     try:
-        (serialized,) = _parser.connection.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
+        (serialized,) = _connection().execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
     except duckdb.Error:
         raise InvalidQuery("could not parse the SQL") from None
     try:
@@ -110,6 +108,13 @@ def parse_tree(sql: str) -> dict[str, Any]:
     if len(statements) != 1:
         raise InvalidQuery(f"send exactly one SELECT statement, not {len(statements)}")
     return statements[0]["node"]
+
+
+def _connection() -> duckdb.DuckDBPyConnection:
+    """This thread's sandboxed in-memory DuckDB, which parses the text and its literals."""
+    if not hasattr(_parser, "connection"):
+        _parser.connection = sandboxed_memory_connection()
+    return _parser.connection
 
 
 # DuckDB's parser messages that quote nothing of the text; any other names the token it stopped
@@ -510,15 +515,22 @@ def _typed_literal(item: dict[str, Any]) -> query_pb2.Value:
             or child.get("class") != "CONSTANT" or child["literal"].get("kind") != "STRING"):
         raise InvalidQuery("CAST is not supported; write dates as DATE 'yyyy-mm-dd' and "
                            "timestamps as TIMESTAMP 'yyyy-mm-dd hh:mm:ss'")
-    text = child["literal"]["text"]
-    try:
-        if type_name == "DATE":
-            return to_value(dt.date.fromisoformat(text))
-        timestamp = dt.datetime.fromisoformat(text)
-        if timestamp.tzinfo is not None:
-            raise ValueError("time zones are not supported")
-        return to_value(timestamp)
-    except ValueError:
+    number = _temporal_number(type_name, child["literal"]["text"])
+    if number is None:
         example = "'yyyy-mm-dd'" if type_name == "DATE" else "'yyyy-mm-dd hh:mm:ss'"
         raise InvalidQuery(f"a {type_name} literal is not a valid {type_name}: write "
-                           f"{type_name} {example}") from None
+                           f"{type_name} {example}")
+    if type_name == "DATE":
+        return query_pb2.Value(date_value=number)
+    return query_pb2.Value(timestamp_value=number)
+
+
+def _temporal_number(type_name: str, text: str) -> int | None:
+    """DuckDB's reading of a DATE or TIMESTAMP literal, as its day or microsecond number since
+    1970-01-01: the literal means what it means in DuckDB, in any year DuckDB holds."""
+    sql = f"SELECT {as_number(type_name, 'v')} FROM (SELECT CAST(? AS {type_name}) AS v)"
+    try:
+        (number,) = _connection().execute(sql, [text]).fetchone()
+    except duckdb.Error:  # its text would quote the literal
+        return None
+    return number

@@ -20,7 +20,6 @@ types involved; never a literal's value, which may itself be personal data.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -91,11 +90,12 @@ _DECIMAL_LITERAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)")
 _BIG_INT_LITERAL = re.compile(r"[+-]?\d+")
 _HUGEINT_RANGE = range(-(2**127), 2**127)
 _INT32_RANGE = range(-(2**31), 2**31)
-_EPOCH = dt.datetime(1970, 1, 1)
-_DATE_DAYS = range((dt.date.min - _EPOCH.date()).days, (dt.date.max - _EPOCH.date()).days + 1)
-_MICROSECONDS = dt.timedelta(microseconds=1)
-_TIMESTAMP_MICROSECONDS = range((dt.datetime.min - _EPOCH) // _MICROSECONDS,
-                                (dt.datetime.max - _EPOCH) // _MICROSECONDS + 1)
+# DuckDB's dates and timestamps, as day and microsecond numbers since 1970-01-01: from
+# 5877642-06-25 (BC) to 5881580-07-10, from 290309-12-22 (BC) to 294247-01-10 04:00:54.775806,
+# and ±infinity (the largest numbers but one).
+_DATE_DAYS = range(-(2**31 - 1), 2**31)
+_TIMESTAMP_MICROSECONDS = range(-9_223_372_022_400_000_000, 2**63)
+_TIMESTAMP_INFINITIES = (-(2**63 - 1),)
 
 
 def decimal(width: int, scale: int) -> SqlType:
@@ -214,12 +214,13 @@ class _Checker:
             return DOUBLE if written == "DOUBLE" else parse_type(written)
         if kind == "date_value":
             if value.date_value not in _DATE_DAYS:
-                raise self.refuse(path, "a DATE literal must lie in the years 1 to 9999",
+                raise self.refuse(path, "a DATE literal must lie in DuckDB's range of dates",
                                   expression)
             return DATE
-        if value.timestamp_value not in _TIMESTAMP_MICROSECONDS:
-            raise self.refuse(path, "a TIMESTAMP literal must lie in the years 1 to 9999",
-                              expression)
+        if (value.timestamp_value not in _TIMESTAMP_MICROSECONDS
+                and value.timestamp_value not in _TIMESTAMP_INFINITIES):
+            raise self.refuse(path, "a TIMESTAMP literal must lie in DuckDB's range of "
+                              "timestamps", expression)
         return TIMESTAMP
 
     def call(self, expression: query_pb2.Expression, path: Path) -> SqlType:

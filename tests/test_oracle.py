@@ -277,6 +277,14 @@ EDGE_BATTERY = [
     "HAVING count(*) >= 1 ORDER BY d LIMIT 3",
     "SELECT mode, max(tapped_at) AS last FROM transit_trips GROUP BY mode "
     "HAVING max(tapped_at) > TIMESTAMP '2026-01-01 00:00:00' ORDER BY last DESC",
+    # Literals of any year DuckDB holds, written as DuckDB reads them.
+    "SELECT count(*) FROM population WHERE birth_date < DATE '0050-01-01 (BC)'",
+    "SELECT count(*), min(birth_date) FROM population WHERE registered_on >= DATE '12500-1-1' "
+    "OR deceased_on BETWEEN DATE '0001-01-01 (BC)' AND DATE 'infinity'",
+    "SELECT mode, count(*) FROM transit_trips WHERE tapped_at > TIMESTAMP '12500-01-01 00:00:00' "
+    "OR tapped_at < TIMESTAMP '0001-01-01 (BC) 00:00:00' GROUP BY mode",
+    "SELECT max(registered_on) AS last FROM population "
+    "HAVING max(registered_on) > DATE '12999-12-31'",
 ]
 
 

@@ -125,3 +125,16 @@ def test_a_name_both_column_and_output_means_the_column_in_having_the_output_in_
     assert [k.column for k in query.plan.group_by] == ["line", "mode"]
     assert query.having.call.arguments[0].group_key == 1
     assert query.order_by[0].expression.group_key == 0
+
+
+def test_date_and_timestamp_literals_mean_what_duckdb_reads_in_any_year():
+    def literal(sql_literal: str) -> query_pb2.Value:
+        query = parse_query(f"SELECT count(*) FROM transit_trips WHERE tapped_at > {sql_literal}"
+                            if sql_literal.startswith("TIMESTAMP") else
+                            f"SELECT count(*) FROM population WHERE birth_date > {sql_literal}")
+        return query.plan.filter.call.arguments[1].literal
+
+    assert literal("DATE '0044-03-15 (BC)'").date_value == -735_160
+    assert literal("DATE '2020-1-1'").date_value == 18_262
+    assert literal("DATE 'infinity'").date_value == 2**31 - 1
+    assert literal("TIMESTAMP '12000-01-01 10:00:00'").timestamp_value == 316_516_240_800_000_000

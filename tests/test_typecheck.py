@@ -183,7 +183,8 @@ def _literal(**value) -> query_pb2.Expression:
 @pytest.mark.parametrize("literal", [
     {"decimal_value": "1e400"}, {"decimal_value": "NaN"}, {"decimal_value": "12,5"},
     {"big_int_value": "1" * 40}, {"big_int_value": "0x10"},
-    {"date_value": 2**31 - 1}, {"timestamp_value": 2**63 - 1},
+    {"date_value": -(2**31)}, {"timestamp_value": -(2**63)},
+    {"timestamp_value": -9_223_372_022_400_000_001},
 ])
 def test_a_malformed_literal_in_a_structured_plan_is_refused_without_its_value(literal):
     plan = _plan("population", _call(F.FUNCTION_IS_NULL, _literal(**literal)))
@@ -191,6 +192,17 @@ def test_a_malformed_literal_in_a_structured_plan_is_refused_without_its_value(l
         check_plan(plan)
     (value,) = literal.values()
     assert str(value) not in str(refused.value)
+
+
+@pytest.mark.parametrize("literal", [
+    {"date_value": 2**31 - 1}, {"date_value": -(2**31 - 1)}, {"date_value": -735_160},
+    {"timestamp_value": 2**63 - 1}, {"timestamp_value": -(2**63 - 1)},
+    {"timestamp_value": -9_223_372_022_400_000_000}, {"timestamp_value": 2**63 - 2},
+])
+def test_a_date_or_timestamp_literal_may_be_any_duckdb_holds(literal):
+    """±infinity, and every year DuckDB holds, as it holds them (0044-03-15 (BC) is day
+    -735160)."""
+    check_plan(_plan("population", _call(F.FUNCTION_IS_NULL, _literal(**literal))))
 
 
 def test_a_structured_plan_is_checked_at_the_node_too():
