@@ -278,6 +278,9 @@ class _QueryBuilder:
                 key.descending = order["type"] == "DESCENDING"
                 key.nulls_first = order["null_order"] == "NULLS FIRST"
         elif kind == "LIMIT_MODIFIER":
+            if modifier.get("limit_type", "ROW_COUNT") != "ROW_COUNT":
+                raise InvalidQuery("LIMIT as a percentage is not supported: give a number of "
+                                   "rows")
             if modifier.get("limit") is not None:
                 query.limit = self._count_constant(modifier["limit"], "LIMIT")
             if modifier.get("offset") is not None:

@@ -77,11 +77,16 @@ def test_not_in_and_not_between_become_their_own_functions():
     ("DELETE FROM population", "syntax error"),
     ("SELEKT 1", "syntax error"),
     ("SELECT count(*) FROM population LIMIT count(*)", "LIMIT must be"),
+    # DuckDB reads these as 10 percent of the rows, not 10 rows.
+    ("SELECT sex, count(*) FROM population GROUP BY sex LIMIT 10%", "percentage"),
+    ("SELECT sex, count(*) FROM population GROUP BY sex LIMIT 10 PERCENT", "percentage"),
     ("SELECT count(*) FROM population ORDER BY 3", "position 3"),
     ("SELECT sex, count(*) FROM population GROUP BY ALL", "GROUP BY ALL"),
     ("SELECT count(*) FROM population WHERE date_trunc('decade', birth_date) IS NULL",
      "date part must be"),
     ("SELECT count(*) FROM population WHERE birth_date > DATE 'yesterday'", "not a valid DATE"),
+    ("SELECT count(*) FROM population WHERE birth_date > DATE '2020-01-01' - INTERVAL 1 DAY",
+     "INTERVAL values are not supported"),
     ("SELECT 1 FROM population", "at least one aggregate"),
 ])
 def test_unsupported_sql_is_refused_with_a_message_naming_the_part(sql, says):
