@@ -30,7 +30,7 @@ proto:
 		--grpc_python_out=proto $(PROTOS)
 
 # Regenerates docs/configuration.md from NodeConfig and docs/datasets.md from
-# federation/datasets.py; a test fails when either is stale.
+# federation/query/datasets.py; a test fails when either is stale.
 docs: setup
 	$(BIN)/python scripts/config_reference.py
 	$(BIN)/python scripts/datasets_reference.py

@@ -1,6 +1,6 @@
 """One error hierarchy for the whole project, each error with the gRPC status it becomes.
 
-Code raises these; exactly one place per server (`federation.grpc_errors`) turns them into a
+Code raises these; exactly one place per server (`federation.serving.grpc_errors`) turns them into a
 status and a public message. Anything else that escapes becomes INTERNAL with a generic message.
 """
 

@@ -47,11 +47,11 @@ import grpc
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from federation import merkle
-from federation.canonical import canonical_json, strict_loads
 from federation.errors import CityfedError, ConfigError, InvalidArgument
-from federation.keys import b64url_decode, b64url_encode, key_id, write_file_atomically
-from federation.manifest import Manifest
+from federation.trust import merkle
+from federation.trust.canonical import canonical_json, strict_loads
+from federation.trust.keys import b64url_decode, b64url_encode, key_id, write_file_atomically
+from federation.trust.manifest import Manifest
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from federation.errors import CityfedError
-from federation.receipts import RECEIPT_METADATA_KEY, sha256_hex, sign_receipt
+from federation.trust.receipts import RECEIPT_METADATA_KEY, sha256_hex, sign_receipt
 from node.audit import AuditLog
 
 # Successful calls of these services are routine and not recorded; refusals always are.

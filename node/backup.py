@@ -40,9 +40,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import node
-from federation.canonical import canonical_json, strict_loads
 from federation.errors import CityfedError, ConfigError, InvalidArgument
-from federation.keys import (
+from federation.query.sandbox import sandboxed_connection
+from federation.trust.canonical import canonical_json, strict_loads
+from federation.trust.keys import (
     b64url_decode,
     b64url_encode,
     key_id,
@@ -50,9 +51,13 @@ from federation.keys import (
     read_public_key,
     write_file_atomically,
 )
-from federation.manifest import Manifest, ManifestRejected, load_manifest, verify_held_manifest
-from federation.private_files import owner_only
-from federation.sandbox import sandboxed_connection
+from federation.trust.manifest import (
+    Manifest,
+    ManifestRejected,
+    load_manifest,
+    verify_held_manifest,
+)
+from federation.trust.private_files import owner_only
 from node.audit import (
     AuditLog,
     Checkpoint,

@@ -8,18 +8,18 @@ from decimal import Decimal
 
 from cityfed.v1 import linkage_pb2, query_pb2
 
-from federation.compile import (
+from federation.errors import InvalidQuery
+from federation.linkage.plan import check_side
+from federation.query.compile import (
     SqlFragment,
     as_number,
     compile_expression,
     expression_nodes,
     quote_identifier,
 )
-from federation.datasets import PERSON_ROW_RANK, Dataset
-from federation.errors import InvalidQuery
-from federation.linkage.plan import check_side
-from federation.plan import check_typed_plan
-from federation.typecheck import DATE, TIMESTAMP, SqlType, parse_type
+from federation.query.datasets import PERSON_ROW_RANK, Dataset
+from federation.query.plan import check_typed_plan
+from federation.query.typecheck import DATE, TIMESTAMP, SqlType, parse_type
 from node.policy import DatasetPrivacy
 
 A = query_pb2.AggregateFunction
@@ -57,7 +57,7 @@ class CompiledPlan:
     key_count: int
     parts: tuple[tuple[str, ...], ...]  # per aggregate, the partial columns it returns
     # The result columns that are DATEs or TIMESTAMPs: (position, type name). `runnable_sql`
-    # returns them as numbers, which `federation.values.decode_temporal` turns back.
+    # returns them as numbers, which `federation.query.values.decode_temporal` turns back.
     temporal: tuple[tuple[int, str], ...] = ()
 
     @property

@@ -8,8 +8,8 @@ from typing import Any
 
 from federation.config_files import build, read_toml
 from federation.errors import ConfigError
-from federation.metrics import parse_listen
-from federation.pki import NAME
+from federation.serving.metrics import parse_listen
+from federation.trust.pki import NAME
 
 DESCRIPTION = "description"  # the key of a setting's description in its field's metadata
 

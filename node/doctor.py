@@ -19,11 +19,11 @@ from cryptography.hazmat.primitives import serialization
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from federation.errors import CityfedError, StateUnavailable
-from federation.identity import channel_options
-from federation.keys import key_id, public_key_from_text, read_private_key
-from federation.manifest import Manifest, load_manifest, verify_held_manifest
-from federation.pki import certificate_fingerprint, member_dns_name
-from federation.private_files import open_to_others
+from federation.trust.identity import channel_options
+from federation.trust.keys import key_id, public_key_from_text, read_private_key
+from federation.trust.manifest import Manifest, load_manifest, verify_held_manifest
+from federation.trust.pki import certificate_fingerprint, member_dns_name
+from federation.trust.private_files import open_to_others
 from node.audit import export_checkpoints, parse_time
 from node.config import NodeConfig, load_config
 from node.policy import load_policy

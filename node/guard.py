@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from federation import call_facts
-from federation.guard import (
+from federation.serving import call_facts
+from federation.serving.guard import (
     HEALTH_AND_REFLECTION,
     Guard,
     PeerIdentifier,
@@ -16,7 +16,7 @@ from federation.guard import (
     TrustState,
     current_caller,
 )
-from federation.tokens import TokenClaims, bearer_token, verify_token
+from federation.trust.tokens import TokenClaims, bearer_token, verify_token
 from node.policy import Caller
 
 METHOD_POLICY: dict[str, Requirement] = {

@@ -26,9 +26,9 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pa_parquet
 
-from federation.compile import quote_identifier
-from federation.datasets import PERSON_ROW_RANK, Column, Dataset
 from federation.errors import CityfedError, FileMissing, IngestError
+from federation.query.compile import quote_identifier
+from federation.query.datasets import PERSON_ROW_RANK, Column, Dataset
 
 ROW_NUMBER = "__cityfed_row"
 STAGING = "__cityfed_staging"

@@ -23,7 +23,6 @@ import numpy as np
 import pyarrow as pa
 from cityfed.v1 import linkage_pb2
 
-from federation import call_facts
 from federation.errors import (
     DeadlineExceeded,
     InvalidQuery,
@@ -36,7 +35,6 @@ from federation.errors import (
     TooLarge,
     TooManyCalls,
 )
-from federation.grpc_errors import STREAM_SUMMARY
 from federation.linkage.plan import (
     OWNER,
     PARTNER,
@@ -52,7 +50,9 @@ from federation.linkage.plan import (
 )
 from federation.linkage.points import CHUNK_POINTS, POINT_BYTES, Blinder, dummy_identifiers
 from federation.linkage.tags import TagList, TagSet
-from federation.privacy import half_width, noise_stddev, noisy_vector, padding_size
+from federation.privacy.noise import half_width, noise_stddev, noisy_vector, padding_size
+from federation.serving import call_facts
+from federation.serving.grpc_errors import STREAM_SUMMARY
 from node.budget import BudgetState, PrivacyBudget, budget_limits
 from node.compile import compile_linkage_keys
 from node.policy import Caller, Level, Policy, column_level

@@ -1,4 +1,4 @@
-"""A node's Prometheus metrics: the calls every server counts (federation.metrics), and the
+"""A node's Prometheus metrics: the calls every server counts (federation.serving.metrics), and the
 node's own: the privacy budget left per caller and purpose, the audit log's size and the age of
 its last checkpoint, and the rows loaded (docs/metrics.md). The budget and the audit log are
 read when Prometheus scrapes, so they are never stale."""
@@ -14,7 +14,7 @@ from prometheus_client import Counter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from federation.metrics import ServerMetrics
+from federation.serving.metrics import ServerMetrics
 from node.audit import AuditLog
 from node.budget import BudgetLimits, PrivacyBudget
 

@@ -23,10 +23,10 @@ from typing import Any
 
 from cityfed.v1 import query_pb2
 
-from federation.compile import expression_nodes
 from federation.config_files import read_toml
-from federation.datasets import DATASETS
 from federation.errors import ConfigError
+from federation.query.compile import expression_nodes
+from federation.query.datasets import DATASETS
 
 ANY = "*"
 ROLES = ("city", "authority")

@@ -12,8 +12,8 @@ from decimal import Decimal
 
 from cityfed.v1 import node_pb2, query_pb2
 
-from federation import privacy
-from federation.values import to_value
+from federation.privacy import noise as privacy
+from federation.query.values import to_value
 from node.compile import CompiledPlan, PrivatePlan
 
 

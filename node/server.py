@@ -16,20 +16,25 @@ from cityfed.v1 import admin_pb2, admin_pb2_grpc, node_pb2, node_pb2_grpc
 from grpc_health.v1 import health
 
 import node
-from federation import call_facts
-from federation.datasets import DATASETS, Sensitivity
-from federation.drain import Drain
 from federation.errors import Cancelled, ConfigError, InvalidArgument, PolicyDenied, ShuttingDown
-from federation.grpc_errors import ErrorTranslator
-from federation.health import add_health_and_reflection
-from federation.identity import SERVER_KEEPALIVE_OPTIONS
-from federation.limits import CallLimits, grpc_concurrency_limit, grpc_receive_limit, member_of
 from federation.linkage.points import Blinder
-from federation.manifest import ManifestWatcher, format_time
-from federation.metrics import MetricsEndpoint, serve_metrics
-from federation.plan import check_plan, parse_plan
-from federation.private_files import owner_only, owner_only_from_now_on, tighten
-from federation.receipts import sha256_hex
+from federation.query.datasets import DATASETS, Sensitivity
+from federation.query.plan import check_plan, parse_plan
+from federation.serving import call_facts
+from federation.serving.drain import Drain
+from federation.serving.grpc_errors import ErrorTranslator
+from federation.serving.health import add_health_and_reflection
+from federation.serving.limits import (
+    CallLimits,
+    grpc_concurrency_limit,
+    grpc_receive_limit,
+    member_of,
+)
+from federation.serving.metrics import MetricsEndpoint, serve_metrics
+from federation.trust.identity import SERVER_KEEPALIVE_OPTIONS
+from federation.trust.manifest import ManifestWatcher, format_time
+from federation.trust.private_files import owner_only, owner_only_from_now_on, tighten
+from federation.trust.receipts import sha256_hex
 from node.audit import AuditLog
 from node.auditing import AuditRecorder
 from node.backup import Backup, take_backup

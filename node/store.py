@@ -15,8 +15,6 @@ from typing import TypeVar
 import duckdb
 import pyarrow as pa
 
-from federation.compile import quote_identifier
-from federation.datasets import DATASETS, create_table_sql
 from federation.errors import (
     Cancelled,
     CityfedError,
@@ -26,9 +24,11 @@ from federation.errors import (
     StoreUnavailable,
     TooLarge,
 )
-from federation.runtime_errors import runtime_failure
-from federation.sandbox import sandboxed_connection
-from federation.values import decode_temporal
+from federation.query.compile import quote_identifier
+from federation.query.datasets import DATASETS, create_table_sql
+from federation.query.runtime_errors import runtime_failure
+from federation.query.sandbox import sandboxed_connection
+from federation.query.values import decode_temporal
 from node.compile import CompiledKeys, CompiledPlan, PrivatePlan
 from node.deadlines import WATCHDOG
 from node.ingest import IngestMode, IngestResult, Load, add_rank_column, load_into

@@ -12,10 +12,10 @@ import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from federation.errors import ConfigError
-from federation.guard import TrustState
-from federation.keys import key_id, public_key_from_text, read_private_key
-from federation.manifest import Manifest, ManifestStore
-from federation.pki import certificate_fingerprint
+from federation.serving.guard import TrustState
+from federation.trust.keys import key_id, public_key_from_text, read_private_key
+from federation.trust.manifest import Manifest, ManifestStore
+from federation.trust.pki import certificate_fingerprint
 from node.config import NodeConfig
 from node.policy import Policy, empty_policy, load_policy
 from node.replay import ReplayCache

@@ -25,9 +25,9 @@ from pathlib import Path
 
 from benchlib.auditlog import write_log
 
-from federation.keys import read_private_key
-from federation.local_region import node_address, spawn_node_process, write_region
 from federation.synthetic import RegionScale
+from federation.synthetic.local_region import node_address, spawn_node_process, write_region
+from federation.trust.keys import read_private_key
 from node.audit import HEAD_FILE, segments
 
 CITY = "tianjin"

@@ -62,10 +62,10 @@ from benchlib.workdir import (
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from federation.coordinator import Coordinator
-from federation.identity import Identity
-from federation.local_region import AUTHORITY, LocalRegion, start_local_region
-from federation.manifest import Manifest
+from federation.coordination.coordinator import Coordinator
+from federation.synthetic.local_region import AUTHORITY, LocalRegion, start_local_region
+from federation.trust.identity import Identity
+from federation.trust.manifest import Manifest
 from node.policy import DatasetPrivacy, PrivacySettings, load_policy
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,4 +1,4 @@
-"""Write docs/datasets.md, the standard datasets' reference, from federation/datasets.py
+"""Write docs/datasets.md, the standard datasets' reference, from federation/query/datasets.py
 (`make docs`); `--check` fails when the file is not what the definitions give."""
 
 from __future__ import annotations
@@ -10,15 +10,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from federation.datasets import DATASETS, Column, Sensitivity  # noqa: E402
-from federation.datasets_cli import dataset_summary  # noqa: E402
+from cli.datasets import dataset_summary  # noqa: E402
+from federation.query.datasets import DATASETS, Column, Sensitivity  # noqa: E402
 
 REFERENCE = ROOT / "docs" / "datasets.md"
 
 HEADER = """\
 # Standard datasets
 
-<!-- Generated from federation/datasets.py by `make docs`; do not edit by hand. -->
+<!-- Generated from federation/query/datasets.py by `make docs`; do not edit by hand. -->
 
 Every city stores these tables with exactly these columns; `cityfed datasets` prints the same
 (`--json` for a program), and `NodeService/ListDatasets` publishes them with what the caller

@@ -26,21 +26,21 @@ from grpc_status import rpc_status
 from rich.console import Console
 from rich.table import Table
 
-from federation.coordinator import CityStatus, Coordinator
-from federation.gateway import start_gateway
-from federation.identity import channel_options
-from federation.local_region import AUTHORITY, start_local_region, write_region
-from federation.privacy import half_width
-from federation.receipts import Receipt, verify_receipt_signature
-from federation.sql import parse_query
+from cli.main import main as cityfed
+from federation.coordination.coordinator import CityStatus, Coordinator
+from federation.privacy.noise import half_width
+from federation.query.sql import parse_query
+from federation.query.values import from_value
+from federation.services.gateway import start_gateway
 from federation.synthetic import RegionScale
 from federation.synthetic.divisions import MEMBER_CITIES
 from federation.synthetic.icd10 import chapter_of
+from federation.synthetic.local_region import AUTHORITY, start_local_region, write_region
 from federation.synthetic.networks import HOSPITALS
-from federation.tokens import mint_token
-from federation.values import from_value
+from federation.trust.identity import channel_options
+from federation.trust.receipts import Receipt, verify_receipt_signature
+from federation.trust.tokens import mint_token
 from node.audit import read_records
-from node.cli import main as cityfed
 
 console = Console(highlight=False, width=max(100, Console().width))
 RECEIPTS: list[Receipt] = []  # the answers' receipts, checked against the logs at the end

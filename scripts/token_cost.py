@@ -27,13 +27,13 @@ from pathlib import Path
 
 import jwt
 
-from federation.coordinator import Coordinator
-from federation.datasets import DATASETS
-from federation.local_region import AUTHORITY, start_local_region, write_region
-from federation.plan import plan_hash
-from federation.sql import parse_query
+from federation.coordination.coordinator import Coordinator
+from federation.query.datasets import DATASETS
+from federation.query.plan import plan_hash
+from federation.query.sql import parse_query
 from federation.synthetic import CITIES, RegionScale
-from federation.tokens import ALGORITHM, LIFETIME_SECONDS, mint_token
+from federation.synthetic.local_region import AUTHORITY, start_local_region, write_region
+from federation.trust.tokens import ALGORITHM, LIFETIME_SECONDS, mint_token
 
 SQL = "SELECT sex, count(*) FROM population GROUP BY sex"
 PURPOSE = "population-statistics"

@@ -14,12 +14,12 @@ from cityfed.v1 import node_pb2, node_pb2_grpc
 from google.protobuf import descriptor_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 
-from federation.coordinator import Coordinator
-from federation.datasets import DATASETS, create_table_sql
-from federation.identity import RegionDirectory, channel_options
-from federation.local_region import TrustedRegion, init_trusted_region
-from federation.tokens import mint_token
-from federation.values import comparison_key, same_value
+from federation.coordination.coordinator import Coordinator
+from federation.query.datasets import DATASETS, create_table_sql
+from federation.query.values import comparison_key, same_value
+from federation.synthetic.local_region import TrustedRegion, init_trusted_region
+from federation.trust.identity import RegionDirectory, channel_options
+from federation.trust.tokens import mint_token
 from node.config import NodeConfig
 from node.server import RunningNode, start_node
 
@@ -273,7 +273,7 @@ def write_process_region(directory: Path, cities: tuple[str, ...], rows: int = 2
                          **options) -> TrustedRegion:
     """A region folder for node processes: each city's store, policy (by default: the auditor
     sees everything) and `<city>.toml` with `options` (start them with
-    federation.local_region.spawn_node_process)."""
+    federation.synthetic.local_region.spawn_node_process)."""
     for index, city in enumerate(cities):
         build_city_store(directory / f"{city}.duckdb", index + 1, rows)
     trusted = init_trusted_region(directory, region="test", cities=cities,

@@ -17,12 +17,14 @@ from cityfed.v1 import node_pb2, node_pb2_grpc
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from federation.datasets import DATASETS
 from federation.errors import InvalidQuery
-from federation.gateway import METHOD_POLICY as GATEWAY_METHOD_POLICY
-from federation.identity import channel_options
-from federation.keys import public_key_to_text
-from federation.pki import (
+from federation.query.datasets import DATASETS
+from federation.query.plan import plan_hash
+from federation.query.sql import parse_query
+from federation.services.gateway import METHOD_POLICY as GATEWAY_METHOD_POLICY
+from federation.trust.identity import channel_options
+from federation.trust.keys import public_key_to_text
+from federation.trust.pki import (
     certificate_pem,
     create_ca,
     issue_member_certificate,
@@ -30,8 +32,6 @@ from federation.pki import (
     read_tls_key,
     write_tls_key,
 )
-from federation.plan import plan_hash
-from federation.sql import parse_query
 from node.guard import METHOD_POLICY
 from tests import regionkit
 from tests.regionkit import AUDITOR, OUTSIDER, PURPOSE, _credentials
@@ -395,8 +395,8 @@ def _restart_with_manifest(city, tmp_path, manifest_bytes: bytes):
 def _signed_manifest(city, **changes) -> bytes:
     import dataclasses
 
-    from federation.keys import read_private_key
-    from federation.manifest import manifest_from_json, sign_manifest
+    from federation.trust.keys import read_private_key
+    from federation.trust.manifest import manifest_from_json, sign_manifest
 
     signed_file = json.loads(city.trusted.directory.manifest.read_bytes())
     manifest = dataclasses.replace(manifest_from_json(signed_file["manifest"]), **changes)
@@ -404,7 +404,7 @@ def _signed_manifest(city, **changes) -> bytes:
 
 
 def test_a_tampered_manifest(city, tmp_path):
-    from federation.manifest import ManifestRejected
+    from federation.trust.manifest import ManifestRejected
 
     signed_file = json.loads(city.trusted.directory.manifest.read_bytes())
     signed_file["manifest"]["members"][0]["endpoint"] = "203.0.113.9:443"
@@ -416,7 +416,7 @@ def test_a_tampered_manifest(city, tmp_path):
 def test_an_expired_manifest(city, tmp_path):
     from datetime import UTC, datetime, timedelta
 
-    from federation.manifest import ManifestRejected
+    from federation.trust.manifest import ManifestRejected
 
     past = datetime.now(UTC).replace(microsecond=0) - timedelta(days=30)
     with pytest.raises(ManifestRejected) as refused_manifest:
@@ -426,7 +426,7 @@ def test_an_expired_manifest(city, tmp_path):
 
 
 def test_a_rolled_back_manifest(city, tmp_path):
-    from federation.manifest import ManifestRejected
+    from federation.trust.manifest import ManifestRejected
 
     newer = _signed_manifest(city, version=5)
     _restart_with_manifest(city, tmp_path, newer).stop(grace=None)

@@ -21,9 +21,10 @@ from pathlib import Path
 import grpc
 import pytest
 
-from federation import merkle
-from federation.identity import RegionDirectory
-from federation.keys import (
+from cli import audit as audit_cli
+from federation.trust import merkle
+from federation.trust.identity import RegionDirectory
+from federation.trust.keys import (
     b64url_encode,
     generate_signing_key,
     key_id,
@@ -32,9 +33,8 @@ from federation.keys import (
     write_private_key,
     write_public_key,
 )
-from federation.manifest import load_manifest
-from federation.region_init import init_region, rotate_member_key
-from node import audit_cli
+from federation.trust.manifest import load_manifest
+from federation.trust.region_init import init_region, rotate_member_key
 from node.audit import (
     CHECKPOINT_FILE,
     HEAD_FILE,
@@ -458,7 +458,7 @@ def test_a_torn_checkpoint_line_is_cut_away(tmp_path, key, manifest):
 KILLED_WRITER = """
 import os, sys, threading
 from pathlib import Path
-from federation.keys import key_id, read_private_key
+from federation.trust.keys import key_id, read_private_key
 from node.audit import AuditLog
 key = read_private_key(Path(sys.argv[1]))
 log = AuditLog(Path(sys.argv[2]), city="tianjin", signing_key=key,
@@ -530,7 +530,7 @@ def test_an_unwritable_log_fails_the_request(tmp_path, key, manifest):
 FULL_DISK = """
 import os, resource, signal, sys
 from pathlib import Path
-from federation.keys import key_id, read_private_key
+from federation.trust.keys import key_id, read_private_key
 from node.audit import AuditLog, AuditUnavailable
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 key = read_private_key(Path(sys.argv[1]))

@@ -12,12 +12,17 @@ import time
 import grpc
 import pytest
 
-from federation.coordinator import CityStatus, Coordinator
-from federation.keys import public_key_from_text
-from federation.local_region import AUTHORITY, DEMO_POLICY, start_local_region, write_region
-from federation.receipts import sha256_hex
-from federation.sql import parse_query
+from federation.coordination.coordinator import CityStatus, Coordinator
+from federation.query.sql import parse_query
 from federation.synthetic import RegionScale
+from federation.synthetic.local_region import (
+    AUTHORITY,
+    DEMO_POLICY,
+    start_local_region,
+    write_region,
+)
+from federation.trust.keys import public_key_from_text
+from federation.trust.receipts import sha256_hex
 from node.audit import read_records, verify_log
 from tests import regionkit
 from tests.regionkit import AUDITOR, OUTSIDER
@@ -99,7 +104,7 @@ def test_if_the_record_cannot_be_written_the_caller_gets_unavailable_and_no_data
 
 def test_an_answer_whose_receipt_does_not_match_is_not_used(city, monkeypatch):
     """As if the response had been altered on its way: the receipt no longer covers it."""
-    import federation.coordinator as coordinator_module
+    import federation.coordination.coordinator as coordinator_module
 
     real = coordinator_module.verify_receipt
 
@@ -148,7 +153,7 @@ def test_a_node_killed_under_load_keeps_a_log_that_verifies_and_holds_every_answ
 
     audit_dir = tmp_path / "tianjin.state" / "audit"
     root = public_key_from_text((tmp_path / "root" / "root.pub").read_text().strip())
-    from federation.manifest import load_manifest
+    from federation.trust.manifest import load_manifest
 
     manifest = load_manifest(tmp_path / "manifest.json", root)
     report = verify_log(audit_dir, manifest, city="tianjin")
@@ -169,7 +174,7 @@ def test_every_admin_call_granted_or_refused_is_recorded_and_the_log_still_verif
                                                                                    tmp_path):
     from cityfed.v1 import admin_pb2, admin_pb2_grpc
 
-    from node.cli import main
+    from cli.main import main
 
     csv = tmp_path / "Zhang San's pension.csv"
     csv.write_text("person_id,scheme,status,enrolled_on,monthly_amount,last_paid_on\n"

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from federation.coordinator import CityStatus, Coordinator
-from federation.keys import read_private_key
-from federation.local_region import (
+from federation.coordination.coordinator import CityStatus, Coordinator
+from federation.synthetic.local_region import (
     TrustedRegion,
     init_trusted_region,
     node_address,
     spawn_node_process,
 )
+from federation.trust.keys import read_private_key
 from node.audit import segments
 from tests import regionkit
 from tests.regionkit import AUDITOR

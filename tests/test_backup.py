@@ -17,10 +17,11 @@ import grpc
 import pytest
 from cityfed.v1 import admin_pb2, admin_pb2_grpc
 
-from federation.coordinator import CityStatus, Coordinator
+from cli.main import main
+from federation.coordination.coordinator import CityStatus, Coordinator
 from federation.errors import ConfigError, InvalidArgument
-from federation.keys import public_key_from_text
-from federation.local_region import (
+from federation.synthetic import RegionScale
+from federation.synthetic.local_region import (
     AUTHORITY,
     DEMO_POLICY,
     node_address,
@@ -28,9 +29,9 @@ from federation.local_region import (
     start_local_region,
     write_region,
 )
-from federation.manifest import load_manifest
-from federation.receipts import verify_receipt_signature
-from federation.synthetic import RegionScale
+from federation.trust.keys import public_key_from_text
+from federation.trust.manifest import load_manifest
+from federation.trust.receipts import verify_receipt_signature
 from node.audit import (
     prove_inclusion,
     read_records,
@@ -39,7 +40,6 @@ from node.audit import (
     verify_record_inclusion,
 )
 from node.backup import BACKUP_FILE, DATABASE_FILE, BackupInvalid, restore
-from node.cli import main
 from tests import regionkit
 
 CITY = "tianjin"

@@ -26,13 +26,13 @@ import pytest
 from cityfed.v1 import admin_pb2, admin_pb2_grpc, federation_pb2, federation_pb2_grpc
 from grpc_status import rpc_status
 
-from federation.coordinator import Coordinator
-from federation.datasets import DATASETS
+from federation.coordination.coordinator import Coordinator
 from federation.errors import CityfedError
-from federation.gateway import start_gateway
-from federation.local_region import init_trusted_region
-from federation.sql import _QueryBuilder, parse_tree
-from federation.values import from_value
+from federation.query.datasets import DATASETS
+from federation.query.sql import _QueryBuilder, parse_tree
+from federation.query.values import from_value
+from federation.services.gateway import start_gateway
+from federation.synthetic.local_region import init_trusted_region
 from tests import regionkit
 from tests.regionkit import PURPOSE, RunningRegion, build_city_store, open_policy, start_nodes
 

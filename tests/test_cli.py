@@ -9,8 +9,8 @@ import re
 
 import pytest
 
-from federation.gateway import start_gateway
-from node.cli import main
+from cli.main import main
+from federation.services.gateway import start_gateway
 from tests.regionkit import AUDITOR, PURPOSE, _credentials, assert_same_rows, start_region
 
 SQL = "SELECT mode, count(*) AS n, sum(fare) AS total FROM transit_trips GROUP BY mode ORDER BY n"

@@ -1,6 +1,6 @@
-"""The standard datasets are described in one place, federation/datasets.py: `cityfed datasets`
-prints them, docs/datasets.md is generated from them, and the README's list is checked
-against them."""
+"""The standard datasets are described in one place, federation/query/datasets.py:
+`cityfed datasets` prints them, docs/datasets.md is generated from them, and the README's list
+is checked against them."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import re
 
 import pytest
 
-from federation.datasets import CITY_CODE, DATASETS, DIVISION_CODE
-from node.cli import main as cityfed
+from cli.main import main as cityfed
+from federation.query.datasets import CITY_CODE, DATASETS, DIVISION_CODE
 from scripts import datasets_reference
 
 README = datasets_reference.ROOT / "README.md"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from cityfed.v1 import query_pb2
 
-from federation.datasets import DATASETS
+from federation.query.datasets import DATASETS
 from node.policy import (
     Caller,
     Level,

@@ -24,9 +24,9 @@ import grpc
 import pytest
 from cityfed.v1 import admin_pb2, admin_pb2_grpc
 
-from federation.grpc_errors import error_reason
-from federation.local_region import init_trusted_region, node_address, spawn_node_process
-from federation.sql import parse_query
+from federation.query.sql import parse_query
+from federation.serving.grpc_errors import error_reason
+from federation.synthetic.local_region import init_trusted_region, node_address, spawn_node_process
 from node.audit import read_records
 from tests import regionkit
 
@@ -163,7 +163,7 @@ def test_a_node_started_on_a_full_disk_says_in_one_line_what_is_full_and_where(
     _, config, config_path = node_files
     disk.fill()
     started = subprocess.run(
-        disk.command([sys.executable, "-m", "node", "node", "serve", "--config",
+        disk.command([sys.executable, "-m", "cli", "node", "serve", "--config",
                       str(config_path)]),
         capture_output=True, text=True, timeout=60)
     assert started.returncode != 0

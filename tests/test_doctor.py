@@ -11,8 +11,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from federation.manifest import sign_manifest
-from node.cli import main
+from cli.main import main
+from federation.trust.manifest import sign_manifest
 from node.config import NodeConfig
 from node.doctor import Level, diagnose
 from tests import regionkit

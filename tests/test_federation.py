@@ -11,13 +11,13 @@ import grpc
 import pytest
 from cityfed.v1 import federation_pb2, federation_pb2_grpc, node_pb2_grpc, query_pb2
 
-from federation.coordinator import CityStatus
+from federation.coordination.coordinator import CityStatus
 from federation.errors import IncompleteAnswer, InvalidArgument, InvalidQuery
-from federation.gateway import start_gateway
-from federation.grpc_errors import error_reason
-from federation.identity import channel_options
-from federation.sql import parse_query
-from federation.values import from_value
+from federation.query.sql import parse_query
+from federation.query.values import from_value
+from federation.services.gateway import start_gateway
+from federation.serving.grpc_errors import error_reason
+from federation.trust.identity import channel_options
 from tests.regionkit import (
     AUDITOR,
     OUTSIDER,

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from federation.coordinator import CityStatus, Coordinator
-from federation.local_region import AUTHORITY, start_local_region, write_region
+from cli.main import main
+from federation.coordination.coordinator import CityStatus, Coordinator
 from federation.synthetic import RegionScale
-from node.cli import main
+from federation.synthetic.local_region import AUTHORITY, start_local_region, write_region
 from tests import regionkit
 from tests.test_ingest import rows, write_csv
 

@@ -12,10 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 from cityfed.v1 import admin_pb2, admin_pb2_grpc
 
+from cli.main import main
 from federation.errors import FileMissing, IngestError, LoadInProgress
-from federation.grpc_errors import error_reason
-from federation.sql import parse_query
-from node.cli import main
+from federation.query.sql import parse_query
+from federation.serving.grpc_errors import error_reason
 from node.ingest import IngestMode
 from node.store import Store
 from tests import regionkit

@@ -14,10 +14,10 @@ import sys
 
 import pytest
 
-from federation.local_region import AUTHORITY, write_region
+from cli.ingest import LoadEstimator, describe
 from federation.synthetic import RegionScale
+from federation.synthetic.local_region import AUTHORITY, write_region
 from node.ingest import Phase, Progress
-from node.ingest_cli import LoadEstimator, describe
 from tests.regionkit import open_policy
 from tests.test_shutdown import CITY, audit_records, ingest, node_log, start, write_big_csv
 
@@ -58,7 +58,7 @@ def on_terminal(argv: list[str], timeout: float = 120) -> tuple[int, list[str]]:
 def test_a_long_load_shows_rows_rate_and_time_left_on_a_terminal(region, tmp_path):
     config = tmp_path / f"{CITY}.toml"
     csv = write_big_csv(tmp_path / "pensions.csv", 500_000)
-    command = [sys.executable, "-m", "node", "node", "ingest", str(csv), "--config", str(config),
+    command = [sys.executable, "-m", "cli", "node", "ingest", str(csv), "--config", str(config),
                "--dataset", "social_insurance"]
     node, _ = start(config)
     try:

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from cityfed.v1 import federation_pb2, federation_pb2_grpc
 
-from federation.gateway import start_gateway
-from federation.sql import parse_query
-from node.cli import main
+from cli.main import main
+from federation.query.sql import parse_query
+from federation.services.gateway import start_gateway
 from tests.regionkit import AUDITOR, OUTSIDER, PURPOSE, _credentials, secure_channel
 
 CLIENT = Path(__file__).resolve().parent.parent / "clients/node/federated-query.mjs"

@@ -21,13 +21,74 @@ def imported_modules(path: Path) -> set[str]:
     return names
 
 
-def test_federation_never_imports_node():
+# The packages from the bottom up: a module may import its own layer and those below it, never
+# one above. `federation` is what every member shares, `node` one city's server over it, `cli`
+# every command over both.
+LAYERS = (
+    ("federation.errors", "federation.config_files"),
+    ("federation.query",),
+    ("federation.trust",),
+    ("federation.privacy",),
+    ("federation.serving",),
+    ("federation.synthetic",),
+    ("federation.coordination",),
+    ("federation.linkage",),
+    ("federation.services",),
+    ("node",),
+    ("cli",),
+)
+FEDERATION_TOP_LEVEL = {"__init__.py", "errors.py", "config_files.py"}
+
+
+def layer_of(module: str) -> int | None:
+    for number, prefixes in enumerate(LAYERS):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return number
+    return None
+
+
+def own_modules() -> dict[str, Path]:
+    modules = {}
+    for package in ("federation", "node", "cli"):
+        for path in (ROOT / package).rglob("*.py"):
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+            modules[name.removesuffix(".__init__")] = path
+    return modules
+
+
+def test_every_module_belongs_to_a_layer():
+    assert [m for m in own_modules() if m != "federation" and layer_of(m) is None] == []
+    assert {p.name for p in (ROOT / "federation").iterdir() if p.suffix == ".py"} == \
+        FEDERATION_TOP_LEVEL
+
+
+def test_no_module_imports_a_layer_above_its_own():
+    upward = {}
+    for module, path in own_modules().items():
+        own = layer_of(module)
+        if own is None:
+            continue
+        above = sorted(m for m in imported_modules(path)
+                       if (layer_of(m) or 0) > own)
+        if above:
+            upward[module] = above
+    assert upward == {}
+
+
+def test_federation_never_imports_node_or_cli():
     offenders = {
         str(path.relative_to(ROOT)): sorted(m for m in imported_modules(path)
-                                            if m == "node" or m.startswith("node."))
+                                            if m.split(".")[0] in {"node", "cli"})
         for path in (ROOT / "federation").rglob("*.py")
     }
     assert {p: m for p, m in offenders.items() if m} == {}
+
+
+def test_every_package_says_what_it_owns():
+    for package in [ROOT / "federation", ROOT / "node", ROOT / "cli",
+                    *(p for p in (ROOT / "federation").iterdir() if (p / "__init__.py").exists())]:
+        docstring = ast.get_docstring(ast.parse((package / "__init__.py").read_text()))
+        assert docstring, f"{package.relative_to(ROOT)}/__init__.py has no docstring"
 
 
 def test_committed_stubs_match_the_protos(tmp_path):

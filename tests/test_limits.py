@@ -18,17 +18,17 @@ import pytest
 from cityfed.v1 import node_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from federation.gateway import MAX_REQUEST_BYTES as GATEWAY_MAX_REQUEST_BYTES
-from federation.grpc_errors import error_reason
-from federation.limits import grpc_receive_limit
-from federation.plan import (
+from federation.query.plan import (
     MAX_AGGREGATES,
     MAX_EXPRESSION_DEPTH,
     MAX_EXPRESSION_NODES,
     MAX_GROUP_KEYS,
     MAX_PLAN_BYTES,
 )
-from federation.sql import MAX_SQL_CHARS, parse_query
+from federation.query.sql import MAX_SQL_CHARS, parse_query
+from federation.services.gateway import MAX_REQUEST_BYTES as GATEWAY_MAX_REQUEST_BYTES
+from federation.serving.grpc_errors import error_reason
+from federation.serving.limits import grpc_receive_limit
 from node.audit import read_records
 from node.config import NodeConfig
 from tests import regionkit

@@ -15,13 +15,13 @@ from cityfed.v1 import federation_pb2, federation_pb2_grpc, linkage_pb2, node_pb
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from federation.coordinator import CityStatus, Coordinator
-from federation.grpc_errors import error_reason
+from federation.coordination.coordinator import CityStatus, Coordinator
 from federation.linkage.asker import run_linkage
 from federation.linkage.checks import CHECKS, SideSpec, build_plan, plan_for, side
 from federation.linkage.plan import sign
-from federation.local_region import init_trusted_region
+from federation.serving.grpc_errors import error_reason
 from federation.synthetic import RegionScale, generate_region
+from federation.synthetic.local_region import init_trusted_region
 from node.audit import read_records
 from node.server import start_node
 from tests.regionkit import node_config, node_stub, token_for
@@ -351,7 +351,7 @@ def refused_in_audit(region, city: str, caller: str, reason: str) -> bool:
 
 
 def test_cityfed_match_prints_each_pair_and_what_each_party_learned(region, capsys):
-    from node.cli import main as cityfed
+    from cli.main import main as cityfed
 
     argv = ["match", "deceased-pension", "--all-pairs", "--mode", "reveal-to-owner", "--as",
             "tianjin", "--region", str(region.directory), "--json"]
@@ -375,8 +375,8 @@ def test_cityfed_match_prints_each_pair_and_what_each_party_learned(region, caps
 
 
 def test_federated_match_through_a_gateway(region):
-    from federation.gateway import start_gateway
-    from federation.identity import channel_options
+    from federation.services.gateway import start_gateway
+    from federation.trust.identity import channel_options
 
     manifest, identity = region.trusted.directory.open_as("langfang")
     gateway = start_gateway(manifest, identity, "127.0.0.1:0")

@@ -10,7 +10,7 @@ import pytest
 from federation.errors import LinkageSessionUnknown, Overloaded, PolicyDenied, TooManyCalls
 from federation.linkage.checks import build_plan
 from federation.linkage.plan import OWNER, PARTNER, Counterpart
-from federation.privacy import padding_bound, padding_size
+from federation.privacy.noise import padding_bound, padding_size
 from node.linkage import LinkageLimits, Session, Sessions, decide_linkage
 from node.policy import Caller, load_policy
 

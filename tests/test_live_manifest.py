@@ -15,9 +15,12 @@ import grpc
 import pytest
 from cityfed.v1 import admin_pb2, admin_pb2_grpc, node_pb2, node_pb2_grpc
 
-from federation.gateway import start_gateway
-from federation.identity import Identity, channel_options, load_identity
-from federation.keys import (
+from cli.main import main as cityfed
+from federation.query.sql import parse_query
+from federation.services.gateway import start_gateway
+from federation.synthetic.local_region import TrustedRegion, node_address, spawn_node_process
+from federation.trust.identity import Identity, channel_options, load_identity
+from federation.trust.keys import (
     PUBLIC_MODE,
     generate_signing_key,
     key_id,
@@ -25,8 +28,7 @@ from federation.keys import (
     write_file_atomically,
     write_private_key,
 )
-from federation.local_region import TrustedRegion, node_address, spawn_node_process
-from federation.manifest import (
+from federation.trust.manifest import (
     Manifest,
     ManifestRejected,
     ManifestStore,
@@ -36,10 +38,8 @@ from federation.manifest import (
     sign_manifest,
     verify_manifest,
 )
-from federation.sql import parse_query
-from federation.tokens import mint_token
+from federation.trust.tokens import mint_token
 from node.audit import verify_log
-from node.cli import main as cityfed
 from tests.regionkit import AUDITOR, OUTSIDER, PURPOSE, open_policy, write_process_region
 
 NEWCOMER = "newcomer"

@@ -16,9 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from federation import trust_cli
+from cli import trust as trust_cli
 from federation.errors import ConfigError
-from federation.keys import (
+from federation.trust.keys import (
     b64url_decode,
     b64url_encode,
     generate_signing_key,
@@ -26,7 +26,7 @@ from federation.keys import (
     read_private_key,
     read_public_key,
 )
-from federation.manifest import (
+from federation.trust.manifest import (
     Manifest,
     ManifestMember,
     ManifestRejected,
@@ -39,9 +39,9 @@ from federation.manifest import (
     sign_manifest,
     verify_manifest,
 )
-from federation.members import Member
-from federation.pki import certificate_fingerprint, read_certificate
-from federation.region_init import DEFAULT_PURPOSES, init_region, rotate_member_key
+from federation.trust.members import Member
+from federation.trust.pki import certificate_fingerprint, read_certificate
+from federation.trust.region_init import DEFAULT_PURPOSES, init_region, rotate_member_key
 
 ISSUED = datetime(2026, 11, 26, 10, 0, 0, tzinfo=UTC)
 EXPIRES = ISSUED + timedelta(days=30)
@@ -448,7 +448,7 @@ def run(*argv: str) -> tuple[int, str]:
     parser = argparse.ArgumentParser()
     commands = parser.add_subparsers(dest="command", required=True)
     trust_cli.add_region_init(commands.add_parser("region").add_subparsers(dest="sub"))
-    trust_cli.add_manifest_commands(commands)
+    trust_cli.add_commands(commands)
     args = parser.parse_args(argv)
     out = io.StringIO()
     return args.run(args, out, io.StringIO()), out.getvalue()

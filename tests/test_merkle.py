@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from federation.merkle import (
+from federation.trust.merkle import (
     EMPTY_ROOT,
     TreeBuilder,
     consistency_proof,

@@ -12,9 +12,9 @@ import pytest
 from cityfed.v1 import admin_pb2, admin_pb2_grpc, federation_pb2, federation_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from federation.gateway import start_gateway
-from federation.metrics import parse_listen
-from federation.sql import parse_query
+from federation.query.sql import parse_query
+from federation.services.gateway import start_gateway
+from federation.serving.metrics import parse_listen
 from node.config import NodeConfig
 from tests import regionkit
 from tests.regionkit import AUDITOR, OUTSIDER, PURPOSE
@@ -119,6 +119,6 @@ def test_a_bad_metrics_address_is_refused(listen):
 
 def test_metrics_can_be_turned_off_and_served_on_ipv6_loopback():
     assert parse_listen("[::1]:9464") == ("::1", 9464)
-    from federation.metrics import ServerMetrics, serve_metrics
+    from federation.serving.metrics import ServerMetrics, serve_metrics
 
     assert serve_metrics(ServerMetrics().registry, "") is None

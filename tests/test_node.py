@@ -13,10 +13,10 @@ from cityfed.v1 import node_pb2, query_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from federation.datasets import DATASETS
 from federation.errors import Cancelled, DeadlineExceeded
-from federation.grpc_errors import error_reason
-from federation.sql import parse_query
+from federation.query.datasets import DATASETS
+from federation.query.sql import parse_query
+from federation.serving.grpc_errors import error_reason
 from node.compile import compile_plan
 from node.store import Store
 from tests import regionkit

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from federation.errors import InvalidQuery
-from federation.merge import merge_partials
-from federation.values import (
+from federation.query.merge import merge_partials
+from federation.query.values import (
     FarDate,
     FarTimestamp,
     date_from_days,

@@ -10,11 +10,13 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from node.cli import build_parser, run_serve
+from cli.main import build_parser
+from cli.node import run_serve
 from node.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,6 +91,10 @@ def test_the_images_copy_sources_exist_and_its_command_is_one_the_cli_accepts():
             *sources, _ = arguments.split()
             for source in sources:
                 assert (ROOT / source).exists(), source
+    copied = {a.split()[0].rstrip("/") for n, a in instructions if n == "COPY"}
+    packaged = tomllib.loads((ROOT / "pyproject.toml").read_text())[
+        "tool"]["setuptools"]["packages"]["find"]["include"]
+    assert {p.rstrip("*") for p in packaged} - {"cityfed"} <= copied  # cityfed is in proto/
     entrypoint = json.loads(dict(instructions)["ENTRYPOINT"])
     command = json.loads(dict(instructions)["CMD"])
     assert entrypoint == ["cityfed"]

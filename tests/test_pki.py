@@ -18,9 +18,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from federation import keys
 from federation.errors import ConfigError
-from federation.keys import (
+from federation.trust import keys
+from federation.trust.keys import (
     generate_signing_key,
     key_id,
     private_key_pem,
@@ -29,8 +29,8 @@ from federation.keys import (
     read_private_key,
     write_private_key,
 )
-from federation.manifest import load_manifest
-from federation.pki import (
+from federation.trust.manifest import load_manifest
+from federation.trust.pki import (
     certificate_fingerprint,
     certificate_pem,
     create_ca,
@@ -41,7 +41,7 @@ from federation.pki import (
     write_tls_key,
     x5t_s256,
 )
-from federation.region_init import init_region
+from federation.trust.region_init import init_region
 
 REGION = "jjj"
 

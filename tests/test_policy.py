@@ -15,9 +15,10 @@ from cityfed.v1 import query_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from federation.datasets import DATASETS
+from cli.policy import EXIT_REFUSED, add_commands
 from federation.errors import ConfigError
-from federation.sql import parse_query
+from federation.query.datasets import DATASETS
+from federation.query.sql import parse_query
 from node.policy import (
     ROLES,
     Caller,
@@ -32,7 +33,6 @@ from node.policy import (
     explain,
     load_policy,
 )
-from node.policy_cli import EXIT_REFUSED, add_commands
 
 A = query_pb2.AggregateFunction
 F = query_pb2.Function
@@ -439,7 +439,7 @@ def test_explain_names_an_explicit_deny_and_a_match_grant(tianjin):
     assert "no column used" in counted and counted.endswith("verdict: ALLOWED")
 
 
-# The CLI (node/cli.py wires add_commands in; here a parser of its own runs it).
+# The CLI (cli/main.py wires add_commands in; here a parser of its own runs it).
 
 
 def run(*argv: str) -> tuple[int, str]:

@@ -29,11 +29,11 @@ from cityfed.v1 import node_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from federation import privacy
-from federation.coordinator import CityStatus, Coordinator
+from federation.coordination.coordinator import CityStatus, Coordinator
 from federation.errors import BudgetExhausted
-from federation.local_region import init_trusted_region
-from federation.sql import parse_query
+from federation.privacy import noise as privacy
+from federation.query.sql import parse_query
+from federation.synthetic.local_region import init_trusted_region
 from node.budget import BudgetLimits, PrivacyBudget
 from node.compile import compile_private_plan
 from node.policy import PrivacySettings
@@ -273,7 +273,7 @@ def test_a_charge_is_kept_when_the_query_then_fails(tmp_path):
 
 
 def test_cityfed_budget_shows_what_is_left(small_budget):
-    from node.cli import main
+    from cli.main import main
 
     small_budget.ask("SELECT count(*) FROM social_insurance")
     import contextlib
@@ -291,7 +291,7 @@ def test_cityfed_query_prints_intervals_noise_and_epsilon_and_json_carries_them(
     import io
     import json
 
-    from node.cli import main
+    from cli.main import main
 
     sql = "SELECT scheme, count(*) AS n FROM social_insurance GROUP BY scheme ORDER BY scheme"
     common = ["query", sql, "--region", str(small_budget.directory), "--as", AUDITOR,
@@ -532,8 +532,8 @@ def test_a_private_sum_clamps_every_row_to_the_bounds_and_never_fails(tmp_path, 
 
 def test_a_node_killed_after_answering_still_holds_every_charge(tmp_path):
     """kill -9 of a real node process: what it charged before it died stays charged."""
-    from federation.local_region import AUTHORITY, start_local_region, write_region
     from federation.synthetic import RegionScale
+    from federation.synthetic.local_region import AUTHORITY, start_local_region, write_region
 
     trusted = write_region(tmp_path, scale=RegionScale(people_per_city=300, trips_per_city=500,
                                                        visits_per_city=300),

@@ -12,11 +12,11 @@ import time
 import grpc
 import pytest
 
-from federation.keys import generate_signing_key, read_public_key, write_private_key
-from federation.manifest import Purpose, load_manifest
-from federation.region_init import DEFAULT_PURPOSES
-from federation.sql import parse_query
-from node.cli import main as cityfed
+from cli.main import main as cityfed
+from federation.query.sql import parse_query
+from federation.trust.keys import generate_signing_key, read_public_key, write_private_key
+from federation.trust.manifest import Purpose, load_manifest
+from federation.trust.region_init import DEFAULT_PURPOSES
 from tests.regionkit import aggregate, start_region
 
 PLAN = parse_query("SELECT sex, count(*) FROM population GROUP BY sex").plan.SerializeToString()

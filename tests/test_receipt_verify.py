@@ -12,13 +12,13 @@ import grpc
 import pytest
 from cityfed.v1 import federation_pb2, federation_pb2_grpc, node_pb2, query_pb2
 
-from federation.finish import finish
-from federation.gateway import start_gateway
-from federation.merge import merge_partials
-from federation.receipts import RECEIPT_METADATA_KEY, Receipt, sha256_hex, verify_receipt
-from federation.sql import parse_query
-from federation.values import from_value
-from node.cli import main
+from cli.main import main
+from federation.query.finish import finish
+from federation.query.merge import merge_partials
+from federation.query.sql import parse_query
+from federation.query.values import from_value
+from federation.services.gateway import start_gateway
+from federation.trust.receipts import RECEIPT_METADATA_KEY, Receipt, sha256_hex, verify_receipt
 from tests.regionkit import (
     AUDITOR,
     OUTSIDER,

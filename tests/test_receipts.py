@@ -11,22 +11,22 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from federation.canonical import canonical_json
-from federation.keys import (
+from federation.trust.canonical import canonical_json
+from federation.trust.keys import (
     b64url_decode,
     b64url_encode,
     generate_signing_key,
     key_id,
     read_private_key,
 )
-from federation.receipts import (
+from federation.trust.receipts import (
     Receipt,
     ReceiptInvalid,
     sha256_hex,
     sign_receipt,
     verify_receipt,
 )
-from federation.region_init import init_region
+from federation.trust.region_init import init_region
 
 PLAN, RESPONSE = b"plan bytes", b"response bytes"
 
@@ -36,7 +36,7 @@ def region(tmp_path_factory):
     directory = tmp_path_factory.mktemp("receipts")
     init_region(directory, region="test", cities=[("tianjin", "tianjin"), ("beijing", "beijing")],
                 authorities=[("auditor", "auditor")])
-    from federation.identity import RegionDirectory
+    from federation.trust.identity import RegionDirectory
 
     manifest, _ = RegionDirectory(directory).open_as("auditor")
     return directory, manifest

@@ -14,10 +14,10 @@ import pytest
 from cityfed.v1 import federation_pb2, federation_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from federation.gateway import start_gateway
-from federation.health import city_health_service
-from federation.identity import channel_options
-from federation.local_region import node_address, spawn_node_process
+from federation.services.gateway import start_gateway
+from federation.serving.health import city_health_service
+from federation.synthetic.local_region import node_address, spawn_node_process
+from federation.trust.identity import channel_options
 from tests.regionkit import AUDITOR, PURPOSE, write_process_region
 
 CITIES = ("beijing", "tianjin")

@@ -23,14 +23,19 @@ from cityfed.v1 import node_pb2, node_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from federation.errors import DatabaseInUse
-from federation.grpc_errors import error_reason
-from federation.identity import channel_options
-from federation.keys import public_key_from_text
-from federation.local_region import AUTHORITY, node_address, spawn_node_process, write_region
-from federation.manifest import load_manifest
-from federation.sql import parse_query
+from federation.query.sql import parse_query
+from federation.serving.grpc_errors import error_reason
 from federation.synthetic import RegionScale
-from federation.tokens import mint_token
+from federation.synthetic.local_region import (
+    AUTHORITY,
+    node_address,
+    spawn_node_process,
+    write_region,
+)
+from federation.trust.identity import channel_options
+from federation.trust.keys import public_key_from_text
+from federation.trust.manifest import load_manifest
+from federation.trust.tokens import mint_token
 from node.audit import read_records, verify_log
 from node.database_lock import DatabaseLock
 from tests.regionkit import PURPOSE, open_policy
@@ -82,7 +87,7 @@ def write_big_csv(path: Path, rows: int) -> Path:
 
 def ingest(config: Path, csv: Path, *options: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "node", "node", "ingest", str(csv), "--config", str(config),
+        [sys.executable, "-m", "cli", "node", "ingest", str(csv), "--config", str(config),
          "--dataset", "social_insurance", *options],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -265,7 +270,7 @@ def test_sigterm_while_queries_run_every_caller_gets_an_answer_or_unavailable(re
 
 SIGNAL_WHILE_THE_MAIN_THREAD_HOLDS_THE_EVENTS_LOCK = """
 import os, signal
-from federation.signals import stop_on_signal
+from federation.serving.signals import stop_on_signal
 stop = stop_on_signal()
 with stop._cond:  # where the main thread is for a moment as it begins to wait
     os.kill(os.getpid(), signal.SIGTERM)
@@ -277,9 +282,9 @@ print("stopped" if stop.wait(10) else "not stopped")
 def test_a_signal_arriving_as_the_node_begins_to_wait_stops_it():
     """A handler that set the Event itself deadlocked here, as a node did when SIGTERM came
     right after it printed its address."""
-    done = subprocess.run([sys.executable, "-c", SIGNAL_WHILE_THE_MAIN_THREAD_HOLDS_THE_EVENTS_LOCK],
-                          capture_output=True, text=True, timeout=30,
-                          cwd=Path(__file__).resolve().parents[1])
+    done = subprocess.run(
+        [sys.executable, "-c", SIGNAL_WHILE_THE_MAIN_THREAD_HOLDS_THE_EVENTS_LOCK],
+        capture_output=True, text=True, timeout=30, cwd=Path(__file__).resolve().parents[1])
     assert done.stdout.strip() == "stopped", done.stderr
 
 

@@ -6,7 +6,7 @@ import pytest
 from cityfed.v1 import query_pb2
 
 from federation.errors import InvalidQuery, TooLarge
-from federation.sql import MAX_SQL_CHARS, parse_query
+from federation.query.sql import MAX_SQL_CHARS, parse_query
 
 F = query_pb2.Function
 A = query_pb2.AggregateFunction

@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from federation.datasets import DATASETS
+from federation.query.datasets import DATASETS
 from federation.synthetic import CITIES, RegionScale, generate_region
 from federation.synthetic.divisions import MEMBER_CITIES, known_division_codes, member
 from federation.synthetic.icd10 import DIAGNOSES, chapter_of

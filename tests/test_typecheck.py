@@ -15,14 +15,14 @@ from cityfed.v1 import query_pb2
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from federation.compile import ARITY, DATE_PART_NAMES, compile_expression, quote_identifier
-from federation.datasets import DATASETS, create_table_sql
 from federation.errors import InvalidQuery
-from federation.finish import finish
-from federation.merge import merge_partials
-from federation.plan import check_plan
-from federation.sql import parse_query
-from federation.typecheck import (
+from federation.query.compile import ARITY, DATE_PART_NAMES, compile_expression, quote_identifier
+from federation.query.datasets import DATASETS, create_table_sql
+from federation.query.finish import finish
+from federation.query.merge import merge_partials
+from federation.query.plan import check_plan
+from federation.query.sql import parse_query
+from federation.query.typecheck import (
     BIGINT,
     DATE,
     DOUBLE,
@@ -36,7 +36,7 @@ from federation.typecheck import (
     decimal,
     parse_type,
 )
-from federation.values import to_value
+from federation.query.values import to_value
 from node.compile import compile_plan
 
 F = query_pb2.Function

@@ -21,11 +21,11 @@ import grpc
 from cityfed.v1 import linkage_pb2, node_pb2
 from google.protobuf.message import DecodeError
 
-from federation.coordinator import CityOutcome, CityStatus, Coordinator, failed_call
+from federation.coordination.coordinator import CityOutcome, CityStatus, Coordinator, failed_call
 from federation.errors import InvalidArgument, InvalidQuery
 from federation.linkage.plan import check_linkage_plan
-from federation.members import Member
-from federation.receipts import Receipt, ReceiptInvalid
+from federation.trust.members import Member
+from federation.trust.receipts import Receipt, ReceiptInvalid
 
 DEFAULT_LINKAGE_TIMEOUT = 600.0
 RELAY_DEPTH = 16  # messages waiting for the owner's FinishLinkage, per relay

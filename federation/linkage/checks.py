@@ -13,7 +13,7 @@ from cityfed.v1 import linkage_pb2
 
 from federation.errors import InvalidArgument
 from federation.linkage.plan import MODE_NAMES, check_linkage_plan, new_linkage_id
-from federation.sql import parse_query
+from federation.query.sql import parse_query
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,11 @@ from cityfed.v1 import linkage_pb2, query_pb2
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from federation.compile import expression_nodes
-from federation.datasets import DATASETS, Dataset
 from federation.errors import InvalidQuery, LinkageRefused
-from federation.manifest import Manifest
-from federation.plan import check_plan, parse_plan_bytes
+from federation.query.compile import expression_nodes
+from federation.query.datasets import DATASETS, Dataset
+from federation.query.plan import check_plan, parse_plan_bytes
+from federation.trust.manifest import Manifest
 
 LINKAGE_ID_BYTES = 16
 MAX_KEY_COLUMNS = 4

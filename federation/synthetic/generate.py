@@ -21,9 +21,7 @@ from pathlib import Path
 
 import duckdb
 
-from federation.datasets import DATASETS, create_table_sql
-from federation.keys import write_file_atomically
-from federation.private_files import PRIVATE_FILE, owner_only, private_folder
+from federation.query.datasets import DATASETS, create_table_sql
 from federation.synthetic.divisions import CITIES, ELSEWHERE, MEMBER_CITIES, City
 from federation.synthetic.draws import FINE_BUCKETS, Statement, create_macros, gauss, u
 from federation.synthetic.icd10 import DIAGNOSES, PAEDIATRIC, Diagnosis
@@ -39,6 +37,8 @@ from federation.synthetic.profiles import (
     PROFILES,
     SURNAMES,
 )
+from federation.trust.keys import write_file_atomically
+from federation.trust.private_files import PRIVATE_FILE, owner_only, private_folder
 
 REFERENCE_DATE = dt.date(2026, 9, 30)
 DEATHS_SINCE = dt.date(2021, 10, 1)
@@ -87,7 +87,7 @@ def generate_region(
     cities: tuple[str, ...] = CITIES,
 ) -> Path:
     """Writes directory/<city>.duckdb for each city (the standard tables created with
-    federation.datasets.create_table_sql) and directory/ground_truth.json; returns the path of
+    federation.query.datasets.create_table_sql) and directory/ground_truth.json; returns the path of
     the ground-truth file. Overwrites existing files. Same seed + scale → byte-identical table
     contents (row order included). The folder is made 0700, the files 0600: they hold the
     (synthetic) residents' records."""

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from federation import merkle
-from federation.keys import b64url_encode, key_id
+from federation.trust import merkle
+from federation.trust.keys import b64url_encode, key_id
 from node.audit import (
     CHECKPOINT_FILE,
     DEFAULT_SEGMENT_BYTES,

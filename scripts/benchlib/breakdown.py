@@ -25,12 +25,12 @@ from typing import Any
 
 from cityfed.v1 import node_pb2
 
-import federation.coordinator as coordinator_module
+import federation.coordination.coordinator as coordinator_module
 from benchlib.measure import Federation, processes_cpu_seconds
 from benchlib.stats import Samples, timed
-from federation.plan import check_plan, parse_plan
-from federation.sandbox import sandboxed_connection
-from federation.sql import parse_query
+from federation.query.plan import check_plan, parse_plan
+from federation.query.sandbox import sandboxed_connection
+from federation.query.sql import parse_query
 from node.budget import BudgetLimits, PrivacyBudget
 from node.compile import compile_plan, compile_private_plan
 from node.policy import PrivacySettings

@@ -14,8 +14,8 @@ import duckdb
 
 from benchlib.queries import PURPOSE, NoisyError, Query, same_rows
 from benchlib.stats import Samples, ratio, timed
-from federation.coordinator import Coordinator, FederatedAnswer
-from federation.datasets import PERSON_ROW_RANK, TRANSIT_TRIPS
+from federation.coordination.coordinator import Coordinator, FederatedAnswer
+from federation.query.datasets import PERSON_ROW_RANK, TRANSIT_TRIPS
 from node.policy import DatasetPrivacy
 
 

@@ -34,8 +34,8 @@ from benchlib.breakdown import (
 )
 from benchlib.queries import Query
 from benchlib.stats import Samples, timed
-from federation.datasets import PERSON_ROW_RANK
-from federation.sql import parse_query
+from federation.query.datasets import PERSON_ROW_RANK
+from federation.query.sql import parse_query
 from node.compile import compile_plan, compile_private_plan
 from node.policy import PrivacySettings
 

@@ -31,12 +31,11 @@ import duckdb
 from benchlib.noise import measure_noise
 from benchlib.proctree import Party, PartyUse, Watch
 from benchlib.psi_baseline import cityfed_psi, floor_seconds, openmined_psi
-from federation.coordinator import Coordinator
-from federation.datasets import POPULATION, create_table_sql
-from federation.identity import RegionDirectory
+from federation.coordination.coordinator import Coordinator
 from federation.linkage.asker import run_linkage
 from federation.linkage.checks import SideSpec, plan_for, side
-from federation.local_region import (
+from federation.query.datasets import POPULATION, create_table_sql
+from federation.synthetic.local_region import (
     AUTHORITY,
     REGION,
     free_loopback_ports,
@@ -45,7 +44,8 @@ from federation.local_region import (
     set_endpoints,
     start_local_region,
 )
-from federation.private_files import private_folder
+from federation.trust.identity import RegionDirectory
+from federation.trust.private_files import private_folder
 
 OWNER, PARTNER = "beijing", "tianjin"
 CITIES = (OWNER, PARTNER)

@@ -372,7 +372,7 @@ def _method(results: PsiResults) -> list[str]:
                      for limit, r in settings["runs"])
     return ["## Method", "",
             " ".join(PSI_METHOD.split()), "",
-            f"- Nodes: `python -m node node serve` per city on loopback, `linkage_workers = 0` "
+            f"- Nodes: `python -m cli node serve` per city on loopback, `linkage_workers = 0` "
             f"(one blinding process per core: {settings['cores']}), DuckDB `threads = 2`, "
             f"`memory_limit = \"2GB\"`, `linkage_session_seconds = "
             f"{settings['session_seconds']}`. The asker is a `Coordinator` for `{ASKER}` in the "

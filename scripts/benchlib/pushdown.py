@@ -19,7 +19,7 @@ import pyarrow as pa
 from benchlib.measure import Federation
 from benchlib.queries import NoisyError, Query, needed_columns, same_rows
 from benchlib.stats import Samples, ratio, timed
-from federation.compile import quote_identifier
+from federation.query.compile import quote_identifier
 
 
 @dataclass

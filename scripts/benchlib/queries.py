@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 from cityfed.v1 import query_pb2
 
-from federation.sql import parse_query
-from federation.values import comparison_key, same_value
+from federation.query.sql import parse_query
+from federation.query.values import comparison_key, same_value
 
 # Who asks and why: the region's authority, for the purpose the demo policy grants on
 # transit_trips (at the aggregate level: differentially private answers).

@@ -22,7 +22,7 @@ from benchlib.results import BenchResults
 from benchlib.security import __doc__ as SECURITY_METHOD
 from benchlib.verdicts import Verdict, verdicts
 from benchlib.workdir import BENCH_DEMO_POLICY
-from federation.local_region import DEMO_POLICY
+from federation.synthetic.local_region import DEMO_POLICY
 
 ROWS_CHART, CITIES_CHART = "latency_vs_rows.png", "latency_vs_cities.png"
 LAYOUT_METHOD = LayoutTrial.__doc__ + (
@@ -176,7 +176,8 @@ def _demo_text() -> str:
     deployed = tomllib.loads(DEMO_POLICY)["privacy"]
     bench = tomllib.loads(BENCH_DEMO_POLICY)["privacy"]
     return (
-        "Each node applies the deployed demo policy (`federation.local_region.DEMO_POLICY`: "
+        "Each node applies the deployed demo policy "
+        "(`federation.synthetic.local_region.DEMO_POLICY`: "
         "transit_trips at the `aggregate` level, so every answer is differentially private: "
         "each person's rows (an anonymous card's, where no person is named) beyond its first "
         f"{bench['transit_trips']['max_rows_per_person']} left out, sums clamped to the "
@@ -202,7 +203,7 @@ POLICY_TEXT = {
 def _method(results: BenchResults) -> list[str]:
     s = results.settings
     lines = ["## Method", "",
-             f"- Nodes: one real `python -m node node serve` process per city on loopback, "
+             f"- Nodes: one real `python -m cli node serve` process per city on loopback, "
              f"`threads = {s['node_threads']}`, `memory_limit = \"{s['node_memory']}\"` per node "
              f"({s['node_threads_reason']}). Every call goes over mutual TLS with a signed "
              "request token per city. The questions are asked as the region's authority for "

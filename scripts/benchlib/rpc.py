@@ -8,8 +8,8 @@ import grpc
 from cityfed.v1 import node_pb2, node_pb2_grpc
 
 from benchlib.stats import Samples, timed
-from federation.identity import Identity, channel_options
-from federation.manifest import Manifest
+from federation.trust.identity import Identity, channel_options
+from federation.trust.manifest import Manifest
 
 
 class NodeClients:

@@ -25,13 +25,13 @@ from benchlib.breakdown import BUDGET, NOISE, Breakdown
 from benchlib.queries import PURPOSE, SMALL
 from benchlib.stats import Samples, timed
 from benchlib.tls import TlsCost, measure_tls
-from federation.coordinator import AGGREGATE_METHOD
-from federation.identity import Identity, RegionDirectory
-from federation.local_region import AUTHORITY
-from federation.manifest import Manifest
-from federation.receipts import sign_receipt
-from federation.sql import parse_query
-from federation.tokens import mint_token, verify_token
+from federation.coordination.coordinator import AGGREGATE_METHOD
+from federation.query.sql import parse_query
+from federation.synthetic.local_region import AUTHORITY
+from federation.trust.identity import Identity, RegionDirectory
+from federation.trust.manifest import Manifest
+from federation.trust.receipts import sign_receipt
+from federation.trust.tokens import mint_token, verify_token
 from node.audit import AuditLog
 from node.auditing import AuditRecorder
 from node.policy import Caller, decide, load_policy

@@ -26,7 +26,7 @@ from cityfed.v1 import node_pb2, node_pb2_grpc
 
 from benchlib.measure import processes_cpu_seconds
 from benchlib.stats import Samples
-from federation.identity import Identity, channel_options
+from federation.trust.identity import Identity, channel_options
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,16 +1,16 @@
 """Benchmark data on disk: a generated region per scale, cached under the work root.
 
-A scale's directory is a region folder as `federation.local_region.write_region` makes it (trust
-material and signed manifest, per city a store, the demo policy and a node config), holding the
-five synthetic member cities (`federation.synthetic`) and up to three extra cities whose stores
-are byte copies of member cities (the generator knows only five). Every city file is opened once
-as a node opens it (`node.store.Store`), which gives each row its hidden per-person rank for
-private answers. Beside them: "central" DuckDB files holding the union of the first n cities'
-transit_trips (with the cities' ranks, so that the bounded exact answer a private one is noised
-from can be computed centrally), and snapshot copies of the city files that the bench process
-opens read-only while the nodes hold the originals. Before each start the node configs get the
-benchmark's thread and memory settings and fresh loopback ports, and the nodes' state (held
-manifest, seen tokens, privacy budgets) is forgotten.
+A scale's directory is a region folder as `federation.synthetic.local_region.write_region` makes
+it (trust material and signed manifest, per city a store, the demo policy and a node config),
+holding the five synthetic member cities (`federation.synthetic`) and up to three extra cities
+whose stores are byte copies of member cities (the generator knows only five). Every city file
+is opened once as a node opens it (`node.store.Store`), which gives each row its hidden
+per-person rank for private answers. Beside them: "central" DuckDB files holding the union of
+the first n cities' transit_trips (with the cities' ranks, so that the bounded exact answer a
+private one is noised from can be computed centrally), and snapshot copies of the city files
+that the bench process opens read-only while the nodes hold the originals. Before each start the
+node configs get the benchmark's thread and memory settings and fresh loopback ports, and the
+nodes' state (held manifest, seen tokens, privacy budgets) is forgotten.
 """
 
 from __future__ import annotations
@@ -27,9 +27,8 @@ from pathlib import Path
 
 import duckdb
 
-from federation.datasets import DATASETS, PERSON_ROW_RANK, TRANSIT_TRIPS, create_table_sql
-from federation.identity import RegionDirectory
-from federation.local_region import (
+from federation.query.datasets import DATASETS, PERSON_ROW_RANK, TRANSIT_TRIPS, create_table_sql
+from federation.synthetic.local_region import (
     AUTHORITY,
     DEMO_POLICY,
     REGION,
@@ -38,6 +37,7 @@ from federation.local_region import (
     node_config_toml,
     set_endpoints,
 )
+from federation.trust.identity import RegionDirectory
 
 # id, display name, member city whose store it copies.
 EXTRA_CITIES = (("tangshan", "唐山", "beijing"), ("cangzhou", "沧州", "tianjin"),

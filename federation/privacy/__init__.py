@@ -1,0 +1,2 @@
+"""Differential privacy: the noise, private group release, padding, and how accurate a released
+answer is."""

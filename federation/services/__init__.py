@@ -1,0 +1,1 @@
+"""Services a member runs for others over the coordinator: the federation gateway."""

@@ -1,0 +1,2 @@
+"""Trust: keys, the region's PKI, the signed manifest, members' credentials, request tokens,
+receipts, and the Merkle tree of audit checkpoints."""
