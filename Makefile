@@ -37,7 +37,7 @@ docs: setup
 
 lint: setup
 	$(BIN)/ruff check .
-	cd proto && npx --yes @bufbuild/buf lint
+	cd proto && ../clients/node/node_modules/.bin/buf lint
 
 # Fails when the committed stubs differ from what the protos generate.
 check-stubs: setup

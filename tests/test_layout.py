@@ -115,3 +115,13 @@ def test_every_rpc_documents_its_status_codes():
                         break
                     comment.append(above)
                 assert "Returns" in " ".join(comment), f"{proto.name}: {line.strip()}"
+
+
+def test_the_protos_pass_buf_lint_with_every_element_commented():
+    """STANDARD and COMMENTS, with the buf that `make setup` installs (clients/node)."""
+    buf = ROOT / "clients/node/node_modules/.bin/buf"
+    assert buf.exists(), "make setup installs buf into clients/node"
+    linted = subprocess.run([str(buf), "lint"], cwd=ROOT / "proto", capture_output=True,
+                            text=True, timeout=120)
+    assert linted.returncode == 0, linted.stdout + linted.stderr
+    assert "COMMENTS" in (ROOT / "proto/buf.yaml").read_text()
