@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PROTOS := $(wildcard proto/cityfed/v1/*.proto)
 
-.PHONY: setup demo test proto docs lint check check-stubs bench clean
+.PHONY: setup setup-spark demo test proto docs lint check check-stubs bench clean
 
 setup: $(BIN)/cityfed clients/node/node_modules
 
@@ -12,6 +12,12 @@ $(BIN)/cityfed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
+
+# The Spark store and its tests: pyspark (about 500 MB) and Java 17, which `make setup` leaves
+# out so that it stays fast; without them the Spark tests are skipped, saying how to enable them.
+setup-spark: setup
+	@command -v java >/dev/null || echo "setup-spark: no java on PATH; Spark 4 needs Java 17 (Debian: apt-get install openjdk-17-jre-headless)"
+	$(BIN)/pip install --quiet -e '.[dev,spark]'
 
 # The integrator's Node.js client (tests/test_integrator.py runs it against a real gateway).
 clients/node/node_modules: clients/node/package-lock.json
