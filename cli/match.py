@@ -13,6 +13,7 @@ from federation.coordination.coordinator import CityStatus, Coordinator
 from federation.linkage.asker import DEFAULT_LINKAGE_TIMEOUT, LinkageOutcome, run_linkage
 from federation.linkage.checks import CHECKS, build_plan
 from federation.linkage.plan import MODE_NAMES, mode_name
+from federation.linkage.reports import outcome_to_json, what_each_learned
 
 EXIT_INCOMPLETE = 3
 
@@ -68,29 +69,6 @@ def run_match(args: argparse.Namespace, out: io.TextIOBase, err: io.TextIOBase) 
     return 0 if all(o.complete for o in outcomes) else EXIT_INCOMPLETE
 
 
-def outcome_to_json(outcome: LinkageOutcome) -> dict:
-    plan, result = outcome.plan, outcome.result
-    body = {
-        "check": plan.check, "mode": mode_name(plan.mode), "linkage_id": plan.linkage_id.hex(),
-        "owner": plan.owner.city, "partner": plan.partner.city, "complete": outcome.complete,
-        "elapsed_seconds": round(outcome.elapsed_seconds, 3), "bytes_relayed": outcome.traffic,
-        "cities": [{"city": o.city, "status": o.status.value, "code": o.code,
-                    "detail": o.detail,
-                    "receipt": json.loads(o.receipt.to_json()) if o.receipt else None}
-                   for o in outcome.outcomes],
-        "receipts": [{"city": r.city, "step": r.step,
-                      "receipt": json.loads(r.receipt.to_json()) if r.receipt else None}
-                     for r in outcome.receipts],
-    }
-    if result is not None:
-        body.update(count=result.count, exact=result.exact,
-                    count_half_width_95=result.count_half_width_95,
-                    matched_keys=list(result.matched_keys),
-                    owner_points=result.owner_points, owner_padded=result.owner_padded,
-                    partner_points=result.partner_points, partner_padded=result.partner_padded)
-    return body
-
-
 def print_outcome(outcome: LinkageOutcome, asker: str, out: io.TextIOBase) -> None:
     plan, result = outcome.plan, outcome.result
     title = (f"{plan.check}: owner {plan.owner.city} × partner {plan.partner.city} "
@@ -111,25 +89,3 @@ def print_outcome(outcome: LinkageOutcome, asker: str, out: io.TextIOBase) -> No
         print(f"  {key}", file=out)
     for line in what_each_learned(outcome, asker):
         print(f"  - {line}", file=out)
-
-
-def what_each_learned(outcome: LinkageOutcome, asker: str) -> list[str]:
-    plan, result = outcome.plan, outcome.result
-    owner, partner = plan.owner.city, plan.partner.city
-
-    def size(points: int, padded: bool) -> str:
-        return f"{points} points" + (" (padded with a private number of dummies)" if padded
-                                     else " (its exact size)")
-
-    revealed = ("which of its own records matched" if result.matched_keys or
-                plan.mode == MODE_NAMES["reveal-to-owner"] else "the count, as released")
-    lines = [
-        f"{partner} learned the size of {owner}'s set: "
-        f"{size(result.owner_points, result.owner_padded)}; nothing about which matched",
-        f"{owner} learned the size of {partner}'s set: "
-        f"{size(result.partner_points, result.partner_padded)}, and {revealed}",
-    ]
-    if asker not in (owner, partner):
-        lines.append(f"{asker} (the asker) relayed blinded points it cannot read, and learned "
-                     "the released result and both padded sizes")
-    return lines

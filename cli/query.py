@@ -4,13 +4,9 @@ privacy budget; the answer as a table, CSV or strict JSON."""
 from __future__ import annotations
 
 import argparse
-import base64
-import csv
-import datetime as dt
 import io
 import json
 import math
-from decimal import Decimal
 from typing import Any
 
 import grpc
@@ -20,6 +16,7 @@ from rich.table import Table as RichTable
 
 from cli.arguments import add_identity_arguments, open_region
 from cli.exits import EXIT_INCOMPLETE
+from federation.coordination.answers import answer_to_json, json_value, write_csv
 from federation.coordination.coordinator import (
     CityOutcome,
     CityStatus,
@@ -29,7 +26,7 @@ from federation.coordination.coordinator import (
 from federation.errors import InvalidArgument
 from federation.privacy.accuracy import ColumnAccuracy
 from federation.query.finish import Table
-from federation.query.values import FarDate, FarTimestamp, from_value
+from federation.query.values import from_value
 from federation.trust.identity import channel_options
 from federation.trust.receipts import Receipt
 
@@ -142,84 +139,6 @@ def _ask_gateway(args: argparse.Namespace, cities: tuple[str, ...], manifest,
         response.query if response.HasField("query") else None, response.plan,
         tuple(response.column_types),
     )
-
-
-# Strict JSON has no NaN or infinities: they are written as these strings (README, "For a
-# regional authority").
-_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
-
-
-def json_value(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return _NON_FINITE[str(value)]
-    if isinstance(value, Decimal):
-        return str(value)  # exact, as DuckDB holds it
-    if isinstance(value, dt.date | dt.datetime):
-        return value.isoformat()
-    if isinstance(value, FarDate | FarTimestamp):
-        return str(value)  # as DuckDB writes it: '0044-03-15 (BC)', '12000-01-01', 'infinity'
-    return value
-
-
-def answer_to_json(answer: FederatedAnswer) -> dict[str, Any]:
-    return _finite({
-        "columns": answer.table.column_names,
-        "column_types": list(answer.column_types),
-        "rows": [[json_value(v) for v in row] for row in answer.table.rows],
-        "complete": answer.complete,
-        "private": answer.private,
-        "accuracy": [
-            {"noisy": a.noisy, "noise_stddev": a.noise_stddev,
-             "half_widths_95": list(a.half_widths)}
-            for a in answer.accuracy
-        ],
-        "cities": [
-            {"city": o.city, "status": o.status.value, "code": o.code, "detail": o.detail,
-             "groups": o.groups, "elapsed_ms": round(o.elapsed_ms, 3), "private": o.private,
-             "epsilon_charged": o.epsilon_charged, "epsilon_remaining": o.epsilon_remaining,
-             "noise": _noise_json(o.privacy) if o.privacy is not None else None,
-             "receipt": json.loads(o.receipt.to_json()) if o.receipt else None,
-             "response": _base64(o.response) if o.receipt else None}
-            for o in answer.outcomes
-        ],
-        # What `cityfed receipt verify` checks the receipts and the merge against.
-        "plan": _base64(answer.plan),
-        "query": _base64(answer.query.SerializeToString()) if answer.query else None,
-    })
-
-
-def _base64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _finite(value: Any) -> Any:
-    """`value` with every NaN and infinity in it, however deep, written as a string."""
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return json_value(value) if isinstance(value, float) else value
-
-
-def _noise_json(report) -> dict[str, Any]:
-    return {
-        "delta_charged": report.delta, "max_rows_per_person": report.max_rows_per_person,
-        "threshold": report.threshold,
-        "aggregates": [{"count_scale": a.count_scale, "sum_scale": a.sum_scale,
-                        "bounds": [a.lower_bound, a.upper_bound] if a.lower_bound else None}
-                       for a in report.aggregates],
-        "budget": {"purpose": report.budget.purpose, "period": report.budget.period,
-                   "epsilon_limit": report.budget.epsilon_limit,
-                   "epsilon_spent": report.budget.epsilon_spent,
-                   "resets_at": report.budget.resets_at},
-    }
-
-
-def write_csv(table: Table, out: io.TextIOBase) -> None:
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(table.column_names)
-    for row in table.rows:
-        writer.writerow(["" if v is None else json_value(v) for v in row])
 
 
 def _display(value: Any) -> str:
