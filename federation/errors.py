@@ -169,6 +169,20 @@ class LinkageSessionUnknown(CityfedError):
     reason = "LINKAGE_SESSION_UNKNOWN"
 
 
+class NoCheckpoint(CityfedError):
+    """The audit log has no signed checkpoint yet."""
+
+    status = grpc.StatusCode.NOT_FOUND
+    reason = "NO_CHECKPOINT"
+
+
+class RecordsArchived(CityfedError):
+    """The records a consistency proof needs were archived away from the node's log folder."""
+
+    status = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "RECORDS_ARCHIVED"
+
+
 class LinkageIncomplete(CityfedError):
     """A linkage stream that ended without its summary, or whose counts do not agree."""
 

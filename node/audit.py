@@ -46,7 +46,13 @@ from typing import Any
 import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from federation.errors import CityfedError, ConfigError, InvalidArgument
+from federation.errors import (
+    CityfedError,
+    ConfigError,
+    InvalidArgument,
+    NoCheckpoint,
+    RecordsArchived,
+)
 from federation.trust import merkle
 from federation.trust.canonical import canonical_json, strict_loads
 from federation.trust.checkpoints import (  # noqa: F401 (the log's API, re-exported)
@@ -1152,6 +1158,21 @@ class AuditLog:
     @property
     def last_checkpoint(self) -> Checkpoint | None:
         return self._last_checkpoint
+
+    def checkpoint_with_proof(self, known_size: int) -> tuple[Checkpoint, list[str]]:
+        """The last checkpoint and the consistency proof from a log of `known_size` records (the
+        size of a checkpoint the asker holds) to it; no proof for 0 or the same size."""
+        checkpoint = self._last_checkpoint
+        if checkpoint is None:
+            raise NoCheckpoint("the audit log has no signed checkpoint yet")
+        if known_size > checkpoint.size:
+            raise InvalidArgument(f"known_size {known_size} is above the last checkpoint's size "
+                                  f"{checkpoint.size}")
+        if known_size in (0, checkpoint.size):
+            return checkpoint, []
+        if (self.directory / START_FILE).exists():
+            raise RecordsArchived("the records a proof from that size needs were archived")
+        return checkpoint, consistency_proof_between(self.directory, known_size, checkpoint.size)
 
     def _fields(self, record: dict) -> dict:
         if not isinstance(record, dict):

@@ -22,6 +22,7 @@ from node.policy import Caller
 METHOD_POLICY: dict[str, Requirement] = {
     "/cityfed.v1.NodeService/GetNodeInfo": Requirement.MEMBER,
     "/cityfed.v1.NodeService/ListDatasets": Requirement.MEMBER,
+    "/cityfed.v1.NodeService/GetAuditCheckpoint": Requirement.MEMBER,
     "/cityfed.v1.NodeService/Aggregate": Requirement.REQUEST_TOKEN,
     "/cityfed.v1.NodeService/OpenLinkage": Requirement.REQUEST_TOKEN,
     # The session OpenLinkage opened names its caller; these continue it.

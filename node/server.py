@@ -31,6 +31,7 @@ from federation.serving.limits import (
     member_of,
 )
 from federation.serving.metrics import MetricsEndpoint, serve_metrics
+from federation.trust.canonical import canonical_json
 from federation.trust.identity import SERVER_KEEPALIVE_OPTIONS
 from federation.trust.manifest import ManifestWatcher, format_time
 from federation.trust.private_files import owner_only, owner_only_from_now_on, tighten
@@ -70,8 +71,9 @@ ANSWERING_SECONDS = 2.0
 
 class NodeServicer(node_pb2_grpc.NodeServiceServicer):
     def __init__(self, config: NodeConfig, store: Store, trust: NodeTrust,
-                 budget: PrivacyBudget, linkage: LinkageNode) -> None:
+                 budget: PrivacyBudget, linkage: LinkageNode, audit: AuditLog) -> None:
         self.config = config
+        self.audit = audit
         self.store = store
         self.trust = trust
         self.budget = budget
@@ -83,6 +85,11 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
             display_name=self.config.display_name or self.config.city,
             software_version=node.__version__,
         )
+
+    def GetAuditCheckpoint(self, request, context):
+        checkpoint, proof = self.audit.checkpoint_with_proof(request.known_size)
+        return node_pb2.GetAuditCheckpointResponse(
+            checkpoint=canonical_json(checkpoint.to_json()).decode(), consistency_proof=proof)
 
     def ListDatasets(self, request, context):
         caller = current_caller().caller
@@ -404,7 +411,7 @@ def _start_node(config: NodeConfig, database_lock: DatabaseLock) -> RunningNode:
                               max_sessions=config.linkage_max_sessions,
                               max_response_bytes=config.max_response_bytes))
     node_pb2_grpc.add_NodeServiceServicer_to_server(
-        NodeServicer(config, store, trust, budget, linkage), server)
+        NodeServicer(config, store, trust, budget, linkage, audit), server)
     health_servicer = add_health_and_reflection(server, [NODE_SERVICE])
     port = server.add_secure_port(config.listen, trust.server_credentials)
     if port == 0:

@@ -49,6 +49,20 @@ class GetNodeInfoResponse(_message.Message):
     software_version: str
     def __init__(self, city: _Optional[str] = ..., display_name: _Optional[str] = ..., software_version: _Optional[str] = ...) -> None: ...
 
+class GetAuditCheckpointRequest(_message.Message):
+    __slots__ = ("known_size",)
+    KNOWN_SIZE_FIELD_NUMBER: _ClassVar[int]
+    known_size: int
+    def __init__(self, known_size: _Optional[int] = ...) -> None: ...
+
+class GetAuditCheckpointResponse(_message.Message):
+    __slots__ = ("checkpoint", "consistency_proof")
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_PROOF_FIELD_NUMBER: _ClassVar[int]
+    checkpoint: str
+    consistency_proof: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, checkpoint: _Optional[str] = ..., consistency_proof: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class ListDatasetsRequest(_message.Message):
     __slots__ = ("purpose",)
     PURPOSE_FIELD_NUMBER: _ClassVar[int]

@@ -46,6 +46,11 @@ class NodeServiceStub:
                 request_serializer=cityfed_dot_v1_dot_node__pb2.ListDatasetsRequest.SerializeToString,
                 response_deserializer=cityfed_dot_v1_dot_node__pb2.ListDatasetsResponse.FromString,
                 _registered_method=True)
+        self.GetAuditCheckpoint = channel.unary_unary(
+                '/cityfed.v1.NodeService/GetAuditCheckpoint',
+                request_serializer=cityfed_dot_v1_dot_node__pb2.GetAuditCheckpointRequest.SerializeToString,
+                response_deserializer=cityfed_dot_v1_dot_node__pb2.GetAuditCheckpointResponse.FromString,
+                _registered_method=True)
         self.Aggregate = channel.unary_unary(
                 '/cityfed.v1.NodeService/Aggregate',
                 request_serializer=cityfed_dot_v1_dot_node__pb2.AggregateRequest.SerializeToString,
@@ -88,6 +93,20 @@ class NodeServiceServicer:
         Returns UNAUTHENTICATED without a client certificate of a manifest member,
         INVALID_ARGUMENT for a purpose the manifest does not register, UNAVAILABLE while the store
         cannot be read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAuditCheckpoint(self, request, context):
+        """GetAuditCheckpoint returns the last signed checkpoint of this city's audit log (docs/audit.md)
+        and, for a log size the caller saw signed before, the RFC 9162 proof that the log of the
+        checkpoint extends it: with only the manifest, a member checks that the city's log only grew.
+        It says how many records the log holds and when it was last signed, nothing of what they say.
+        Returns UNAUTHENTICATED without a client certificate of a manifest member; NOT_FOUND (reason
+        NO_CHECKPOINT) before the log's first checkpoint; INVALID_ARGUMENT for a known_size above the
+        checkpoint's size; FAILED_PRECONDITION (reason RECORDS_ARCHIVED) when the records a proof
+        needs were archived.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -186,6 +205,11 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     request_deserializer=cityfed_dot_v1_dot_node__pb2.ListDatasetsRequest.FromString,
                     response_serializer=cityfed_dot_v1_dot_node__pb2.ListDatasetsResponse.SerializeToString,
             ),
+            'GetAuditCheckpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAuditCheckpoint,
+                    request_deserializer=cityfed_dot_v1_dot_node__pb2.GetAuditCheckpointRequest.FromString,
+                    response_serializer=cityfed_dot_v1_dot_node__pb2.GetAuditCheckpointResponse.SerializeToString,
+            ),
             'Aggregate': grpc.unary_unary_rpc_method_handler(
                     servicer.Aggregate,
                     request_deserializer=cityfed_dot_v1_dot_node__pb2.AggregateRequest.FromString,
@@ -263,6 +287,33 @@ class NodeService:
             '/cityfed.v1.NodeService/ListDatasets',
             cityfed_dot_v1_dot_node__pb2.ListDatasetsRequest.SerializeToString,
             cityfed_dot_v1_dot_node__pb2.ListDatasetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAuditCheckpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cityfed.v1.NodeService/GetAuditCheckpoint',
+            cityfed_dot_v1_dot_node__pb2.GetAuditCheckpointRequest.SerializeToString,
+            cityfed_dot_v1_dot_node__pb2.GetAuditCheckpointResponse.FromString,
             options,
             channel_credentials,
             insecure,
