@@ -8,7 +8,19 @@ import sys
 
 import grpc
 
-from cli import audit, datasets, gateway, match, node, policy, query, receipt, region, trust
+from cli import (
+    audit,
+    console,
+    datasets,
+    gateway,
+    match,
+    node,
+    policy,
+    query,
+    receipt,
+    region,
+    trust,
+)
 from cli.exits import report_error
 from federation.errors import CityfedError
 
@@ -28,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     datasets.add_commands(commands)
     gateway.add_commands(commands)
     match.add_commands(commands)
+    console.add_commands(commands)
     return parser
 
 

@@ -1,1 +1,1 @@
-"""Services a member runs for others over the coordinator: the federation gateway."""
+"""Services a member runs over the coordinator: the federation gateway, the web console."""
