@@ -50,6 +50,16 @@ def test_the_unit_is_sandboxed_and_reloads_with_sighup():
     assert shlex.split(service["ExecReload"]) == ["/bin/kill", "-HUP", "$MAINPID"]
 
 
+def test_systemd_waits_for_the_longest_graceful_stop_before_it_kills():
+    """A node killed while a load commits would leave its client unsure whether it landed."""
+    from node.config import NodeConfig
+    from node.server import ANSWERING_SECONDS, COMMITTING_SECONDS
+
+    longest = NodeConfig.__dataclass_fields__["shutdown_grace_seconds"].default + \
+        COMMITTING_SECONDS + 2 * ANSWERING_SECONDS
+    assert float(unit()["Service"]["TimeoutStopSec"]) >= longest
+
+
 def test_the_example_config_loads_and_writes_only_where_the_unit_allows():
     config = load_config(PACKAGING / "node.toml")
     service = unit()["Service"]
