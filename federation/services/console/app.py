@@ -44,7 +44,7 @@ SECURITY_HEADERS = {
                                "frame-ancestors 'none'; base-uri 'none'",
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
-    "referrer-policy": "no-referrer",
+    "referrer-policy": "same-origin",  # "no-referrer" makes form posts say Origin: null
     "cross-origin-opener-policy": "same-origin",
     "cross-origin-resource-policy": "same-origin",
     "permissions-policy": "camera=(), microphone=(), geolocation=()",
@@ -78,7 +78,11 @@ def build_app(console: Console, users: Users, *, sessions: Sessions | None = Non
     async def login_form(request: Request) -> Response:
         if session_of(request):
             return _secured(RedirectResponse("/region", 303))
-        token = secrets.token_urlsafe(32)
+        # Kept while it lives: a second tab, or the browser's favicon request redirected
+        # here, must not void the form already shown.
+        token = request.cookies.get(LOGIN_COOKIE, "")
+        if len(token) != 43:
+            token = secrets.token_urlsafe(32)
         response = page("login", token=token, error=request.query_params.get("error", ""))
         set_cookie(response, LOGIN_COOKIE, token, 600)
         return response
