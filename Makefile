@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PROTOS := $(wildcard proto/cityfed/v1/*.proto)
 
-.PHONY: setup setup-spark demo test proto docs lint check check-stubs bench clean
+.PHONY: setup setup-spark demo test proto docs lint check check-stubs bench clean screenshots
 
 setup: $(BIN)/cityfed clients/node/node_modules
 
@@ -57,6 +57,11 @@ check-stubs: setup
 	@echo "stubs match the protos"
 
 check: check-stubs lint test
+
+# A PNG of each page of `cityfed console` in docs/console/, taken by Debian's Chromium against
+# a small generated region (about 30 s; apt-get install chromium first).
+screenshots: setup
+	$(BIN)/python scripts/console_screenshots.py
 
 bench: setup
 	$(BIN)/python scripts/bench.py
