@@ -99,8 +99,9 @@ def test_run_out_of_budget_and_see_the_refusal(page):
     page.goto("/ask")
     page.fill("#sql", "SELECT count(*) FROM population")
     for _ in range(3):  # ε 3 a day, 1 a question: the first question spent 1
-        page.click("#ask")
-        page.wait_for_function("!document.querySelector('#ask').disabled")
+        with page.expect_response("**/api/ask"):
+            page.click("#ask")
+        page.locator("#ask:enabled").wait_for()
     answered = page.locator("#answer-cities tr[data-status='refused']")
     assert answered.count() == 4
     assert "PRIVACY_BUDGET" in page.inner_text("#answer-cities") or \
