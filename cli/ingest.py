@@ -25,7 +25,7 @@ from node.config import NodeConfig, load_config
 from node.database_lock import DatabaseLock
 from node.ingest import IngestMode, IngestResult, Load, Phase, Progress
 from node.server import INGEST_PHASES, keep_private
-from node.store import Store
+from node.stores.duckdb import DuckDBStore
 
 _MODES = {IngestMode.REPLACE: admin_pb2.INGEST_MODE_REPLACE,
           IngestMode.APPEND: admin_pb2.INGEST_MODE_APPEND}
@@ -113,7 +113,7 @@ def ingest_directly(config: NodeConfig, dataset: str, path: Path, mode: IngestMo
     if not path.exists():
         raise FileMissing(f"{path}: no such file")
     keep_private(config)
-    store = Store(config.database, memory_limit=config.memory_limit, threads=config.threads)
+    store = DuckDBStore(config.database, memory_limit=config.memory_limit, threads=config.threads)
     load = Load()
     outcome: list[IngestResult | BaseException] = []
 

@@ -3,7 +3,7 @@ aggregates, or the bounded statistics a private answer is noised from."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from cityfed.v1 import linkage_pb2, query_pb2
@@ -11,15 +11,22 @@ from cityfed.v1 import linkage_pb2, query_pb2
 from federation.errors import InvalidQuery
 from federation.linkage.plan import check_side
 from federation.query.compile import (
+    DUCKDB,
+    Dialect,
     SqlFragment,
-    as_number,
     compile_expression,
     expression_nodes,
-    quote_identifier,
 )
 from federation.query.datasets import PERSON_ROW_RANK, Dataset
 from federation.query.plan import check_typed_plan
-from federation.query.typecheck import DATE, TIMESTAMP, SqlType, parse_type
+from federation.query.typecheck import (
+    DATE,
+    NULL,
+    TIMESTAMP,
+    SqlType,
+    expression_type,
+    parse_type,
+)
 from node.policy import DatasetPrivacy
 
 A = query_pb2.AggregateFunction
@@ -39,13 +46,15 @@ def _temporal_columns(types: list[SqlType | None]) -> tuple[tuple[int, str], ...
     return tuple((i, t.name) for i, t in enumerate(types) if t in (DATE, TIMESTAMP))
 
 
-def _numbered_sql(sql: str, width: int, temporal: tuple[tuple[int, str], ...]) -> str:
+def _numbered_sql(sql: str, width: int, temporal: tuple[tuple[int, str], ...],
+                  dialect: Dialect) -> str:
     """`sql`, with its DATE and TIMESTAMP columns given as numbers (see `as_number`)."""
     if not temporal:
         return sql
     kinds = dict(temporal)
     names = [f"c{i}" for i in range(width)]
-    outer = [as_number(kinds[i], name) if i in kinds else name for i, name in enumerate(names)]
+    outer = [dialect.as_number(kinds[i], name) if i in kinds else name
+             for i, name in enumerate(names)]
     return f"SELECT {', '.join(outer)} FROM ({sql}) AS partials({', '.join(names)})"
 
 
@@ -59,20 +68,26 @@ class CompiledPlan:
     # The result columns that are DATEs or TIMESTAMPs: (position, type name). `runnable_sql`
     # returns them as numbers, which `federation.query.values.decode_temporal` turns back.
     temporal: tuple[tuple[int, str], ...] = ()
+    # The result columns DuckDB gives as integers that the dialect's engine gives as DECIMALs
+    # (a sum of integers, beyond 64 bits in DuckDB): the store turns them back into ints.
+    integral: tuple[int, ...] = ()
+    dialect: Dialect = field(default=DUCKDB, compare=False)
 
     @property
     def runnable_sql(self) -> str:
         width = self.key_count + sum(len(p) for p in self.parts)
-        return _numbered_sql(self.sql, width, self.temporal)
+        return _numbered_sql(self.sql, width, self.temporal, self.dialect)
 
 
-def compile_plan(plan: query_pb2.AggregatePlan) -> CompiledPlan:
+def compile_plan(plan: query_pb2.AggregatePlan, dialect: Dialect = DUCKDB) -> CompiledPlan:
     """Compile a plan for an exact answer: partial aggregates over every row."""
     dataset, types = check_typed_plan(plan)
+    dialect = dialect.for_dataset(dataset)
     column_types: list[SqlType | None] = list(types.keys)
-    column = _column_resolver(dataset)
-    select: list[SqlFragment] = [compile_expression(key, column) for key in plan.group_by]
-    parts = []
+    column = _column_resolver(dataset, dialect)
+    select: list[SqlFragment] = [compile_expression(key, column, dialect=dialect)
+                                 for key in plan.group_by]
+    parts, integral = [], []
     for aggregate in plan.aggregates:
         needed = PARTS[aggregate.function]
         parts.append(needed)
@@ -81,13 +96,20 @@ def compile_plan(plan: query_pb2.AggregatePlan) -> CompiledPlan:
         if aggregate.function == A.AGGREGATE_FUNCTION_COUNT_STAR:
             select.append(SqlFragment("count(*)"))
             continue
-        argument = compile_expression(aggregate.argument, column)
+        argument = compile_expression(aggregate.argument, column, dialect=dialect)
         for part in needed:
-            select.append(SqlFragment(f"{part}({argument.text})", list(argument.params)))
-    where = compile_expression(plan.filter, column) if plan.HasField("filter") else None
-    sql, params = _select(dataset, plan, select, [where] if where else [])
+            text = f"{part}({argument.text})"
+            if part == "sum" and dialect.decimal_integer_sums:
+                found = expression_type(aggregate.argument, dataset)
+                if found == NULL or found.is_integer:
+                    text = dialect.integer_sum(argument.text)
+                    integral.append(len(select))
+            select.append(SqlFragment(text, list(argument.params)))
+    where = (compile_expression(plan.filter, column, dialect=dialect)
+             if plan.HasField("filter") else None)
+    sql, params = _select(dataset, plan, select, [where] if where else [], dialect)
     return CompiledPlan(dataset, sql, params, len(plan.group_by), tuple(parts),
-                        _temporal_columns(column_types))
+                        _temporal_columns(column_types), tuple(integral), dialect)
 
 
 # What a private answer releases per aggregate, beside every group's row count (which is also
@@ -124,21 +146,25 @@ class PrivatePlan:
     sums: tuple[ClampedSum | None, ...]  # per aggregate, how its sum was clamped
     max_rows_per_person: int
     temporal: tuple[tuple[int, str], ...] = ()  # as in CompiledPlan (group keys only)
+    dialect: Dialect = field(default=DUCKDB, compare=False)
 
     @property
     def runnable_sql(self) -> str:
         width = self.key_count + 1 + sum(len(p) for p in self.parts)
-        return _numbered_sql(self.sql, width, self.temporal)
+        return _numbered_sql(self.sql, width, self.temporal, self.dialect)
 
 
-def compile_private_plan(plan: query_pb2.AggregatePlan, privacy: DatasetPrivacy) -> PrivatePlan:
+def compile_private_plan(plan: query_pb2.AggregatePlan, privacy: DatasetPrivacy,
+                         dialect: Dialect = DUCKDB) -> PrivatePlan:
     """Compile a plan for a private answer: only each person's first `max_rows_per_person`
     rows (in the random order drawn at load time) are read; every sum or average argument is
     clamped to the declared bounds of the numeric columns it uses; every function that can
     fail at run time gives NULL instead, so no question fails because of one person's row."""
     dataset, types = check_typed_plan(plan)
-    column = _column_resolver(dataset)
-    select = [compile_expression(key, column, total=True) for key in plan.group_by]
+    dialect = dialect.for_dataset(dataset)
+    column = _column_resolver(dataset, dialect)
+    select = [compile_expression(key, column, total=True, dialect=dialect)
+              for key in plan.group_by]
     select.append(SqlFragment("count(*)"))
     parts, sums = [], []
     for number, aggregate in enumerate(plan.aggregates, start=1):
@@ -151,7 +177,8 @@ def compile_private_plan(plan: query_pb2.AggregatePlan, privacy: DatasetPrivacy)
         parts.append(PRIVATE_PARTS[function])
         clamp = None
         if function != A.AGGREGATE_FUNCTION_COUNT_STAR:
-            argument = compile_expression(aggregate.argument, column, total=True)
+            argument = compile_expression(aggregate.argument, column, total=True,
+                                          dialect=dialect)
             if "count" in PRIVATE_PARTS[function]:
                 select.append(SqlFragment(f"count({argument.text})", list(argument.params)))
             if "sum" in PRIVATE_PARTS[function]:
@@ -164,13 +191,14 @@ def compile_private_plan(plan: query_pb2.AggregatePlan, privacy: DatasetPrivacy)
                     f"AS DECIMAL(18, {clamp.digits})))",
                     [*argument.params, clamp.lower, clamp.upper]))
         sums.append(clamp)
-    conditions = [SqlFragment(f"{quote_identifier(PERSON_ROW_RANK)} <= ?",
+    conditions = [SqlFragment(f"{dialect.quote(PERSON_ROW_RANK)} <= ?",
                               [privacy.max_rows_per_person])]
     if plan.HasField("filter"):
-        conditions.append(compile_expression(plan.filter, column, total=True))
-    sql, params = _select(dataset, plan, select, conditions)
+        conditions.append(compile_expression(plan.filter, column, total=True, dialect=dialect))
+    sql, params = _select(dataset, plan, select, conditions, dialect, ranked=True)
     return PrivatePlan(dataset, sql, params, len(plan.group_by), tuple(parts), tuple(sums),
-                       privacy.max_rows_per_person, _temporal_columns(list(types.keys)))
+                       privacy.max_rows_per_person, _temporal_columns(list(types.keys)),
+                       dialect)
 
 
 def _clamp_for(argument: query_pb2.Expression, dataset: Dataset, privacy: DatasetPrivacy,
@@ -200,16 +228,19 @@ class CompiledKeys:
     params: list
 
 
-def compile_linkage_keys(side: linkage_pb2.LinkageSide) -> CompiledKeys:
+def compile_linkage_keys(side: linkage_pb2.LinkageSide,
+                         dialect: Dialect = DUCKDB) -> CompiledKeys:
     """A filter that cannot be evaluated for a row (an overflow, a bad cast) leaves the row out:
     a linkage never fails on one row's value, so no error can tell what a row holds."""
     dataset = check_side(side, "this city's side")
-    column = _column_resolver(dataset)
-    where = (compile_expression(side.filter, column, total=True) if side.HasField("filter")
-             else None)
+    dialect = dialect.for_dataset(dataset)
+    column = _column_resolver(dataset, dialect)
+    where = (compile_expression(side.filter, column, total=True, dialect=dialect)
+             if side.HasField("filter") else None)
     selects, params = [], []
     for name in side.key_columns:
-        select = f"SELECT {quote_identifier(name)} AS k FROM {quote_identifier(dataset.name)}"
+        select = (f"SELECT {dialect.quote(name)} AS k FROM "
+                  f"{dialect.table(dataset.name, ranked=False)}")
         if where is not None:
             select += f" WHERE ({where.text})"
             params += where.params
@@ -218,20 +249,21 @@ def compile_linkage_keys(side: linkage_pb2.LinkageSide) -> CompiledKeys:
     return CompiledKeys(sql, params)
 
 
-def _column_resolver(dataset: Dataset):
+def _column_resolver(dataset: Dataset, dialect: Dialect):
     def column(expression: query_pb2.Expression) -> str:
         if expression.WhichOneof("kind") != "column" or dataset.column(expression.column) is None:
             raise InvalidQuery("a node plan may refer only to columns of its dataset")
-        return quote_identifier(dataset.column(expression.column).name)
+        return dialect.quote(dataset.column(expression.column).name)
 
     return column
 
 
 def _select(dataset: Dataset, plan: query_pb2.AggregatePlan, select: list[SqlFragment],
-            conditions: list[SqlFragment]) -> tuple[str, list]:
+            conditions: list[SqlFragment], dialect: Dialect,
+            ranked: bool = False) -> tuple[str, list]:
     sql = "SELECT " + ", ".join(f.text for f in select)
     params = [p for f in select for p in f.params]
-    sql += f" FROM {quote_identifier(dataset.name)}"
+    sql += f" FROM {dialect.table(dataset.name, ranked=ranked)}"
     if conditions:
         sql += " WHERE " + " AND ".join(f"({c.text})" for c in conditions)
         params += [p for c in conditions for p in c.params]

@@ -56,7 +56,7 @@ from federation.serving.grpc_errors import STREAM_SUMMARY
 from node.budget import BudgetState, PrivacyBudget, budget_limits
 from node.compile import compile_linkage_keys
 from node.policy import Caller, Level, Policy, column_level
-from node.store import OnCancel, Store
+from node.stores import OnCancel, Store
 from node.trust import NodeTrust
 
 # A linkage id is refused again for this long after it was first seen (the replay store keeps
@@ -242,7 +242,7 @@ class LinkageNode:
             # Half for the padded size, half for a count's noise.
             if session.plan.mode == Mode.LINKAGE_MODE_COUNT:
                 session.count_epsilon = epsilon / 2
-        keys = self.store.linkage_keys(compile_linkage_keys(side),
+        keys = self.store.linkage_keys(compile_linkage_keys(side, self.store.dialect),
                                        timeout=deadline - time.monotonic(), on_cancel=on_cancel)
         if len(keys) > self.limits.max_points:
             raise TooLarge(f"this city's set has more than {self.limits.max_points} elements, "

@@ -49,7 +49,7 @@ from node.linkage import LinkageLimits, LinkageNode
 from node.metrics import NodeMetrics
 from node.policy import Level, catalog_levels, decide
 from node.release import charge_of, exact_groups, release
-from node.store import Store
+from node.stores import Store, open_store
 from node.trust import NodeTrust, load_node_trust
 
 log = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         remaining = context.time_remaining()
         timeout = min(self.config.max_query_seconds, remaining or self.config.max_query_seconds)
         if not decision.private:
-            compiled = compile_plan(plan)
+            compiled = compile_plan(plan, self.store.dialect)
             rows = self.store.aggregate(compiled, timeout=timeout,
                                         on_cancel=context.add_callback)
             facts["groups_returned"] = len(rows)
@@ -143,7 +143,7 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
                                               groups=exact_groups(rows, compiled))
 
         settings = policy.privacy
-        private = compile_private_plan(plan, settings.of(plan.dataset))
+        private = compile_private_plan(plan, settings.of(plan.dataset), self.store.dialect)
         epsilon, delta = charge_of(private, settings.epsilon_per_question,
                                    settings.delta_per_question)
         state = self.budget.charge(authenticated.caller.id, authenticated.purpose, epsilon,
@@ -384,8 +384,7 @@ def _start_node(config: NodeConfig, database_lock: DatabaseLock) -> RunningNode:
                      public_keys=trust.state.manifest, segment_bytes=config.audit_segment_bytes)
     recorder = AuditRecorder(audit, city=config.city, signing_key=trust.signing_key,
                              kid=trust.kid)
-    store = Store(config.database, memory_limit=config.memory_limit, threads=config.threads,
-                  max_result_groups=config.max_result_groups)
+    store = open_store(config)
     budget = PrivacyBudget(config.state_path / "budget.sqlite", sync=config.audit_fsync)
     metrics = NodeMetrics(audit, budget, lambda: budget_limits(trust.policy.privacy))
     drain = Drain(server=config.city, identify=member_of(trust.state))

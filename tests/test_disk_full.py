@@ -186,12 +186,12 @@ from federation.errors import CityfedError
 from node.budget import BudgetLimits, PrivacyBudget
 from node.ingest import IngestMode
 from node.replay import ReplayCache
-from node.store import Store
+from node.stores.duckdb import DuckDBStore
 
 disk, rows = Path(sys.argv[1]), Path(sys.argv[2])
 tokens = ReplayCache(disk / "seen_tokens.sqlite")
 budget = PrivacyBudget(disk / "budget.sqlite")
-store = Store(disk / "city.duckdb")
+store = DuckDBStore(disk / "city.duckdb")
 limits = BudgetLimits(epsilon=10.0, delta=1e-6, period="day")
 tokens.remember("a" * 32, 2**40)
 budget.charge("auditor", "statistics", 1.0, 0.0, limits)

@@ -17,7 +17,7 @@ from federation.errors import FileMissing, IngestError, LoadInProgress
 from federation.query.sql import parse_query
 from federation.serving.grpc_errors import error_reason
 from node.ingest import IngestMode
-from node.store import Store
+from node.stores.duckdb import DuckDBStore
 from tests import regionkit
 
 HEADER = ["person_id", "scheme", "status", "enrolled_on", "monthly_amount", "last_paid_on"]
@@ -36,7 +36,7 @@ def write_csv(path: Path, body: list[list[str]], header: list[str] = HEADER) -> 
     return path
 
 
-def snapshot(store: Store) -> list[tuple]:
+def snapshot(store: DuckDBStore) -> list[tuple]:
     cursor = store._connection.cursor()
     try:
         return cursor.execute("SELECT * FROM social_insurance ORDER BY ALL").fetchall()
@@ -46,7 +46,7 @@ def snapshot(store: Store) -> list[tuple]:
 
 @pytest.fixture
 def store(tmp_path):
-    opened = Store(tmp_path / "city.duckdb", threads=1)
+    opened = DuckDBStore(tmp_path / "city.duckdb", threads=1)
     opened.ingest("social_insurance", write_csv(tmp_path / "seed.csv", rows(10)),
                   IngestMode.REPLACE)
     yield opened

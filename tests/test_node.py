@@ -18,7 +18,7 @@ from federation.query.datasets import DATASETS
 from federation.query.sql import parse_query
 from federation.serving.grpc_errors import error_reason
 from node.compile import compile_plan
-from node.store import Store
+from node.stores.duckdb import DuckDBStore
 from tests import regionkit
 from tests.regionkit import build_city_store, start_region
 
@@ -189,7 +189,7 @@ def test_reflection_v1_is_served_beside_v1alpha(city):
 def big_store(tmp_path_factory):
     database = tmp_path_factory.mktemp("big") / "big.duckdb"
     build_city_store(database, seed=9, rows=1_500_000)
-    store = Store(database, threads=1)
+    store = DuckDBStore(database, threads=1)
     yield store
     store.close()
 

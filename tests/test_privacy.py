@@ -439,7 +439,7 @@ def test_a_private_sum_needs_a_column_with_declared_bounds():
 
 def test_an_append_draws_the_order_of_its_persons_rows_again(tmp_path):
     from node.ingest import IngestMode
-    from node.store import Store
+    from node.stores.duckdb import DuckDBStore
 
     rows = [f"11010119900101{i % 7:03d}X,pension,active,2020-01-0{1 + i % 9},{i}.00,"
             for i in range(40)]
@@ -447,7 +447,7 @@ def test_an_append_draws_the_order_of_its_persons_rows_again(tmp_path):
     header = "person_id,scheme,status,enrolled_on,monthly_amount,last_paid_on\n"
     first.write_text(header + "\n".join(rows[:25]) + "\n")
     second.write_text(header + "\n".join(rows[25:]) + "\n")
-    store = Store(tmp_path / "city.duckdb", threads=1)
+    store = DuckDBStore(tmp_path / "city.duckdb", threads=1)
     try:
         store.ingest("social_insurance", first, IngestMode.REPLACE)
         store.ingest("social_insurance", second, IngestMode.APPEND)
@@ -469,7 +469,7 @@ def test_an_append_draws_the_order_of_its_persons_rows_again(tmp_path):
 
 def test_a_residents_cards_are_one_unit_and_an_anonymous_card_is_its_own(tmp_path):
     from node.ingest import IngestMode
-    from node.store import Store
+    from node.stores.duckdb import DuckDBStore
 
     header = "card_id,person_id,tapped_at,mode,line,station,district_code,fare,card_city\n"
     person = "110101199001011234"
@@ -478,7 +478,7 @@ def test_a_residents_cards_are_one_unit_and_an_anonymous_card_is_its_own(tmp_pat
     taps += [f"A9,,2026-09-01 09:0{i}:00,bus,B1,S2,110101,2.00,110000" for i in range(3)]
     path = tmp_path / "taps.csv"
     path.write_text(header + "\n".join(taps) + "\n")
-    store = Store(tmp_path / "city.duckdb", threads=1)
+    store = DuckDBStore(tmp_path / "city.duckdb", threads=1)
     try:
         store.ingest("transit_trips", path, IngestMode.REPLACE)
         ranks = dict(store._connection.execute(
@@ -513,13 +513,13 @@ def test_a_private_sum_clamps_every_row_to_the_bounds_and_never_fails(tmp_path, 
                                                                         per_row):
     """Before noise: each row adds its value clamped to [0, 10000], whatever the arithmetic."""
     from node.ingest import IngestMode
-    from node.store import Store
+    from node.stores.duckdb import DuckDBStore
 
     path = tmp_path / "amounts.csv"
     path.write_text("person_id,scheme,status,enrolled_on,monthly_amount,last_paid_on\n"
                     + "".join(f"11010119900101{i:03d}X,pension,active,2020-01-01,{amount},\n"
                               for i, amount in enumerate(("0.01", "5000.00", "99999.99"))))
-    store = Store(tmp_path / "city.duckdb", threads=1)
+    store = DuckDBStore(tmp_path / "city.duckdb", threads=1)
     try:
         store.ingest("social_insurance", path, IngestMode.REPLACE)
         plan = parse_query(f"SELECT sum({argument}) FROM social_insurance").plan

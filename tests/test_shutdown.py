@@ -300,9 +300,9 @@ def test_a_database_lock_is_exclusive_and_names_its_holder(tmp_path):
 
 @pytest.fixture
 def store(tmp_path):
-    from node.store import Store
+    from node.stores.duckdb import DuckDBStore
 
-    opened = Store(tmp_path / "city.duckdb", threads=1)
+    opened = DuckDBStore(tmp_path / "city.duckdb", threads=1)
     yield opened
     opened.close()
 

@@ -1,4 +1,5 @@
-"""Compile plan expressions to parameterised DuckDB SQL.
+"""Compile plan expressions to parameterised SQL: DuckDB's, or another engine's through a
+`Dialect` (a node on Spark, node.stores.spark) that must give the values DuckDB gives.
 
 The only text that reaches SQL is produced here: operator spellings from a fixed table,
 identifiers the caller of `compile_expression` resolves from code (a dataset's schema, or the
@@ -10,10 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import ClassVar
 
 from cityfed.v1 import query_pb2
 
 from federation.errors import InvalidQuery
+from federation.query.datasets import Dataset
 from federation.query.values import FarDate, FarTimestamp, PyValue, from_value
 
 F = query_pb2.Function
@@ -95,22 +98,70 @@ def date_part_name(expression: query_pb2.Expression) -> str:
     return part
 
 
-def compile_literal(value: query_pb2.Value) -> SqlFragment:
+class Dialect:
+    """How an engine spells what DuckDB's SQL says differently. This base class is DuckDB:
+    an engine's subclass overrides what its SQL spells otherwise, so that the same plan gives
+    the same values."""
+
+    name = "duckdb"
+    # The engine's names for DuckDB's types, where they differ.
+    type_names: ClassVar[dict[str, str]] = {}
+
+    def type_name(self, duckdb_type: str) -> str:
+        return self.type_names.get(duckdb_type, duckdb_type)
+
+    # Whether a sum of integers is taken as a DECIMAL(38,0) (`integer_sum`), where DuckDB
+    # gives a 128-bit integer.
+    decimal_integer_sums = False
+
+    def quote(self, name: str) -> str:
+        return quote_identifier(name)
+
+    def for_dataset(self, dataset: Dataset) -> Dialect:
+        """The dialect for expressions over `dataset`'s columns."""
+        return self
+
+    def table(self, name: str, *, ranked: bool) -> str:
+        """The table holding a dataset; `ranked`: with the hidden per-person row rank."""
+        return quote_identifier(name)
+
+    def integer_sum(self, argument: str) -> str:
+        return f"sum({argument})"
+
+    def total(self, compiled: SqlFragment) -> SqlFragment:
+        """`compiled`, giving NULL instead of failing at run time (see MAY_FAIL)."""
+        return SqlFragment(f"TRY({compiled.text})", compiled.params)
+
+    def call(self, call: query_pb2.Call, args: list[SqlFragment]) -> SqlFragment | None:
+        """The engine's own SQL for a call, or None to compile it as DuckDB spells it."""
+        return None
+
+    def as_number(self, type_name: str, column: str) -> str:
+        return as_number(type_name, column)
+
+
+DUCKDB = Dialect()
+
+
+def compile_literal(value: query_pb2.Value, dialect: Dialect = DUCKDB) -> SqlFragment:
     kind = value.WhichOneof("kind")
     if kind is None:
         return SqlFragment("NULL")
     python_value = from_value(value)
     if kind == "decimal_value":
         assert isinstance(python_value, Decimal)
-        return SqlFragment(f"CAST(? AS {decimal_type(value.decimal_value)})", [python_value])
+        return SqlFragment(f"CAST(? AS {dialect.type_name(decimal_type(value.decimal_value))})",
+                           [python_value])
     if isinstance(python_value, FarDate | FarTimestamp):
         python_value = str(python_value)  # DuckDB's own text, which it casts back exactly
     if kind == "date_value":
-        return SqlFragment("CAST(? AS DATE)", [python_value])
+        return SqlFragment(f"CAST(? AS {dialect.type_name('DATE')})", [python_value])
     if kind == "timestamp_value":
-        return SqlFragment("CAST(? AS TIMESTAMP)", [python_value])
+        return SqlFragment(f"CAST(? AS {dialect.type_name('TIMESTAMP')})", [python_value])
     if kind in ("big_int_value", "double_value"):
-        sql_type = "HUGEINT" if kind == "big_int_value" else "DOUBLE"
+        sql_type = dialect.type_name("HUGEINT" if kind == "big_int_value" else "DOUBLE")
+        if kind == "big_int_value" and dialect is not DUCKDB:
+            python_value = str(python_value)  # beyond 64 bits: the engine reads the digits
         return SqlFragment(f"CAST(? AS {sql_type})", [python_value])
     return SqlFragment("?", [python_value])
 
@@ -126,56 +177,64 @@ def expression_nodes(expression: query_pb2.Expression) -> Iterator[query_pb2.Exp
 
 
 def compile_expression(expression: query_pb2.Expression, leaf: LeafResolver, *,
-                       total: bool = False) -> SqlFragment:
+                       total: bool = False, dialect: Dialect = DUCKDB) -> SqlFragment:
     """Compile an expression that `federation.query.plan` has checked (arity, date parts, depth);
     `leaf` turns column and group/aggregate references into SQL. With `total`, every function
     that can fail at run time gives NULL instead (see MAY_FAIL)."""
     kind = expression.WhichOneof("kind")
     if kind == "literal":
-        return compile_literal(expression.literal)
+        return compile_literal(expression.literal, dialect)
     if kind == "call":
-        compiled = _compile_call(expression.call, leaf, total)
+        compiled = _compile_call(expression.call, leaf, total, dialect)
         if total and expression.call.function in MAY_FAIL:
-            return SqlFragment(f"TRY({compiled.text})", compiled.params)
+            return dialect.total(compiled)
         return compiled
     if kind is None:
         raise InvalidQuery("an expression is empty")
     return SqlFragment(leaf(expression))
 
 
-def _compile_call(call: query_pb2.Call, leaf: LeafResolver, total: bool) -> SqlFragment:
+def _compile_call(call: query_pb2.Call, leaf: LeafResolver, total: bool,
+                  dialect: Dialect) -> SqlFragment:
     function = call.function
     if function not in ARITY:
         raise InvalidQuery(f"function {function} is not supported")
     if function in (F.FUNCTION_DATE_TRUNC, F.FUNCTION_DATE_DIFF):
         part = date_part_name(call.arguments[0])
-        rest = [compile_expression(a, leaf, total=total) for a in call.arguments[1:]]
+        rest = [compile_expression(a, leaf, total=total, dialect=dialect)
+                for a in call.arguments[1:]]
+        own = dialect.call(call, rest)
+        if own is not None:
+            return own
         name = "date_trunc" if function == F.FUNCTION_DATE_TRUNC else "date_diff"
-        return _join(f"{name}('{part}', ", rest, ", ", ")")
-    args = [compile_expression(a, leaf, total=total) for a in call.arguments]
+        return join(f"{name}('{part}', ", rest, ", ", ")")
+    args = [compile_expression(a, leaf, total=total, dialect=dialect) for a in call.arguments]
+    own = dialect.call(call, args)
+    if own is not None:
+        return own
     if function in BINARY_OPERATORS:
-        return _join("(", args, f" {BINARY_OPERATORS[function]} ", ")")
+        return join("(", args, f" {BINARY_OPERATORS[function]} ", ")")
     if function in CONJUNCTIONS:
-        return _join("(", args, f" {CONJUNCTIONS[function]} ", ")")
+        return join("(", args, f" {CONJUNCTIONS[function]} ", ")")
     if function in DATE_PARTS_OF:
-        return _join(f"{DATE_PARTS_OF[function]}(", args, "", ")")
+        return join(f"{DATE_PARTS_OF[function]}(", args, "", ")")
     if function == F.FUNCTION_NEGATE:
-        return _join("(-", args, "", ")")
+        return join("(-", args, "", ")")
     if function == F.FUNCTION_NOT:
-        return _join("(NOT ", args, "", ")")
+        return join("(NOT ", args, "", ")")
     if function == F.FUNCTION_IS_NULL:
-        return _join("(", args, "", " IS NULL)")
+        return join("(", args, "", " IS NULL)")
     if function == F.FUNCTION_IS_NOT_NULL:
-        return _join("(", args, "", " IS NOT NULL)")
+        return join("(", args, "", " IS NOT NULL)")
     if function in (F.FUNCTION_IN, F.FUNCTION_NOT_IN):
         keyword = " IN (" if function == F.FUNCTION_IN else " NOT IN ("
-        listed = _join("", args[1:], ", ", "")
-        return _join("(", [args[0], listed], keyword, "))")
+        listed = join("", args[1:], ", ", "")
+        return join("(", [args[0], listed], keyword, "))")
     keyword = " BETWEEN " if function == F.FUNCTION_BETWEEN else " NOT BETWEEN "
-    return _join("(", [args[0], _join("", args[1:], " AND ", "")], keyword, ")")
+    return join("(", [args[0], join("", args[1:], " AND ", "")], keyword, ")")
 
 
-def _join(prefix: str, parts: list[SqlFragment], separator: str, suffix: str) -> SqlFragment:
+def join(prefix: str, parts: list[SqlFragment], separator: str, suffix: str) -> SqlFragment:
     return SqlFragment(
         prefix + separator.join(p.text for p in parts) + suffix,
         [param for p in parts for param in p.params],

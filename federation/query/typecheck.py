@@ -462,3 +462,9 @@ def check_query_types(query: query_pb2.FederatedQuery, types: PlanTypes) -> tupl
     for number, key in enumerate(query.order_by, start=1):
         _Checker(f"ORDER BY key {number}", reference).type_of(key.expression)
     return outputs
+
+
+def expression_type(expression: query_pb2.Expression, dataset: Dataset) -> SqlType:
+    """The DuckDB type of a checked plan's expression over `dataset`'s columns."""
+    columns = _column_types(dataset)
+    return _Checker("", lambda node: columns[node.column]).type_of(expression)

@@ -1,4 +1,5 @@
-"""One city's DuckDB store: the standard tables, sandboxed queries under deadlines, atomic loads."""
+"""One city's DuckDB store (the default): the standard tables in one embedded DuckDB file,
+sandboxed queries under deadlines, atomic loads."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from federation.errors import (
     StoreUnavailable,
     TooLarge,
 )
-from federation.query.compile import quote_identifier
+from federation.query.compile import DUCKDB, quote_identifier
 from federation.query.datasets import DATASETS, create_table_sql
 from federation.query.runtime_errors import runtime_failure
 from federation.query.sandbox import sandboxed_connection
@@ -32,15 +33,12 @@ from federation.query.values import decode_temporal
 from node.compile import CompiledKeys, CompiledPlan, PrivatePlan
 from node.deadlines import WATCHDOG
 from node.ingest import IngestMode, IngestResult, Load, add_rank_column, load_into
+from node.stores.base import OnCancel
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Registers a function to call when the caller cancels; returns False if already cancelled.
-OnCancel = Callable[[Callable[[], None]], bool]
-
-
-class Store:
+class DuckDBStore:
     def __init__(self, database: Path, *, memory_limit: str = "2GB", threads: int = 2,
                  max_result_groups: int = 100_000) -> None:
         database.parent.mkdir(parents=True, exist_ok=True)
@@ -65,6 +63,9 @@ class Store:
                 raise
             raise StoreUnavailable(f"cannot write {database}: {write_failure_text(error)}"
                                    ) from None
+
+    engine = "duckdb"
+    dialect = DUCKDB
 
     def close(self) -> None:
         self._connection.close()

@@ -197,7 +197,7 @@ def _ready(data: PsiData) -> dict[str, Any]:
 
 
 def _generate(data: PsiData, log: Callable[[str], None]) -> None:
-    from node.store import Store
+    from node.stores.duckdb import DuckDBStore
 
     if data.directory.exists():
         shutil.rmtree(data.directory)
@@ -217,7 +217,7 @@ def _generate(data: PsiData, log: Callable[[str], None]) -> None:
         # A node ranks the rows of a file another tool wrote when it first opens it (about
         # 2.6 s a million rows): done here, once, so that no start of a node does it again.
         log(f"ranking {city}'s rows, as a node does at its first start")
-        Store(path, threads=2).close()
+        DuckDBStore(path, threads=2).close()
     (data.directory / READY).write_text(json.dumps(_ready(data)) + "\n")
 
 

@@ -4,7 +4,7 @@ A scale's directory is a region folder as `federation.synthetic.local_region.wri
 it (trust material and signed manifest, per city a store, the demo policy and a node config),
 holding the five synthetic member cities (`federation.synthetic`) and up to three extra cities
 whose stores are byte copies of member cities (the generator knows only five). Every city file
-is opened once as a node opens it (`node.store.Store`), which gives each row its hidden
+is opened once as a node opens it (`node.stores.duckdb`), which gives each row its hidden
 per-person rank for private answers. Beside them: "central" DuckDB files holding the union of
 the first n cities' transit_trips (with the cities' ranks, so that the bounded exact answer a
 private one is noised from can be computed centrally), and snapshot copies of the city files
@@ -223,7 +223,7 @@ def _rank(workdir: Workdir, city: str, log) -> None:
         ranked = {}
     if _has_rank(database) and ranked.get(city) == signature:
         return
-    from node.store import Store
+    from node.stores.duckdb import DuckDBStore
 
     log(f"ranking {city}'s rows per person, as a node does at its first start")
     connection = duckdb.connect(str(database))
@@ -234,7 +234,7 @@ def _rank(workdir: Workdir, city: str, log) -> None:
         connection.execute("CHECKPOINT")
     finally:
         connection.close()
-    Store(database, threads=2).close()
+    DuckDBStore(database, threads=2).close()
     snapshot = workdir.snapshot_path(city)
     for stale in [*workdir.directory.glob("central-*.duckdb"), snapshot,
                   snapshot.with_name(f"{city}.by-rank.duckdb")]:
