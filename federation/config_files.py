@@ -56,6 +56,12 @@ def _coerce(value: Any, hint: Any, label: str, path: Path) -> Any:
         return candidate if candidate.is_absolute() else (path.parent / candidate).resolve()
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if typing.get_origin(hint) is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{label} must be a table")
+        _, value_hint = typing.get_args(hint)
+        return {key: _coerce(item, value_hint, f"{label}.{key}", path)
+                for key, item in value.items()}
     if typing.get_origin(hint) is tuple:
         if not isinstance(value, list):
             raise ConfigError(f"{label} must be a list")

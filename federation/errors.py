@@ -139,6 +139,14 @@ class StoreUnavailable(CityfedError):
     reason = "STORE_UNAVAILABLE"
 
 
+class ReadOnlyStore(CityfedError):
+    """The node reads the city's own engine (Spark) and never writes it: loads and the data's
+    backups are the city's own pipeline's."""
+
+    status = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "READ_ONLY_STORE"
+
+
 class StateUnavailable(CityfedError):
     """The node cannot write its own state: the memory of token ids or the privacy budget
     (a full disk, an I/O error). Nothing is answered until it can; retry later."""

@@ -8,16 +8,22 @@ from typing import Any
 
 from federation.config_files import build, read_toml
 from federation.errors import ConfigError
+from federation.query.datasets import DATASETS
 from federation.serving.metrics import parse_listen
 from federation.trust.pki import NAME
 
 DESCRIPTION = "description"  # the key of a setting's description in its field's metadata
 
 
-def setting(description: str, default: Any = MISSING) -> Any:
+def setting(description: str, default: Any = MISSING, *,
+            default_factory: Any = MISSING) -> Any:
     """A config field (required when it has no default) with the description
     docs/configuration.md gives it."""
-    return field(default=default, metadata={DESCRIPTION: description})
+    return field(default=default, default_factory=default_factory,
+                 metadata={DESCRIPTION: description})
+
+
+STORES = ("duckdb", "spark")
 
 
 @dataclass(frozen=True)
@@ -26,7 +32,9 @@ class NodeConfig:
     descriptions (`make docs`); a test fails when one is undocumented."""
 
     city: str = setting("This node's member id in the manifest, like `tianjin`.")
-    database: Path = setting("The city's DuckDB file.")
+    database: Path = setting(
+        "The city's DuckDB file. With `store = \"spark\"` no DuckDB file is opened: the path "
+        "only names the node's other files (state, admin socket, lock) where those are unset.")
     manifest: Path = setting(
         "The region's signed member manifest. The node refuses one that is unsigned, signed by "
         "another root, expired, older than the one it held before, or without a key that one "
@@ -54,6 +62,25 @@ class NodeConfig:
     admin_socket: Path | None = setting(
         "The operator's Unix socket for loads into the running node, open to the node's user "
         "only. Unset: beside the database (`tianjin.admin.sock`).", None)
+    store: str = setting(
+        "Where the city's data is read: `duckdb`, the embedded file `database` (loaded with "
+        "`cityfed node ingest`), or `spark`, the city's own Spark (`spark_remote` or "
+        "`spark_master`, and `spark_datasets`), read and never written: loads and database "
+        "backups are the city's own pipeline's.", "duckdb")
+    spark_remote: str = setting(
+        "With `store = \"spark\"`: the Spark Connect address of the city's cluster, like "
+        "`sc://spark.city.example:15002`. The node's Spark user needs read access to the "
+        "datasets' tables or files only.", "")
+    spark_master: str = setting(
+        "With `store = \"spark\"` and no `spark_remote`: a Spark inside the node's process, "
+        "like `local[2]`, for trying a node out (needs Java 17 and `pip install "
+        "cityfed[spark]`).", "")
+    spark_datasets: dict[str, str] = setting(
+        "With `store = \"spark\"`: a `[node.spark_datasets]` table giving each standard "
+        "dataset's location: Parquet files (a path or glob, like "
+        "`\"/data/population/*.parquet\"`) or a catalog table (`\"table:warehouse.population\"`). "
+        "A dataset not listed is one the city does not hold: its row count is 0 and questions "
+        "about it are refused.", default_factory=dict)
     memory_limit: str = setting("DuckDB's memory limit.", "2GB")
     threads: int = setting("DuckDB's threads.", 2)
     max_workers: int = setting("Threads answering calls; calls beyond them wait for one.", 32)
@@ -154,6 +181,28 @@ def limits_problem(config: NodeConfig) -> str | None:
                 "above 0, linkage_workers 0 (a process per core) or more")
     if config.manifest_watch_seconds < 0:
         return "manifest_watch_seconds must be 0 (no watch) or more"
+    return store_problem(config)
+
+
+def store_problem(config: NodeConfig) -> str | None:
+    """What is wrong with the store's settings, if anything."""
+    if config.store not in STORES:
+        return f"store must be one of {', '.join(STORES)}"
+    spark_settings = config.spark_remote or config.spark_master or config.spark_datasets
+    if config.store != "spark":
+        return ("spark_remote, spark_master and spark_datasets need store = \"spark\""
+                if spark_settings else None)
+    if bool(config.spark_remote) == bool(config.spark_master):
+        return "store = \"spark\" needs one of spark_remote (Spark Connect) or spark_master"
+    if config.spark_remote and not config.spark_remote.startswith("sc://"):
+        return "spark_remote must be a Spark Connect address, like sc://host:15002"
+    unknown = sorted(set(config.spark_datasets) - set(DATASETS))
+    if unknown:
+        return (f"spark_datasets names no standard dataset {unknown[0][:64]!r}; known: "
+                f"{', '.join(DATASETS)}")
+    for name, location in config.spark_datasets.items():
+        if not isinstance(location, str) or not location.strip():
+            return f"spark_datasets.{name} must be a Parquet path or \"table:<name>\""
     return None
 
 

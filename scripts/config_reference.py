@@ -51,6 +51,8 @@ def type_name(hint) -> str:
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         options = [a for a in typing.get_args(hint) if a is not type(None)]
         return " or ".join(type_name(option) for option in options) + ", optional"
+    if typing.get_origin(hint) is dict:
+        return "table"
     return _TYPE_NAMES.get(hint, getattr(hint, "__name__", str(hint)))
 
 
@@ -61,6 +63,8 @@ def toml_value(value) -> str:
         return f"`{str(value).lower()}`"
     if isinstance(value, str | Path):
         return f'`"{value}"`'
+    if isinstance(value, dict) and not value:
+        return "empty"
     if isinstance(value, int) and abs(value) >= 10_000:
         return f"`{value:_}`"
     return f"`{value!r}`"
@@ -76,8 +80,12 @@ def render() -> str:
     hints = typing.get_type_hints(NodeConfig)
     rows = []
     for field in dataclasses.fields(NodeConfig):
-        default = "required" if field.default is dataclasses.MISSING else \
-            toml_value(field.default)
+        if field.default_factory is not dataclasses.MISSING:
+            default = toml_value(field.default_factory())
+        elif field.default is dataclasses.MISSING:
+            default = "required"
+        else:
+            default = toml_value(field.default)
         description = " ".join(field.metadata.get(DESCRIPTION, "").split()).replace("|", "\\|")
         rows.append(f"| `{field.name}` | {type_name(hints[field.name])} | {default} | "
                     f"{description} |")
