@@ -3,6 +3,7 @@ schemas allow them, plus a running region of real nodes on port 0 and a central 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from dataclasses import dataclass, field
@@ -143,13 +144,22 @@ def node_config(trusted: TrustedRegion, city: str, database: Path, policy: Path 
 
 
 def start_nodes(trusted: TrustedRegion, cities: tuple[str, ...], policy_text: str,
-                **options) -> dict[str, RunningNode]:
+                spark_cities: tuple[str, ...] = (), **options) -> dict[str, RunningNode]:
+    """`spark_cities` are served from a local Spark, over Parquet written from their DuckDB
+    file as it is now (tests/sparkkit.py)."""
     nodes = {}
     for city in cities:
         policy = trusted.directory.path / f"{city}.policy.toml"
         policy.write_text(policy_text)
-        nodes[city] = start_node(node_config(trusted, city, trusted.directory.path /
-                                             f"{city}.duckdb", policy, **options))
+        database = trusted.directory.path / f"{city}.duckdb"
+        config = node_config(trusted, city, database, policy, **options)
+        if city in spark_cities:
+            from tests import sparkkit
+
+            locations = sparkkit.write_parquet(database, trusted.directory.path /
+                                               f"{city}-parquet")
+            config = dataclasses.replace(config, **sparkkit.spark_options(locations))
+        nodes[city] = start_node(config)
     return nodes
 
 

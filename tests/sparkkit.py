@@ -34,6 +34,13 @@ def spark_available() -> bool:
 
 
 needs_spark = pytest.mark.skipif(not spark_available(), reason=SKIP_REASON)
+# The stores a test parametrised over them runs against (`ids` are the stores' names).
+STORES = ("duckdb", pytest.param("spark", marks=needs_spark))
+
+
+def on_spark(store: str, *cities: str) -> tuple[str, ...]:
+    """The cities to serve from Spark (regionkit's `spark_cities`) when testing `store`."""
+    return cities if store == "spark" else ()
 
 
 def write_parquet(database: Path, folder: Path) -> dict[str, str]:

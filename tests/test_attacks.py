@@ -33,7 +33,7 @@ from federation.trust.pki import (
     write_tls_key,
 )
 from node.guard import METHOD_POLICY
-from tests import regionkit
+from tests import regionkit, sparkkit
 from tests.regionkit import AUDITOR, OUTSIDER, PURPOSE, _credentials
 
 CITY = "tianjin"
@@ -451,10 +451,12 @@ level = "aggregate"
 """
 
 
-@pytest.fixture(scope="module")
-def guarded(tmp_path_factory):
+@pytest.fixture(scope="module", params=sparkkit.STORES)
+def guarded(request, tmp_path_factory):
+    """Two cities under a statistics-only policy; with "spark", CITY is served from Spark."""
     running = regionkit.start_region(tmp_path_factory.mktemp("policy"), (CITY, "beijing"),
-                                     rows=2_000, seed=4, policy_text=STATISTICS_POLICY)
+                                     rows=2_000, seed=4, policy_text=STATISTICS_POLICY,
+                                     spark_cities=sparkkit.on_spark(request.param, CITY))
     yield running
     running.stop()
 
