@@ -1,11 +1,14 @@
 """`make demo`: a generated five-city region on loopback, a tour of federated questions, a
-refused one, a privacy budget being spent until the cities refuse, and a city going down, all in
-under a minute; every process it starts is stopped at the end. Every call goes over mutual TLS
-with a signed request token, and every city answers only what its own policy allows: the
+refused one, a privacy budget being spent until the cities refuse, and a city going down, in
+about a minute (two with Beijing on Spark); every process it starts is stopped at the end. When
+Java 17 and pyspark are installed, Beijing's node answers from a local Spark over its datasets
+written as Parquet (a city's own data platform), the others from DuckDB. Every call goes over
+mutual TLS with a signed request token, and every city answers only what its own policy allows: the
 regional authority gets differentially private statistics (noisy, with ± intervals, each answer
 charged to its privacy budget), never exact counts of small groups.
 
 Usage: python scripts/demo.py [--dir DIR] [--people N] [--trips N] [--visits N]
+                             [--spark auto|yes|no]
 """
 
 from __future__ import annotations
@@ -35,7 +38,15 @@ from federation.services.gateway import start_gateway
 from federation.synthetic import RegionScale
 from federation.synthetic.divisions import MEMBER_CITIES
 from federation.synthetic.icd10 import chapter_of
-from federation.synthetic.local_region import AUTHORITY, start_local_region, write_region
+from federation.synthetic.local_region import (
+    AUTHORITY,
+    SPARK_MASTER,
+    serve_from_spark,
+    spark_missing,
+    start_local_region,
+    store_of,
+    write_region,
+)
 from federation.synthetic.networks import HOSPITALS
 from federation.trust.identity import channel_options
 from federation.trust.receipts import Receipt, verify_receipt_signature
@@ -52,6 +63,8 @@ GROUP BY age_band ORDER BY age_band"""
 # The question asked until the transit-planning budget is spent: trips and fares by mode.
 BY_MODE = "SELECT mode, count(*) AS trips, sum(fare) AS fares FROM transit_trips GROUP BY mode"
 TRANSIT = "transit-planning"
+# The city served from Spark when this machine can run one: the largest, as in a real region.
+SPARK_CITY = "beijing"
 
 
 def quoted(values) -> str:
@@ -293,6 +306,39 @@ def verify_logs_and_receipts(region: Path, cities: tuple[str, ...], manifest) ->
                   "record their index names (Langfang's log too: it was killed, not stopped)")
 
 
+def choose_stores(region: Path, spark: str) -> None:
+    """The largest city on Spark when this machine can run one, the others on DuckDB."""
+    missing = spark_missing() if spark != "no" else "--spark no"
+    if missing is None:
+        locations = serve_from_spark(region, SPARK_CITY)
+        console.print(f"{SPARK_CITY} is served from Spark ({SPARK_MASTER}, in its node's "
+                      f"process), reading its {len(locations)} datasets as Parquet from "
+                      f"{region / f'{SPARK_CITY}.parquet'}/ as it would read its own data "
+                      "platform's tables; the other four from their DuckDB files. Nothing above "
+                      "the store knows which one answers: the same plan, policy, privacy, audit "
+                      "and receipts.")
+        return
+    if spark == "yes":
+        raise SystemExit(f"--spark yes: {missing}")
+    console.print(f"All five cities run on DuckDB ({missing}). With Java 17 and `make "
+                  f"setup-spark`, {SPARK_CITY} is served from a local Spark instead.")
+
+
+def show_stores(region: Path, cities: tuple[str, ...]) -> None:
+    heading("Which store answers for each city")
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("city", "store (its node config)", "reads"):
+        table.add_column(column)
+    for city in cities:
+        store = store_of(region, city)
+        table.add_row(city, store, f"{city}.parquet/<dataset>/*.parquet" if store != "duckdb"
+                      else f"{city}.duckdb")
+    console.print(table)
+    if any(store_of(region, city) != "duckdb" for city in cities):
+        console.print("[dim]Each city's answer below says how long it took: a Spark job has a "
+                      "fixed cost of its own (bench-results/spark/REPORT.md).[/]")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=Path("region/demo"))
@@ -301,6 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     # hundred rows per city: enough trips and visits that the tour's groups show.
     parser.add_argument("--trips", type=int, default=500_000)
     parser.add_argument("--visits", type=int, default=300_000)
+    parser.add_argument("--spark", choices=("auto", "yes", "no"), default="auto",
+                        help=f"serve {SPARK_CITY} from a local Spark (auto: when Java 17 and "
+                             "pyspark are installed)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
 
@@ -310,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     trusted = write_region(args.dir, scale=scale)
     console.print(f"{args.dir}: a root key and CA, a TLS certificate and signing key per member, "
                   "a signed manifest, one DuckDB file, policy and node config per city")
+    choose_stores(args.dir, args.spark)
 
     heading("Starting five city nodes (mutual TLS only) and the authority's gateway")
     cities = tuple(trusted.endpoints)
@@ -319,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         manifest, identity = trusted.directory.open_as(AUTHORITY)
         gateway = start_gateway(manifest, identity, "127.0.0.1:0")
         console.print(f"  gateway       127.0.0.1:{gateway.port} (serves {AUTHORITY})")
+        show_stores(args.dir, cities)
         try:
             with Coordinator(manifest, identity) as coordinator:
                 ask("Residents by age band, across the cluster", AGE_BANDS, args.dir,

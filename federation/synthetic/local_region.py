@@ -8,6 +8,7 @@ separate processes (`python -m cli node serve`), exactly as a city would run the
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import re
@@ -237,6 +238,92 @@ def write_region(directory: Path, *, scale=None, seed: int = 7,
         (directory / f"{city}.toml").write_text(node_config_toml(
             trusted.directory, city, member(city).name, trusted.endpoint(city)))
     return trusted
+
+
+# A Spark inside the node's process, on two cores: how a city's node is tried out on Spark
+# (a real city's node reaches its cluster over Spark Connect instead, README).
+SPARK_MASTER = "local[2]"
+
+
+def spark_missing() -> str | None:
+    """Why a local Spark cannot run on this machine (Spark 4 needs Java 17 or later, and the
+    `spark` extra), or None when it can."""
+    if importlib.util.find_spec("pyspark") is None:
+        return "pyspark is not installed (make setup-spark, or pip install 'cityfed[spark]')"
+    java = (Path(os.environ["JAVA_HOME"]) / "bin" / "java" if os.environ.get("JAVA_HOME")
+            else shutil.which("java"))
+    if java is None or not Path(java).exists():
+        return "no Java on this machine (Spark 4 needs Java 17: apt-get install " \
+               "openjdk-17-jre-headless)"
+    shown = subprocess.run([str(java), "-version"], capture_output=True, text=True).stderr
+    found = re.search(r'version "(\d+)', shown)
+    if not found or int(found.group(1)) < 17:
+        return f"Java {found.group(1) if found else '?'} is too old: Spark 4 needs Java 17"
+    return None
+
+
+def export_parquet(database: Path, folder: Path, rows_per_file: int = 1_000_000) -> dict[str, str]:
+    """Each standard dataset of a city's DuckDB file written as Parquet under
+    `folder/<dataset>/`, in files of about `rows_per_file` rows, the way a city's data
+    platform holds its tables (only the dataset's own columns); returns each dataset's
+    location, a glob, for a node's `spark_datasets`."""
+    import duckdb
+
+    from federation.query.datasets import DATASETS
+
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    group = min(rows_per_file, 122_880)  # DuckDB's default row group size, at most
+    connection = duckdb.connect(str(database), read_only=True)
+    connection.execute("SET enable_progress_bar = false")
+    locations = {}
+    try:
+        held = {name for (name,) in connection.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()}
+        for name, dataset in DATASETS.items():
+            if name not in held:
+                continue
+            columns = ", ".join(f'"{c}"' for c in dataset.column_names)
+            connection.execute(
+                f"COPY (SELECT {columns} FROM \"{name}\") TO '{folder / name}' (FORMAT parquet, "
+                f"ROW_GROUP_SIZE {group}, ROW_GROUPS_PER_FILE {-(-rows_per_file // group)})")
+            locations[name] = str(folder.resolve() / name / "*.parquet")
+    finally:
+        connection.close()
+    return locations
+
+
+def serve_from_spark(directory: Path, city: str, *, master: str = SPARK_MASTER,
+                     rows_per_file: int = 1_000_000) -> dict[str, str]:
+    """Make a city of a local region one served by Spark: its generated datasets written as
+    Parquet beside the region (`<city>.parquet/`), its node config set to `store = "spark"` on a
+    local Spark reading them. Returns the datasets' locations."""
+    config = directory / f"{city}.toml"
+    locations = export_parquet(directory / f"{city}.duckdb", directory / f"{city}.parquet",
+                               rows_per_file)
+    config.write_text(spark_node_config(config.read_text(), master, locations))
+    return locations
+
+
+def spark_node_config(text: str, master: str, locations: dict[str, str]) -> str:
+    """A node config (as `node_config_toml` writes it) changed to read `locations` through a
+    Spark at `master`."""
+    text = re.sub(r"^(store|spark_master|spark_remote)\s*=.*\n", "", text, flags=re.MULTILINE)
+    text = text.split("\n[node.spark_datasets]\n")[0].rstrip("\n") + "\n"
+    text = text.replace("[node]\n", f'[node]\nstore = "spark"\nspark_master = "{master}"\n', 1)
+    return text + "\n[node.spark_datasets]\n" + "".join(
+        f"{name} = {json.dumps(location)}\n" for name, location in locations.items())
+
+
+def store_of(directory: Path, city: str) -> str:
+    """Which store a city's node config chooses, as an operator would say it: "duckdb" or
+    "spark (local[2])" / "spark (sc://…)"."""
+    import tomllib
+
+    node = tomllib.loads((directory / f"{city}.toml").read_text()).get("node", {})
+    if node.get("store", "duckdb") != "spark":
+        return "duckdb"
+    return f"spark ({node.get('spark_remote') or node.get('spark_master')})"
 
 
 @dataclass
