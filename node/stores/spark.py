@@ -112,12 +112,11 @@ def _spark_session(config: NodeConfig, *, ansi: bool):
     builder = SparkSession.builder.master(config.spark_master).appName(f"cityfed-{config.city}")
     for key, value in LOCAL_SETTINGS.items():
         builder = builder.config(key, value)
-    session = builder.getOrCreate()
-    if not ansi:
-        session = session.newSession()
-        for key, value in SESSION_SETTINGS.items():
-            session.conf.set(key, value)
-        session.conf.set("spark.sql.ansi.enabled", "false")
+    # A session of its own on the process's Spark: its temporary views are the node's alone,
+    # also beside another node in the same process (the tests run several).
+    session = builder.getOrCreate().newSession()
+    for key, value in {**SESSION_SETTINGS, "spark.sql.ansi.enabled": str(ansi).lower()}.items():
+        session.conf.set(key, value)
     return session
 
 
