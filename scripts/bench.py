@@ -11,6 +11,9 @@ breakdown and the naive pull-the-rows alternative; writes REPORT.md, results.jso
                                                    # side beside openmined-psi, into
                                                    # bench-results/psi/ (~40 minutes; --quick:
                                                    # 1e4 only, seconds)
+    .venv/bin/python scripts/bench.py --store spark   # one city on Spark (local[2]) beside
+                                                   # one on DuckDB, at 1M and 10M rows, into
+                                                   # bench-results/spark/ (--quick: 20,000)
     .venv/bin/python scripts/bench.py --out DIR    # write somewhere other than bench-results/
 
 The machine is shared and noisy, so every figure that is compared is measured alternately with
@@ -155,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.only == PSI:
         return run_psi_section(args)
+    if args.store == "spark":
+        return run_spark_section(args)
     config, policy = QUICK if args.quick else FULL, args.policy
     out = args.out or RESULTS
     work = args.work or out / "tmp"
@@ -182,6 +187,25 @@ def run_psi_section(args: argparse.Namespace) -> int:
     results = run_psi(config, work, machine_info(ROOT), note=args.note, log=console.log)
     checked = write_psi_outputs(results, out)
     print_verdicts(checked, out)
+    return 0
+
+
+def run_spark_section(args: argparse.Namespace) -> int:
+    from benchlib.spark import SPARK_FULL, SPARK_QUICK, run_spark_bench
+    from benchlib.spark_report import write_spark_outputs
+
+    from federation.synthetic.local_region import spark_missing
+
+    missing = spark_missing()
+    if missing:
+        console.print(f"[red]--store spark: {missing}[/red]")
+        return 2
+    out = (args.out or RESULTS / "spark").resolve()
+    work = (args.work or out.parent / "tmp").resolve()  # beside it: the full run's data cache
+    config = SPARK_QUICK if args.quick else SPARK_FULL
+    results = run_spark_bench(config, work, machine_info(ROOT), note=args.note, log=console.log)
+    write_spark_outputs(results, out)
+    console.print(f"wrote {out / 'REPORT.md'} and results.json")
     return 0
 
 
@@ -213,6 +237,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "floor and openmined-psi at 1e5 and 1e6, written to "
                              "bench-results/psi/ (--node-threads, --node-memory and --policy "
                              "do not apply); with --quick at 1e4 only")
+    parser.add_argument("--store", choices=("duckdb", "spark"), default="duckdb",
+                        help="spark: one city's node on Spark (a local Spark, 2 cores) beside "
+                             "one on DuckDB (2 threads), the same questions alternating at 1M "
+                             "and 10M rows, with the fixed cost of a Spark job, written to "
+                             "bench-results/spark/ unless --out says otherwise; with --quick at "
+                             "20,000 rows (needs Java 17 and make setup-spark)")
     parser.add_argument("--psi-sizes", type=lambda text: int(float(text)), nargs="+",
                         metavar="N", help="with --only psi: measure only these numbers of "
                                           "identifiers per side (1e6 or 1000000); with --quick "
