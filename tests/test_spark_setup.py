@@ -5,6 +5,7 @@ datasets written as Parquet holding exactly its rows, its config reading them.""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -115,3 +116,14 @@ def test_the_demo_says_it_runs_on_duckdb_and_how_to_enable_spark(tmp_path):
     assert completed.returncode == 0, completed.stderr
     said = " ".join(completed.stdout.split())
     assert "All five cities run on DuckDB" in said and "make setup-spark" in said
+
+
+def test_the_readmes_spark_node_example_is_a_config_that_loads(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    (example,) = [block for block in re.findall(r"```toml\n(.*?)```", readme, re.S)
+                  if 'store = "spark"' in block]
+    (tmp_path / "beijing.toml").write_text(example)
+    config = load_config(tmp_path / "beijing.toml")
+    assert config.store == "spark" and config.spark_remote.startswith("sc://")
+    assert config.spark_datasets["population"] == "table:cityfed.population"
+    assert "marriages" not in config.spark_datasets  # one not listed is absent
