@@ -33,7 +33,9 @@ from federation.query.sql import _QueryBuilder, parse_tree
 from federation.query.values import from_value
 from federation.services.gateway import start_gateway
 from federation.synthetic.local_region import init_trusted_region
-from tests import regionkit
+from node.ingest import IngestMode
+from node.stores.duckdb import DuckDBStore
+from tests import regionkit, sparkkit
 from tests.regionkit import PURPOSE, RunningRegion, build_city_store, open_policy, start_nodes
 
 CANARY_CITY = "tianjin"  # holds the canary rows, and only them
@@ -147,18 +149,35 @@ def unchecked_plan(sql: str) -> bytes:
     return _QueryBuilder(sql).build(parse_tree(sql)).plan.SerializeToString()
 
 
+def _canary_files(directory: Path) -> dict[str, Path]:
+    files = {}
+    for dataset, row in CANARY_ROWS.items():
+        files[dataset] = path = directory / f"canary-{dataset}.csv"
+        with path.open("w", newline="") as file:
+            writer = csv.writer(file)
+            writer.writerow(DATASETS[dataset].column_names)
+            writer.writerow(row)
+    return files
+
+
 def plant_canaries(node, directory: Path) -> None:
     """Load the canary rows through the node's admin socket, as city IT loads a file."""
     with grpc.insecure_channel(f"unix:{node.config.admin_socket_path}") as channel:
         admin = admin_pb2_grpc.AdminServiceStub(channel)
-        for dataset, row in CANARY_ROWS.items():
-            path = directory / f"canary-{dataset}.csv"
-            with path.open("w", newline="") as file:
-                writer = csv.writer(file)
-                writer.writerow(DATASETS[dataset].column_names)
-                writer.writerow(row)
+        for dataset, path in _canary_files(directory).items():
             admin.Ingest(admin_pb2.IngestRequest(dataset=dataset, path=str(path),
                                                  mode=admin_pb2.INGEST_MODE_APPEND), timeout=60)
+
+
+def plant_canaries_in_file(database: Path, directory: Path) -> None:
+    """Load the canary rows into a city's DuckDB file before its node starts (a Spark node
+    reads the Parquet written from it, and loads nothing itself)."""
+    store = DuckDBStore(database, threads=1)
+    try:
+        for dataset, path in _canary_files(directory).items():
+            store.ingest(dataset, path, IngestMode.APPEND)
+    finally:
+        store.close()
 
 
 class _Lines(logging.Handler):
@@ -183,6 +202,7 @@ class Seen:
     logs: list[str] = field(default_factory=list)
     audit: str = ""
     planted: dict[str, int] = field(default_factory=dict)  # canary rows found, per dataset
+    store: str = "duckdb"  # the canary city's
 
 
 def _status_text(error: grpc.RpcError) -> str:
@@ -196,8 +216,10 @@ def _values_text(rows) -> str:
     return repr([[from_value(v) for v in row.values] for row in rows])
 
 
-@pytest.fixture(scope="module")
-def seen(tmp_path_factory) -> Seen:
+@pytest.fixture(scope="module", params=sparkkit.STORES)
+def seen(request, tmp_path_factory) -> Seen:
+    """The battery's sightings; with "spark", the canary city is served from Spark."""
+    on_spark = sparkkit.on_spark(request.param, CANARY_CITY)
     lines = _Lines()
     root = logging.getLogger()
     level = root.level
@@ -209,13 +231,16 @@ def seen(tmp_path_factory) -> Seen:
     build_city_store(directory / f"{OTHER_CITY}.duckdb", seed=8, rows=200)
     trusted = init_trusted_region(directory, region="test", cities=cities, authorities=MEMBERS)
     policy = PRIVACY + open_policy(ROW_READER, "row") + open_policy(STATISTICIAN, "aggregate")
-    nodes = start_nodes(trusted, cities, policy)
+    if on_spark:
+        plant_canaries_in_file(directory / f"{CANARY_CITY}.duckdb", directory)
+    nodes = start_nodes(trusted, cities, policy, spark_cities=on_spark)
     coordinators = {m: Coordinator(*trusted.directory.open_as(m)) for m in MEMBERS}
     gateways = {m: start_gateway(*trusted.directory.open_as(m), "127.0.0.1:0") for m in MEMBERS}
     region = RunningRegion(directory, trusted, nodes, coordinators[ROW_READER], duckdb.connect())
-    found = Seen()
+    found = Seen(store=request.param)
     try:
-        plant_canaries(nodes[CANARY_CITY], directory)
+        if not on_spark:
+            plant_canaries(nodes[CANARY_CITY], directory)
         for dataset, where in PLANTED.items():
             answer = coordinators[ROW_READER].ask_sql(
                 f"SELECT count(*) FROM {dataset} WHERE {where}", purpose=PURPOSE,
@@ -237,6 +262,17 @@ def seen(tmp_path_factory) -> Seen:
     return found
 
 
+# Spark answers these exactly where DuckDB overflows (DuckDB widens each product's DECIMAL
+# type until it overflows; Spark keeps DECIMAL(38,2), which holds the product): the row reader
+# may read the amount, so its answer carrying it is no leak.
+EXACT_ON_SPARK = {f"SELECT sum({NESTED}) FROM social_insurance"}
+
+
+def _answered(found: Seen, member: str, sql: str, answer: str) -> None:
+    if not (found.store == "spark" and member == ROW_READER and sql in EXACT_ON_SPARK):
+        found.answers.append(answer)
+
+
 def _ask_everywhere(region: RunningRegion, member: str, coordinator: Coordinator, gateway,
                     found: Seen) -> None:
     node = regionkit.node_stub(region, CANARY_CITY, member)
@@ -247,14 +283,14 @@ def _ask_everywhere(region: RunningRegion, member: str, coordinator: Coordinator
             try:
                 response = regionkit.aggregate(region, CANARY_CITY, unchecked_plan(sql),
                                                as_member=member, stub=node, timeout=30)
-                found.answers.append(str(response))
+                _answered(found, member, sql, str(response))
                 found.statuses.append((member, sql, grpc.StatusCode.OK))
             except grpc.RpcError as error:
                 found.errors.append((member, "node", sql, _status_text(error)))
                 found.statuses.append((member, sql, error.code()))
             try:
                 answer = coordinator.ask_sql(sql, purpose=PURPOSE)
-                found.answers.append(repr(answer.table.rows))
+                _answered(found, member, sql, repr(answer.table.rows))
                 found.errors += [(member, "coordinator", sql, o.detail) for o in answer.outcomes]
             except CityfedError as error:
                 found.errors.append((member, "coordinator", sql, str(error)))
@@ -265,7 +301,7 @@ def _ask_everywhere(region: RunningRegion, member: str, coordinator: Coordinator
                 # with it: the answer is everything else.
                 reply.ClearField("plan")
                 reply.ClearField("query")
-                found.answers.append(str(reply) + _values_text(reply.rows))
+                _answered(found, member, sql, str(reply) + _values_text(reply.rows))
             except grpc.RpcError as error:
                 found.errors.append((member, "gateway", sql, _status_text(error)))
 
@@ -320,6 +356,19 @@ def _node_said(seen: Seen, member: str, sql: str) -> tuple[grpc.StatusCode, str]
     return code, texts[0] if texts else ""
 
 
+SPARK_MESSAGES = {
+    "the query failed at run time: decimal overflow in a multiplication in aggregate 1":
+        "the query failed at run time: a value went out of range",
+    "the query failed at run time: decimal overflow in an addition in aggregate 1":
+        "the query failed at run time: a value went out of range",
+    "the query failed at run time: division by zero in an integer division (//) in aggregate 1":
+        "the query failed at run time: division by zero in an integer division (//) or a "
+        "modulo (%)",
+    "the query failed at run time: a date or timestamp went out of range":
+        "the query failed at run time: a value went out of range",
+}
+
+
 @pytest.mark.parametrize(("sql", "message"), [
     (f"SELECT sum(monthly_amount * {HUGE}) FROM social_insurance",
      "the query failed at run time: decimal overflow in a multiplication in aggregate 1"),
@@ -333,6 +382,8 @@ def _node_said(seen: Seen, member: str, sql: str) -> tuple[grpc.StatusCode, str]
 ])
 def test_a_failure_at_run_time_is_invalid_argument_with_a_fixed_message(seen, sql, message):
     code, text = _node_said(seen, ROW_READER, sql)
+    if seen.store == "spark":  # Spark's error classes tell less than DuckDB's text
+        message = SPARK_MESSAGES[message]
     assert (code, text.splitlines()[0]) == (grpc.StatusCode.INVALID_ARGUMENT, message)
 
 

@@ -7,6 +7,7 @@ spells DuckDB's meaning:
 
 - `a / b` is a DOUBLE division that gives ±infinity or NaN for a zero divisor (Spark's raises);
 - `a // b` truncates integers (Spark's `div`), and divides other numbers as DOUBLEs;
+- `date ± n` fails past the last day a DATE holds (Spark's wraps around);
 - `date_diff` counts the boundaries DuckDB counts (Spark's `timestampdiff` counts whole units);
 - `date_trunc` of a DATE is a TIMESTAMP (without time zone, the session being UTC);
 - a sum of integers is a DECIMAL(38,0), which the store turns back into an int (DuckDB's
@@ -81,6 +82,10 @@ class SparkDialect(Dialect):
             if left.is_integer and right.is_integer:
                 return join("(", args, " div ", ")")
             return _ieee_division(args)
+        if function in (F.FUNCTION_ADD, F.FUNCTION_SUBTRACT) and self.dataset is not None:
+            types = [expression_type(a, self.dataset) for a in call.arguments]
+            if any(t.name == "DATE" for t in types) and any(t.is_integer for t in types):
+                return _date_shift(args, types, function == F.FUNCTION_SUBTRACT)
         if function == F.FUNCTION_DATE_TRUNC:
             part = date_part_name(call.arguments[0])
             return join(f"date_trunc('{part}', CAST(", args, "", " AS TIMESTAMP_NTZ))")
@@ -96,6 +101,16 @@ def _ieee_division(args: list[SqlFragment]) -> SqlFragment:
         f"(CASE WHEN {right.text} = 0 THEN {left.text} * CAST('Infinity' AS DOUBLE) "
         f"ELSE {left.text} / {right.text} END)",
         [*right.params, *left.params, *left.params, *right.params])
+
+
+def _date_shift(args: list[SqlFragment], types: list, subtract: bool) -> SqlFragment:
+    """A DATE plus or minus days. Spark's `date + n` wraps around past its last day, where
+    DuckDB's fails: the day number is counted in 64 bits and cast back to a day, which fails
+    (CAST_OVERFLOW, in ANSI mode) out of the range both hold."""
+    date, days = (args[0], args[1]) if types[0].name == "DATE" else (args[1], args[0])
+    return join("date_from_unix_date(CAST((CAST(unix_date(", [date, join(
+        "CAST(", [days], "", " AS BIGINT)")], ") AS BIGINT) " + ("-" if subtract else "+") + " ",
+        ") AS INT))")
 
 
 def _date_diff(part: str, start: SqlFragment, end: SqlFragment) -> SqlFragment:
