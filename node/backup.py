@@ -4,10 +4,14 @@ A backup is a folder the node writes while it goes on answering:
 
     backup.json                 what is in it and the SHA-256 of every file, signed by the city
     database.duckdb             the city's database, checkpointed and copied with loads held off
+                                (none for a Spark node: its data is the city's own, in its
+                                Spark, backed up with the city's tools; row_counts say what
+                                the engine held)
     state/manifest.json         the manifest the node held
     state/budget.sqlite         the privacy budget      } SQLite's online backup:
     state/seen_tokens.sqlite    the token ids seen      } one consistent snapshot each
     state/audit/                the audit log up to a checkpoint signed for the backup
+    state/spark_rank_seed       a Spark node's secret order of each person's rows
     policy.toml                 the owner's policy, when the node has one
 
 Taken in that order: the records of everything the database holds come before the audit log's
@@ -67,6 +71,7 @@ from node.audit import (
     verify_log,
 )
 from node.config import NodeConfig
+from node.stores.spark import SEED_FILE
 
 FORMAT = 1
 BACKUP_FILE = "backup.json"
@@ -76,6 +81,7 @@ AUDIT_DIR = f"{STATE_DIR}/audit"
 MANIFEST_FILE = f"{STATE_DIR}/manifest.json"
 SQLITE_FILES = ("budget.sqlite", "seen_tokens.sqlite")
 POLICY_FILE = "policy.toml"
+RANK_SEED_FILE = SEED_FILE
 
 
 class BackupInvalid(CityfedError):
@@ -96,6 +102,7 @@ class Backup:
     row_counts: dict[str, int]
     files: dict[str, dict[str, Any]]  # relative path: {"sha256", "bytes"}
     kid: str
+    store: str = "duckdb"        # "spark": no database file, the data being the city's own
 
     @property
     def records(self) -> int:
@@ -123,6 +130,9 @@ def take_backup(destination: Path, *, config: NodeConfig, store, audit: AuditLog
         for name in SQLITE_FILES:
             _sqlite_copy(config.state_path / name, destination / STATE_DIR / name)
         shutil.copyfile(config.state_path / "manifest.json", destination / MANIFEST_FILE)
+        if (config.state_path / RANK_SEED_FILE).exists():
+            shutil.copyfile(config.state_path / RANK_SEED_FILE,
+                            destination / STATE_DIR / RANK_SEED_FILE)
         if config.policy is not None:
             shutil.copyfile(config.policy, destination / POLICY_FILE)
     start = read_state(destination / AUDIT_DIR / "start.json")
@@ -133,6 +143,7 @@ def take_backup(destination: Path, *, config: NodeConfig, store, audit: AuditLog
         "audit": {"checkpoint": head.checkpoint.to_json(),
                   "first_record": start.size if start is not None else 0},
         "row_counts": row_counts,
+        "store": store.engine,
         "files": {name: _describe(destination / name) for name in _files(destination)},
     }
     kid = key_id(signing_key.public_key())
@@ -177,7 +188,8 @@ def _backup_of(signed: dict) -> Backup:
         audit = signed["audit"]
         return Backup(signed["city"], signed["created"],
                       Checkpoint.from_json(audit["checkpoint"]), int(audit["first_record"]),
-                      dict(signed["row_counts"]), dict(signed["files"]), signed["kid"])
+                      dict(signed["row_counts"]), dict(signed["files"]), signed["kid"],
+                      str(signed.get("store", "duckdb")))
     except (KeyError, TypeError, ValueError) as error:
         raise BackupInvalid(f"{BACKUP_FILE} is not a cityfed backup description "
                             f"({str(error)[:120]})") from None
@@ -246,6 +258,8 @@ def verify_backup(source: Path, manifests: list[Manifest]) -> Backup:
     if report.start + report.records != backup.records:
         raise BackupInvalid(f"{source}: the audit log holds {report.start + report.records} "
                             f"records, the backup names {backup.records}")
+    if backup.store != "duckdb":
+        return backup  # no database copy: the row counts are what the city's engine held
     connection = sandboxed_connection(source / DATABASE_FILE, memory_limit="256MB", threads=1,
                                       read_only=True)
     try:
@@ -332,9 +346,14 @@ def restore(source: Path, config: NodeConfig, *, last_index: int | None,
 
 def _install(source: Path, config: NodeConfig, backup: Backup) -> None:
     """Copy the verified backup to where the config keeps the node's files, owner-only."""
+    if backup.store != config.store:
+        raise ConfigError(f"the backup is of a node with store = \"{backup.store}\", the config "
+                          f"says store = \"{config.store}\": restore it with a config like the "
+                          "backed-up node's")
     state = config.state_path
+    database = backup.store == "duckdb"
     taken = [path for path in (config.database, Path(f"{config.database}.wal"))
-             if path.exists()]
+             if database and path.exists()]
     if state.exists() and any(state.iterdir()):
         taken.append(state)
     if taken:
@@ -342,14 +361,15 @@ def _install(source: Path, config: NodeConfig, backup: Backup) -> None:
                           "node's database and state where there are none (move them away "
                           "first)")
     with owner_only():
-        config.database.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source / DATABASE_FILE, config.database)
+        if database:
+            config.database.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source / DATABASE_FILE, config.database)
         state.mkdir(parents=True, exist_ok=True, mode=0o700)
         shutil.copytree(source / STATE_DIR, state, dirs_exist_ok=True)
         if config.policy is not None and not config.policy.exists() and \
                 (source / POLICY_FILE).exists():
             shutil.copyfile(source / POLICY_FILE, config.policy)
-    for path in (config.database, *state.rglob("*")):
+    for path in ([config.database] if database else []) + list(state.rglob("*")):
         os.chmod(path, 0o700 if path.is_dir() else 0o600)
     os.chmod(state, 0o700)
 

@@ -143,3 +143,36 @@ def test_a_run_time_error_is_a_fixed_message_without_values(spark_region):
         aggregate(spark_region, sparkkit.SPARK_CITY, plan)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert raised.value.details().startswith("the query failed at run time")
+
+
+def test_a_spark_node_backs_up_its_state_and_audit_log_and_restores_without_a_database(
+        spark_region, tmp_path):
+    import dataclasses
+
+    from cityfed.v1 import admin_pb2, admin_pb2_grpc
+
+    from node.backup import BACKUP_FILE, DATABASE_FILE, RANK_SEED_FILE, restore
+
+    node = spark_region.nodes[sparkkit.SPARK_CITY]
+    spark_region.ask("SELECT count(*) FROM population", cities=(sparkkit.SPARK_CITY,))
+    with grpc.insecure_channel(f"unix:{node.config.admin_socket_path}") as channel:
+        response = admin_pb2_grpc.AdminServiceStub(channel).Backup(
+            admin_pb2.BackupRequest(directory=str(tmp_path / "backup")), timeout=120)
+    assert response.audit_records > 0
+    assert not (tmp_path / "backup" / DATABASE_FILE).exists()
+    assert (tmp_path / "backup" / "state" / RANK_SEED_FILE).read_text() == \
+        (node.config.state_path / RANK_SEED_FILE).read_text()
+    described = (tmp_path / "backup" / BACKUP_FILE).read_text()
+    assert '"store":"spark"' in described
+    assert spark_store(spark_region).row_counts()["population"] > 0
+
+    elsewhere = dataclasses.replace(node.config, database=tmp_path / "host2" / "x.duckdb")
+    restored = restore(tmp_path / "backup", elsewhere, last_index=response.audit_records + 10)
+    assert restored.backup.store == "spark"
+    assert not elsewhere.database.exists()
+    assert (elsewhere.state_path / RANK_SEED_FILE).exists()
+    assert (elsewhere.state_path / "audit").is_dir()
+    with pytest.raises(Exception, match='store = "spark"'):
+        restore(tmp_path / "backup", dataclasses.replace(
+            elsewhere, store="duckdb", spark_master="", spark_datasets={},
+            database=tmp_path / "host3" / "x.duckdb"), last_index=response.audit_records + 10)

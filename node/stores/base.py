@@ -57,7 +57,8 @@ class Store(Protocol):
         ...
 
     def snapshot(self, target: Path, *, timeout: float) -> dict[str, int]:
-        """Copy the data as it stands to `target` for a backup; its row counts."""
+        """Copy the data as it stands to `target` for a backup (a store over the city's own
+        engine copies nothing); its row counts."""
         ...
 
     def stop_all(self, kind: type[CityfedError], why: str) -> None:
