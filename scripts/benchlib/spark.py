@@ -240,6 +240,7 @@ def bare_spark(directory: Path, rows: int, runs: int, log) -> dict[str, Any]:
     began = time.perf_counter()
     spark = (SparkSession.builder.master(SPARK_MASTER).appName("cityfed-bench-bare")
              .config("spark.ui.enabled", "false")
+             .config("spark.ui.showConsoleProgress", "false")
              .config("spark.sql.session.timeZone", "UTC")
              .config("spark.sql.shuffle.partitions", "2")
              .getOrCreate())

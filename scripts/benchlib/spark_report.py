@@ -41,6 +41,10 @@ def _ms(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
 
 
+def _jobs(count: float) -> str:
+    return f"{count:g} job" + ("" if count == 1 else "s")
+
+
 def model(results: SparkResults) -> dict:
     """Fixed cost and scan cost per store, from the empty question and the slope between the
     smallest and largest size: latency ≈ fixed + rows × per-row cost."""
@@ -84,6 +88,7 @@ def markdown(results: SparkResults) -> str:
         f"| {m['nproc']} | {m['cpu']} | {m['memory']} | {m['python']} | {m['duckdb']} | "
         f"{versions['pyspark']} | {versions['java']} | {m['grpcio']} | "
         f"{m['load_average_at_start']} → {m.get('load_average_at_end')} |", "",
+        *summary(results, sizes),
         "## How it was measured", "",
         " ".join(METHOD.split()), "",
         f"Each question is asked of one city at a time through the authority's coordinator "
@@ -118,6 +123,49 @@ def markdown(results: SparkResults) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summary(results: SparkResults, sizes: list[int]) -> list[str]:
+    """The run in a few sentences, every figure from the tables below."""
+    equal = all(x["equal"] for x in results.matches)
+    verdict = ("every Spark answer equalled the DuckDB answer" if equal
+               else "**some answers differ** (see Answers)")
+    lines = ["## Summary", "",
+             f"- Answers: {verdict}, {len(results.matches)} question × size pairs."]
+    for rows in sizes:
+        ratios = [ratio(results.p50(q.name, "spark", rows), results.p50(q.name, "duckdb", rows))
+                  for q in QUESTIONS]
+        by_hour = (results.p50("by_hour", "spark", rows), results.p50("by_hour", "duckdb", rows))
+        lines.append(f"- {rows:,} rows: a question on Spark takes {min(ratios):.0f}–"
+                     f"{max(ratios):.0f}× its p50 on DuckDB (`by_hour` {_ms(by_hour[0])} ms "
+                     f"against {_ms(by_hour[1])} ms).")
+    large = sizes[-1]
+    empty_s, empty_d = (results.p50(EMPTY.name, store, large) for store in ("spark", "duckdb"))
+    lines.append(f"- The fixed cost: a question no row matches takes {_ms(empty_s)} ms on Spark "
+                 f"and {_ms(empty_d)} ms on DuckDB (at {large:,} rows); Spark's least job "
+                 "costs "
+                 + ", ".join(f"{_ms(b['least job (range(2).count())']['p50_ms'])} ms"
+                             for b in results.bare)
+                 + " in a session of its own. A Spark node starts in "
+                 + ", ".join(f"{s['start_ms'] / 1000:.0f} s" for s in results.starts
+                             if s["store"] == "spark")
+                 + " (a JVM), and its first question takes seconds.")
+    if len(sizes) > 1:
+        small = sizes[0]
+        spark_fixed, spark_per = line(results, "by_hour", "spark", small, large)
+        duck_fixed, duck_per = line(results, "by_hour", "duckdb", small, large)
+        lines.append(f"- How it enters: `by_hour` costs {_ms(spark_fixed)} ms + "
+                     f"{spark_per:.1f} ms per million rows on Spark, {_ms(duck_fixed)} ms + "
+                     f"{duck_per:.1f} ms on DuckDB: the fixed part is "
+                     f"{ratio(spark_fixed, results.p50('by_hour', 'spark', small)):.0%} of the "
+                     f"Spark p50 at {small:,} rows and "
+                     f"{ratio(spark_fixed, results.p50('by_hour', 'spark', large)):.0%} at "
+                     f"{large:,}; per row, Spark on these two cores is "
+                     f"{ratio(spark_per, duck_per):.0f}× slower than DuckDB.")
+        lines.append("- A cluster divides the per-row part by its cores and leaves the fixed part "
+                     "(see What a cluster changes): a city on Spark is for data beyond one "
+                     "machine, not for speed on small questions.")
+    return [*lines, ""]
+
+
 def fixed_cost_section(results: SparkResults, sizes: list[int]) -> list[str]:
     lines = ["", "## The fixed cost of a Spark job", "",
              f"**Through the node.** `{EMPTY.name}` ({EMPTY.sql}) matches no row: what is left "
@@ -129,7 +177,9 @@ def fixed_cost_section(results: SparkResults, sizes: list[int]) -> list[str]:
         lines.append(f"| {rows:,} | {_ms(d)} | {_ms(s)} | **{_ms(s - d)}** |")
     lines += ["", "**Spark alone**, in the bench process (its own local[2] session over the same "
               "Parquet files, no node, no gRPC, no policy): p50 in milliseconds, and the Spark "
-              "jobs each run started.", "",
+              "jobs each run started (a session after the first reuses the bench process's "
+              "JVM, so it starts at once). What the node adds to Spark's own time is its "
+              "share of the gap between these and the node's p50s above.", "",
               "| rows | session start ms | " + " | ".join(
                   k for k in results.bare[0] if k not in ("rows", "session_start_ms")) + " |"
               if results.bare else "", ]
@@ -138,7 +188,7 @@ def fixed_cost_section(results: SparkResults, sizes: list[int]) -> list[str]:
         lines.append("|---|---|" + "---|" * len(names))
         for bare in results.bare:
             lines.append(f"| {bare['rows']:,} | {_ms(bare['session_start_ms'])} | " + " | ".join(
-                f"{_ms(bare[n]['p50_ms'])} ({bare[n]['jobs_per_run']:g} jobs)" for n in names)
+                f"{_ms(bare[n]['p50_ms'])} ({_jobs(bare[n]['jobs_per_run'])})" for n in names)
                 + " |")
     lines += ["", "**Starting a node**, then its first two questions (`tiny`): the Spark node "
               "starts a JVM and its first question compiles and plans cold.", "",
@@ -213,9 +263,10 @@ def cluster_section(results: SparkResults, sizes: list[int]) -> list[str]:
         gain = d_per - s_per * 2 / cores  # ms per million rows a Spark cluster saves
         if gain > 0 and fixed_s > fixed_d:
             crossings.append(f"{cores} cores above about "
-                             f"{(fixed_s - fixed_d) / gain * 1e6:,.0f} rows")
+                             f"{(fixed_s - fixed_d) / gain:,.0f} million rows")
         elif gain <= 0:
-            crossings.append(f"{cores} cores never (its scan is no faster than DuckDB's)")
+            crossings.append(f"{cores} cores never (Spark's scan on {cores} cores is no faster "
+                             "than DuckDB's on 2)")
     if crossings:
         lines += ["", "Where a Spark cluster's `by_hour` would overtake a DuckDB node on two "
                   "cores, by the same lines: " + "; ".join(crossings) + "."]
