@@ -69,8 +69,13 @@ class NodeConfig:
         "backups are the city's own pipeline's.", "duckdb")
     spark_remote: str = setting(
         "With `store = \"spark\"`: the Spark Connect address of the city's cluster, like "
-        "`sc://spark.city.example:15002`. The node's Spark user needs read access to the "
-        "datasets' tables or files only.", "")
+        "`sc://spark.city.example:15002`, with Spark Connect's own options after `/;` (like "
+        "`sc://spark.city.example:15002/;use_ssl=true;token=...`). The node opens two "
+        "sessions on it (exact answers with ANSI mode on, private ones without) and sets in "
+        "each the session time zone UTC, timestamps "
+        "without time zone and no SQL on files; its jobs carry tags, and a deadline interrupts "
+        "them (`interruptTag`). The server's Spark is 4.x; the node's Spark user needs read "
+        "access to the datasets' tables or files only.", "")
     spark_master: str = setting(
         "With `store = \"spark\"` and no `spark_remote`: a Spark inside the node's process, "
         "like `local[2]`, for trying a node out (needs Java 17 and `pip install "

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import os
+import re
 import shutil
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import duckdb
@@ -59,14 +64,76 @@ def write_parquet(database: Path, folder: Path) -> dict[str, str]:
     return locations
 
 
-def spark_options(locations: dict[str, str]) -> dict:
+def spark_options(locations: dict[str, str], remote: str = "") -> dict:
+    """A node's settings for a local Spark in its process, or for the Spark Connect server at
+    `remote` (`sc://host:port`)."""
+    if remote:
+        return {"store": "spark", "spark_remote": remote, "spark_datasets": locations}
     return {"store": "spark", "spark_master": "local[2]", "spark_datasets": locations}
+
+
+_STARTED = re.compile(rb"Spark Connect server started at: [^\s]*:(\d+)")
+
+
+class ConnectServer:
+    """A Spark Connect server (local mode, 2 cores) from the pyspark wheel's own jars, as a
+    child process on a free loopback port: no download. Starting one takes 10-20 s on a quiet
+    machine, so tests share one per module."""
+
+    def __init__(self, directory: Path, *, start_timeout: float = 180.0) -> None:
+        from pyspark.find_spark_home import _find_spark_home
+
+        home = _find_spark_home()
+        directory.mkdir(parents=True, exist_ok=True)
+        self.log = directory / "connect-server.log"
+        settings = {
+            "spark.connect.grpc.binding.address": "127.0.0.1",
+            "spark.connect.grpc.binding.port": "0",
+            "spark.ui.enabled": "false",
+            "spark.sql.shuffle.partitions": "4",
+            "spark.driver.extraJavaOptions": f"-Djava.io.tmpdir={directory}",
+            "spark.local.dir": str(directory),
+        }
+        command = [f"{home}/bin/spark-submit", "--master", "local[2]", "--name",
+                   "cityfed-tests", "--class",
+                   "org.apache.spark.sql.connect.service.SparkConnectServer"]
+        for key, value in settings.items():
+            command += ["--conf", f"{key}={value}"]
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={**os.environ, "SPARK_HOME": home}, start_new_session=True)
+        deadline = time.monotonic() + start_timeout
+        while True:
+            found = _STARTED.search(self.log.read_bytes())
+            if found:
+                self.port = int(found.group(1))
+                break
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the Spark Connect server did not start: see {self.log}")
+            time.sleep(0.2)
+
+    @property
+    def address(self) -> str:
+        return f"sc://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
 
 
 def start_mixed_region(directory: Path, cities: tuple[str, ...], rows: int, *,
                        spark_city: str = SPARK_CITY, policy_text: str | None = None,
-                       seed: int = 1, **node_options) -> RunningRegion:
-    """Like regionkit.start_region, with `spark_city` served from Spark."""
+                       seed: int = 1, spark_remote: str = "",
+                       **node_options) -> RunningRegion:
+    """Like regionkit.start_region, with `spark_city` served from Spark: a local Spark in the
+    process, or the Spark Connect server at `spark_remote`."""
     for index, city in enumerate(cities):
         build_city_store(directory / f"{city}.duckdb", seed * 100 + index, rows)
     locations = write_parquet(directory / f"{spark_city}.duckdb", directory / "parquet")
@@ -80,7 +147,7 @@ def start_mixed_region(directory: Path, cities: tuple[str, ...], rows: int, *,
         config = node_config(trusted, city, directory / f"{city}.duckdb", policy,
                              **node_options)
         if city == spark_city:
-            config = dataclasses.replace(config, **spark_options(locations))
+            config = dataclasses.replace(config, **spark_options(locations, spark_remote))
         nodes[city] = start_node(config)
     manifest, identity = trusted.directory.open_as(AUDITOR)
     return RunningRegion(directory, trusted, nodes, Coordinator(manifest, identity), central)
