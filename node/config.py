@@ -86,6 +86,10 @@ class NodeConfig:
         "`\"/data/population/*.parquet\"`) or a catalog table (`\"table:warehouse.population\"`). "
         "A dataset not listed is one the city does not hold: its row count is 0 and questions "
         "about it are refused.", default_factory=dict)
+    spark_count_cache_seconds: float = setting(
+        "With `store = \"spark\"`: how long the datasets' row counts (`ListDatasets`, counted "
+        "by one Spark job over every dataset) are kept before they are counted again. The data "
+        "is the city's own pipeline's and changes rarely; 0: counted at every call.", 60.0)
     memory_limit: str = setting("DuckDB's memory limit.", "2GB")
     threads: int = setting("DuckDB's threads.", 2)
     max_workers: int = setting("Threads answering calls; calls beyond them wait for one.", 32)
@@ -184,6 +188,8 @@ def limits_problem(config: NodeConfig) -> str | None:
             or config.linkage_max_sessions < 1 or config.linkage_workers < 0):
         return ("linkage_session_seconds, linkage_max_points and linkage_max_sessions must be "
                 "above 0, linkage_workers 0 (a process per core) or more")
+    if config.spark_count_cache_seconds < 0:
+        return "spark_count_cache_seconds must be 0 (no cache) or more"
     if config.manifest_watch_seconds < 0:
         return "manifest_watch_seconds must be 0 (no watch) or more"
     return store_problem(config)

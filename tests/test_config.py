@@ -46,6 +46,8 @@ def test_a_config_without_trust_material_is_refused(tmp_path):
     ('[node]\ncity = "tianjin"\ndatabase = "t"\nthreads = 0\n', "must be ≥ 1"),
     ('[node]\ncity = "Tian_Jin"\ndatabase = "t"\n', "member id"),
     ('[node\ncity = "x"\ndatabase', "not valid TOML"),
+    ('[node]\ncity = "tianjin"\ndatabase = "t"\nstore = "spark"\nspark_master = "local[1]"\n'
+     'spark_count_cache_seconds = -1.0\n', "spark_count_cache_seconds must be 0"),
 ])
 def test_a_bad_config_names_the_file_and_the_key(tmp_path, text, says):
     path = write(tmp_path, text)

@@ -57,6 +57,31 @@ def test_row_counts_come_from_the_engine(spark_region):
         assert count == expected
 
 
+def test_list_datasets_counts_rows_once_per_cache_period(spark_region, monkeypatch):
+    from cityfed.v1 import node_pb2
+
+    from tests.regionkit import node_stub
+
+    store = spark_store(spark_region)
+    jobs = []
+    run = store._run
+
+    def counted(*args, **kwargs):
+        jobs.append(args[1])
+        return run(*args, **kwargs)
+
+    monkeypatch.setattr(store, "_run", counted)
+    monkeypatch.setattr(store, "_counts", None)
+    stub = node_stub(spark_region, sparkkit.SPARK_CITY)
+    first, second = (stub.ListDatasets(node_pb2.ListDatasetsRequest()) for _ in range(2))
+    assert len(jobs) == 1  # one job for every dataset, and none for the second call
+    assert [d.row_count for d in first.datasets] == [d.row_count for d in second.datasets]
+    assert sum(d.row_count for d in first.datasets) > 0
+    monkeypatch.setattr(store, "_count_cache_seconds", 0.0)
+    stub.ListDatasets(node_pb2.ListDatasetsRequest())
+    assert len(jobs) == 2  # counted again once the period is over
+
+
 def test_a_spark_node_refuses_loads_and_says_whose_they_are(spark_region, tmp_path):
     with pytest.raises(ReadOnlyStore, match="city's own pipeline"):
         spark_store(spark_region).ingest("population", tmp_path / "x.csv", IngestMode.REPLACE)

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import secrets
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -141,13 +142,17 @@ class SparkStore:
 
     def __init__(self, exact, private, locations: dict[str, str], *, seed: int,
                  max_result_groups: int = 100_000, max_query_seconds: float = 60.0,
-                 owns_sessions: bool = True) -> None:
+                 count_cache_seconds: float = 60.0, owns_sessions: bool = True) -> None:
         self._exact = exact
         self._private = private
         self._locations = dict(locations)
         self._max_result_groups = max_result_groups
         self._max_query_seconds = max_query_seconds
         self._owns_sessions = owns_sessions
+        self._count_cache_seconds = count_cache_seconds
+        self._counting = threading.Lock()
+        self._counts: dict[str, int] | None = None
+        self._counted_at = 0.0
         self._running: dict[Callable[[CityfedError], object], str] = {}
         self._stopping: tuple[type[CityfedError], str] | None = None
         self._idle = threading.Condition()
@@ -170,7 +175,8 @@ class SparkStore:
             private = _spark_session(config, ansi=False)
             return cls(exact, private, config.spark_datasets, seed=rank_seed(config.state_path),
                        max_result_groups=config.max_result_groups,
-                       max_query_seconds=config.max_query_seconds)
+                       max_query_seconds=config.max_query_seconds,
+                       count_cache_seconds=config.spark_count_cache_seconds)
         except CityfedError:
             raise
         except Exception as error:
@@ -215,11 +221,25 @@ class SparkStore:
                 self._idle.notify_all()
 
     def row_counts(self) -> dict[str, int]:
+        """The datasets' row counts, counted at most once every `count_cache_seconds`: a count
+        is a Spark job over every file, and the data is the city's pipeline's, which changes
+        it rarely."""
+        with self._counting:
+            now = time.monotonic()
+            if self._counts is None or now - self._counted_at >= self._count_cache_seconds:
+                self._counts = self._count_rows()
+                self._counted_at = time.monotonic()
+            return dict(self._counts)
+
+    def _count_rows(self) -> dict[str, int]:
         counts = dict.fromkeys(DATASETS, 0)
-        for name in self._locations:
-            (row,) = self._run(self._exact, f"SELECT count(*) FROM {spark_quote(name)}", [],
-                               timeout=self._max_query_seconds, on_cancel=None)
-            counts[name] = row[0]
+        if not self._locations:
+            return counts
+        # One job for all the datasets: one round trip to a cluster, not one per dataset.
+        sql = " UNION ALL ".join(f"SELECT '{name}', count(*) FROM {spark_quote(name)}"
+                                 for name in self._locations)
+        rows = self._run(self._exact, sql, [], timeout=self._max_query_seconds, on_cancel=None)
+        counts.update({name: count for name, count in rows})
         return counts
 
     def _check_present(self, dataset: str) -> None:
@@ -304,7 +324,7 @@ class SparkStore:
     def snapshot(self, target: Path, *, timeout: float) -> dict[str, int]:
         """Nothing to copy: the data is the city's own, backed up with its tools. A node's
         backup holds its state and audit log, and these counts of what the engine held."""
-        return self.row_counts()
+        return self._count_rows()
 
 
 def _is_connect(session) -> bool:
