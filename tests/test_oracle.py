@@ -23,6 +23,7 @@ from federation.query.values import (
     timestamp_from_micros,
     to_value,
 )
+from tests import sparkkit
 from tests.regionkit import aggregate, assert_same_rows, start_region
 
 A = query_pb2.AggregateFunction
@@ -285,13 +286,35 @@ EDGE_BATTERY = [
     "OR tapped_at < TIMESTAMP '0001-01-01 (BC) 00:00:00' GROUP BY mode",
     "SELECT max(registered_on) AS last FROM population "
     "HAVING max(registered_on) > DATE '12999-12-31'",
+    "SELECT count(*) FROM population WHERE birth_date < DATE '0001-01-01' "
+    "OR birth_date = DATE '0999-12-31'",
+    # date_diff counts boundaries before 1970 and before year 1 as after them.
+    *(f"SELECT date_diff('{part}', birth_date, DATE '1960-03-01') AS n, count(*) "
+      "FROM population GROUP BY n ORDER BY n LIMIT 4"
+      for part in ("year", "quarter", "month", "week", "day", "hour")),
+    *(f"SELECT date_diff('{part}', tapped_at, TIMESTAMP '1969-12-31 23:30:00') AS n, "
+      f"date_diff('{part}', TIMESTAMP '1969-12-31 22:59:59.5', tapped_at), count(*) "
+      "FROM transit_trips GROUP BY 1, 2 ORDER BY 1, 2 LIMIT 4"
+      for part in ("year", "quarter", "month", "week", "day", "hour")),
+    # NaN, ±infinity and -0.0 as keys, in min/max and from a division.
+    "SELECT -(fare / fare) AS k, fare * -1e0 AS z, count(*) FROM transit_trips "
+    "GROUP BY k, z ORDER BY k, z",
+    "SELECT 1e0 / (fare * -1e0) AS k, min(fare * -1e0), max(1e0 / fare), count(*) "
+    "FROM transit_trips WHERE fare = 0 GROUP BY k",
+    "SELECT line, count(*) FROM transit_trips WHERE fare / fare <> fare / fare OR "
+    "1e0 / fare > 1e308 GROUP BY line",
+    # DECIMAL sums stay exact.
+    "SELECT sum(fare), sum(fare * 3), sum(-fare), sum(fare * 0.01) FROM transit_trips",
+    "SELECT sum(total_cost), sum(total_cost - insurance_paid) FROM medical_visits",
 ]
 
 
-@pytest.fixture(scope="module")
-def edge_region(tmp_path_factory):
+@pytest.fixture(scope="module", params=sparkkit.STORES)
+def edge_region(request, tmp_path_factory):
+    """With "spark", tianjin (which holds edge rows) is served from Spark."""
     running = start_region(tmp_path_factory.mktemp("edge_region"), tuple(EDGE_ROWS), rows=150,
-                           seed=7, extra_rows=EDGE_ROWS)
+                           seed=7, extra_rows=EDGE_ROWS,
+                           spark_cities=sparkkit.on_spark(request.param, "tianjin"))
     yield running
     running.stop()
 

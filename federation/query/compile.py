@@ -139,6 +139,11 @@ class Dialect:
     def as_number(self, type_name: str, column: str) -> str:
         return as_number(type_name, column)
 
+    def far_literal(self, value: FarDate | FarTimestamp) -> SqlFragment:
+        """A DATE or TIMESTAMP literal outside Python's years 1 to 9999 (or ±infinity)."""
+        type_name = "DATE" if isinstance(value, FarDate) else "TIMESTAMP"
+        return SqlFragment(f"CAST(? AS {type_name})", [str(value)])  # DuckDB's own text
+
 
 DUCKDB = Dialect()
 
@@ -153,7 +158,7 @@ def compile_literal(value: query_pb2.Value, dialect: Dialect = DUCKDB) -> SqlFra
         return SqlFragment(f"CAST(? AS {dialect.type_name(decimal_type(value.decimal_value))})",
                            [python_value])
     if isinstance(python_value, FarDate | FarTimestamp):
-        python_value = str(python_value)  # DuckDB's own text, which it casts back exactly
+        return dialect.far_literal(python_value)
     if kind == "date_value":
         return SqlFragment(f"CAST(? AS {dialect.type_name('DATE')})", [python_value])
     if kind == "timestamp_value":

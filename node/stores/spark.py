@@ -355,10 +355,12 @@ def _source(session, location: str):
 
 
 def _parameter(value: Any) -> Any:
-    """A value to bind: Spark reads DuckDB's far dates and 128-bit integers from their text."""
+    """A value to bind: Spark reads dates, timestamps and 128-bit integers from their text
+    (the plan casts each). A local Spark's bridge would pass a `datetime.date` through
+    `strftime`, which writes the year 1 as `1-01-01`, which Java cannot read."""
     if isinstance(value, int | float | Decimal | str | bool) or value is None:
         return value
-    return value if hasattr(value, "isoformat") else str(value)
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
 def _as_ints(row: tuple, positions: tuple[int, ...]) -> tuple:

@@ -5,7 +5,8 @@ value is still a `?` parameter (`SparkSession.sql(text, args=[...])` binds them 
 literals). Where Spark's SQL means something else than DuckDB's for the same spelling, this
 spells DuckDB's meaning:
 
-- `a / b` is a DOUBLE division that gives ±infinity or NaN for a zero divisor (Spark's raises);
+- `a / b` is a DOUBLE division that gives ±infinity or NaN for a zero divisor of either sign
+  (Spark's raises);
 - `a // b` truncates integers (Spark's `div`), and divides other numbers as DOUBLEs;
 - `date ± n` fails past the last day a DATE holds (Spark's wraps around);
 - `date_diff` counts the boundaries DuckDB counts (Spark's `timestampdiff` counts whole units);
@@ -28,11 +29,12 @@ from cityfed.v1 import query_pb2
 from federation.query.compile import Dialect, SqlFragment, date_part_name, join
 from federation.query.datasets import DATASETS, PERSON_ROW_RANK, Dataset
 from federation.query.typecheck import expression_type
+from federation.query.values import FarDate, FarTimestamp
 
 F = query_pb2.Function
 
 RANKED_SUFFIX = "__ranked"
-_MICROSECONDS = {"week": 7 * 86_400_000_000, "hour": 3_600_000_000}
+_MICROSECONDS = {"hour": 3_600_000_000}
 
 
 def spark_quote(name: str) -> str:
@@ -67,6 +69,14 @@ class SparkDialect(Dialect):
     def integer_sum(self, argument: str) -> str:
         return f"sum(CAST({argument} AS DECIMAL(38,0)))"
 
+    def far_literal(self, value: FarDate | FarTimestamp) -> SqlFragment:
+        """From its day or microsecond number: Spark holds every DATE and TIMESTAMP DuckDB
+        does, ±infinity too, but reads neither `(BC)` nor `infinity` in a literal's text."""
+        if isinstance(value, FarDate):
+            return SqlFragment("date_from_unix_date(CAST(? AS INT))", [value.number])
+        return SqlFragment("CAST(timestamp_micros(CAST(? AS BIGINT)) AS TIMESTAMP_NTZ)",
+                           [value.number])
+
     def as_number(self, type_name: str, column: str) -> str:
         if type_name == "DATE":
             return f"unix_date({column})"
@@ -95,12 +105,15 @@ class SparkDialect(Dialect):
 
 
 def _ieee_division(args: list[SqlFragment]) -> SqlFragment:
-    """DuckDB's DOUBLE division: x / 0 is +∞, -∞ or NaN, where Spark's raises or gives NULL."""
+    """DuckDB's DOUBLE division: x / 0 is +∞, -∞ or NaN, where Spark's raises or gives NULL;
+    the zero's sign counts (1 / -0.0 is -∞), which its text tells (Spark's functions, atan2
+    too, turn -0.0 into 0.0)."""
     left, right = (join("CAST(", [a], "", " AS DOUBLE)") for a in args)
     return SqlFragment(
-        f"(CASE WHEN {right.text} = 0 THEN {left.text} * CAST('Infinity' AS DOUBLE) "
+        f"(CASE WHEN {right.text} = 0 THEN {left.text} * CAST(IF(startswith(CAST("
+        f"{right.text} AS STRING), '-'), '-Infinity', 'Infinity') AS DOUBLE) "
         f"ELSE {left.text} / {right.text} END)",
-        [*right.params, *left.params, *left.params, *right.params])
+        [*right.params, *left.params, *right.params, *left.params, *right.params])
 
 
 def _date_shift(args: list[SqlFragment], types: list, subtract: bool) -> SqlFragment:
@@ -120,18 +133,25 @@ def _date_diff(part: str, start: SqlFragment, end: SqlFragment) -> SqlFragment:
             if part == "year":
                 return join("year(", [x], "", ")")
             per_year = 4 if part == "quarter" else 12
-            return join("(year(", [x, x], f") * {per_year} + {part}(", ")")
+            return join("(year(", [x, x], f") * {per_year} + {part}(", "))")
         return join("CAST((", [number(end), number(start)], " - ", ") AS BIGINT)")
+    days = join("CAST(datediff(", [join("CAST(", [end], "", " AS DATE)"),
+                                   join("CAST(", [start], "", " AS DATE)")], ", ", ") AS BIGINT)")
     if part == "day":
-        return join("CAST(datediff(", [join("CAST(", [end], "", " AS DATE)"),
-                                       join("CAST(", [start], "", " AS DATE)")], ", ",
-                    ") AS BIGINT)")
+        return days
+    if part == "week":  # DuckDB: the days between their dates, in whole weeks towards zero
+        return join("(", [days], "", " div 7)")
     size = _MICROSECONDS[part]
-    if part == "week":  # DuckDB: whole weeks between them, truncated towards zero
-        return join("((", [_micros(end), _micros(start)], " - ", f") div {size})")
-    # hour: the hour boundaries crossed, DuckDB dividing each side's microseconds by an hour
-    return join("(", [join("", [_micros(end)], "", f" div {size}"),
-                      join("", [_micros(start)], "", f" div {size}")], " - ", ")")
+    # hour: the hour boundaries crossed: each side's hour, its microseconds divided by an hour
+    # rounding down (also before 1970, where `div` would round towards zero)
+    return join("(", [_floor_div(_micros(end), size), _floor_div(_micros(start), size)],
+                " - ", ")")
+
+
+def _floor_div(micros: SqlFragment, size: int) -> SqlFragment:
+    x = micros.text
+    return SqlFragment(f"(({x} div {size}) - CASE WHEN {x} < 0 AND pmod({x}, {size}) <> 0 "
+                       "THEN 1 ELSE 0 END)", micros.params * 3)
 
 
 def ranked_view_sql(name: str, seed: int) -> str:
