@@ -221,6 +221,17 @@ def test_generated_queries_match_central_duckdb(region, generated):
     assert_same_rows(answer.table.rows, region.central.execute(sql).fetchall(), ordered)
 
 
+@sparkkit.needs_spark
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(generated=queries())
+def test_generated_queries_with_a_city_on_spark_match_central_duckdb(spark_region, generated):
+    sql, ordered = generated
+    answer = spark_region.ask(sql)
+    assert answer.complete, answer.outcomes
+    assert_same_rows(answer.table.rows, spark_region.central.execute(sql).fetchall(), ordered)
+
+
 # DuckDB's meaning at the edges: rows no generator writes, planted in some of the cities.
 # A fare of 0 makes `fare / fare` NaN and `1e0 / fare` infinite. Line LX holds only NaN in
 # beijing and only numbers in tianjin; dates and timestamps lie before year 1 and after 9999.

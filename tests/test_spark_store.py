@@ -15,19 +15,10 @@ from federation.query.sql import parse_query
 from node.compile import compile_plan
 from node.ingest import IngestMode
 from tests import sparkkit
-from tests.conftest import CITIES
 from tests.regionkit import aggregate, assert_same_rows
 from tests.test_oracle import BATTERY
 
 pytestmark = sparkkit.needs_spark
-
-
-@pytest.fixture(scope="module")
-def spark_region(tmp_path_factory):
-    running = sparkkit.start_mixed_region(tmp_path_factory.mktemp("spark-region"), CITIES,
-                                          rows=1_500)
-    yield running
-    running.stop()
 
 
 def spark_store(region):
