@@ -66,8 +66,8 @@ class SparkBenchConfig:
 SPARK_FULL = SparkBenchConfig("spark", (1_000_000, 10_000_000),
                               ((1_000_000, 20), (10**12, 10)), warmup=3,
                               people_per_city=20_000, bare_runs=20)
-SPARK_QUICK = SparkBenchConfig("spark-quick", (20_000,), ((10**12, 3),), warmup=1,
-                               people_per_city=2_000, bare_runs=3)
+SPARK_QUICK = SparkBenchConfig("spark-quick", (20_000,), ((10**12, 2),), warmup=1,
+                               people_per_city=2_000, bare_runs=2)
 
 
 @dataclass
