@@ -73,6 +73,16 @@ def test_list_datasets_counts_rows_once_per_cache_period(spark_region, monkeypat
     assert len(jobs) == 2  # counted again once the period is over
 
 
+def test_a_spark_node_closing_leaves_the_process_spark_to_the_others(spark_region):
+    from node.stores.spark import SparkStore
+
+    other = SparkStore.open(spark_region.nodes[sparkkit.SPARK_CITY].config)
+    other.close()
+    assert spark_store(spark_region).row_counts()["population"] > 0
+    answer = spark_region.ask("SELECT count(*) FROM population", cities=(sparkkit.SPARK_CITY,))
+    assert answer.complete, answer.outcomes
+
+
 def test_a_spark_node_refuses_loads_and_says_whose_they_are(spark_region, tmp_path):
     with pytest.raises(ReadOnlyStore, match="city's own pipeline"):
         spark_store(spark_region).ingest("population", tmp_path / "x.csv", IngestMode.REPLACE)

@@ -121,6 +121,28 @@ def _spark_session(config: NodeConfig, *, ansi: bool):
     return session
 
 
+# The stores open on the process's local Spark: stopping a session of it stops the whole
+# Spark, so the last store to close stops it, and a store closing beside others leaves it.
+_local_lock = threading.Lock()
+_local_stores = 0
+
+
+def _hold_local() -> None:
+    global _local_stores
+    with _local_lock:
+        _local_stores += 1
+
+
+def _release_local(session) -> None:
+    global _local_stores
+    with _local_lock:
+        _local_stores -= 1
+        if _local_stores <= 0:
+            _local_stores = 0
+            with contextlib.suppress(Exception):
+                session.stop()
+
+
 def rank_seed(state_dir: Path) -> int:
     """The node's secret seed for the order of each person's rows (kept in its state folder,
     so that the order is the same after a restart)."""
@@ -173,6 +195,8 @@ class SparkStore:
         try:
             exact = _spark_session(config, ansi=True)
             private = _spark_session(config, ansi=False)
+            if not config.spark_remote:
+                _hold_local()
             return cls(exact, private, config.spark_datasets, seed=rank_seed(config.state_path),
                        max_result_groups=config.max_result_groups,
                        max_query_seconds=config.max_query_seconds,
@@ -189,11 +213,14 @@ class SparkStore:
         return DIALECT
 
     def close(self) -> None:
-        if self._owns_sessions:
-            with contextlib.suppress(Exception):
-                self._private.stop() if self._private is not self._exact else None
-            with contextlib.suppress(Exception):
-                self._exact.stop()
+        if not self._owns_sessions:
+            return
+        if _is_connect(self._exact):
+            for session in (self._private, self._exact):
+                with contextlib.suppress(Exception):
+                    session.stop()
+        else:
+            _release_local(self._exact)
 
     def stop_all(self, kind: type[CityfedError], why: str) -> None:
         with self._idle:
