@@ -54,6 +54,14 @@ def test_spark_bench_compares_the_stores_and_measures_a_jobs_fixed_cost(spark_ou
     (bare,) = results["bare_spark"]
     assert bare["least job (range(2).count())"]["jobs_per_run"] >= 1
     assert results["model"]["fixed_ms"]["spark"]
+    # The deployed policy's private answers on both stores, nodes restarted with it.
+    assert "## Private answers" in report
+    private = set(results["settings"]["private_questions"])
+    assert {"by_hour (private)", "global_sum (private)"} == private
+    assert {(r["question"], r["store"]) for r in results["runs"]
+            if r["n"] > 0 and r["question"] in private} == {
+        (q, s) for q in private for s in ("duckdb", "spark")}
+    assert len(results["private_groups"]) == len(private)
 
 
 @pytest.mark.timeout(360)

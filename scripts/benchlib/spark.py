@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from benchlib.measure import Federation
-from benchlib.queries import COMPARED, SMALL, TINY, Query, same_rows
+from benchlib.queries import BY_HOUR, COMPARED, GLOBAL_PRIVATE, SMALL, TINY, Query, same_rows
 from benchlib.stats import Samples, ratio, timed
-from benchlib.workdir import EXACT_POLICY
+from benchlib.workdir import BENCH_DEMO_POLICY, EXACT_POLICY
 from federation.coordination.coordinator import Coordinator
 from federation.synthetic.local_region import (
     AUTHORITY,
@@ -47,6 +47,8 @@ NODE_THREADS = 2  # DuckDB's threads: the cores local[2] gives Spark
 # A question no row matches: what a question costs on each store when there is nothing to add.
 EMPTY = Query("empty", "SELECT count(*) AS trips FROM transit_trips WHERE fare < 0")
 QUESTIONS = (*COMPARED, SMALL, TINY, EMPTY)
+# Under the deployed policy (min and max are refused in a private answer).
+PRIVATE_QUESTIONS = (BY_HOUR, GLOBAL_PRIVATE)
 READY = "ready.json"
 
 
@@ -93,6 +95,7 @@ class SparkResults:
     data: list[dict] = field(default_factory=list)
     runs: list[StoreRun] = field(default_factory=list)
     matches: list[dict] = field(default_factory=list)  # per size and question
+    private_groups: list[dict] = field(default_factory=list)  # groups each store released
     starts: list[dict] = field(default_factory=list)  # node start and first question
     bare: list[dict] = field(default_factory=list)  # Spark's trivial jobs, in process
     seconds: float = 0.0
@@ -112,6 +115,7 @@ class SparkResults:
         return {"mode": self.mode, "machine": self.machine, "settings": self.settings,
                 "note": self.note, "seconds": round(self.seconds, 1), "data": self.data,
                 "starts": self.starts, "bare_spark": self.bare, "matches": self.matches,
+                "private_groups": self.private_groups,
                 "runs": [r.to_json() for r in self.runs]}
 
 
@@ -172,7 +176,9 @@ def run_spark_bench(config: SparkBenchConfig, work: Path, machine: dict[str, Any
         "sizes": list(config.sizes), "warmup": config.warmup,
         "rounds": ", ".join(f"≤{limit:,} rows: {r}" for limit, r in config.rounds),
         "spark_master": SPARK_MASTER, "duckdb_threads": NODE_THREADS,
-        "questions": {q.name: q.sql for q in QUESTIONS}, "policy": "exact (row grant)"},
+        "questions": {q.name: q.sql for q in QUESTIONS}, "policy": "exact (row grant)",
+        "private_questions": {private_name(q): q.sql for q in PRIVATE_QUESTIONS},
+        "private_policy": BENCH_DEMO_POLICY},
         note=note)
     results.machine["started"] = datetime.now(UTC).isoformat(timespec="seconds")
     started = time.perf_counter()
@@ -189,8 +195,14 @@ def run_spark_bench(config: SparkBenchConfig, work: Path, machine: dict[str, Any
     return results
 
 
+def write_policies(directory: Path, text: str) -> None:
+    for city in STORES:
+        (directory / f"{city}.policy.toml").write_text(text)
+
+
 def measure_size(config: SparkBenchConfig, directory: Path, rows: int, results: SparkResults,
                  log) -> None:
+    write_policies(directory, EXACT_POLICY)
     fresh_endpoints(directory)
     manifest, identity = RegionDirectory(directory).open_as(AUTHORITY)
     with ExitStack() as stack:
@@ -230,6 +242,47 @@ def measure_size(config: SparkBenchConfig, directory: Path, rows: int, results: 
             spark = results.p50(query.name, "spark", rows)
             log(f"  {query.name:9} duckdb p50 {duck:9.1f} ms, spark p50 {spark:9.1f} ms, "
                 f"{ratio(spark, duck):6.1f}×")
+    measure_private(config, directory, rows, results, log)
+
+
+def measure_private(config: SparkBenchConfig, directory: Path, rows: int,
+                    results: SparkResults, log) -> None:
+    """The deployed policy's private answers (each person's rows bounded, values clamped, noise
+    added), nodes restarted with it: noisy, so only their released groups are compared."""
+    write_policies(directory, BENCH_DEMO_POLICY)
+    fresh_endpoints(directory)  # and a fresh privacy budget
+    manifest, identity = RegionDirectory(directory).open_as(AUTHORITY)
+    try:
+        with (Coordinator(manifest, identity, city_timeout=600) as coordinator,
+              start_local_region(directory, tuple(STORES))):
+            federations = {city: Federation(coordinator, (city,)) for city in STORES}
+            for query in PRIVATE_QUESTIONS:
+                for _ in range(config.warmup):
+                    keys = {city: sorted(str(row[:query.keys]) for row in f.run(query.sql))
+                            for city, f in federations.items()}
+                results.private_groups.append({
+                    "rows": rows, "question": private_name(query),
+                    "same_groups": keys[SPARK_CITY] == keys[DUCKDB_CITY],
+                    "groups": {STORES[c]: len(k) for c, k in keys.items()}})
+            rounds = max(2, config.rounds_for(rows) // 2)
+            log(f"{rows:,} rows, private answers: {len(PRIVATE_QUESTIONS)} questions × "
+                f"{rounds} rounds, alternating")
+            for number in range(rounds):
+                for query in PRIVATE_QUESTIONS:
+                    for city in tuple(STORES)[::1 if number % 2 == 0 else -1]:
+                        _, ms = timed(federations[city].run, query.sql)
+                        results.run(private_name(query), STORES[city], rows).samples.add(ms)
+            for query in PRIVATE_QUESTIONS:
+                duck = results.p50(private_name(query), "duckdb", rows)
+                spark = results.p50(private_name(query), "spark", rows)
+                log(f"  {private_name(query):20} duckdb p50 {duck:9.1f} ms, spark p50 "
+                    f"{spark:9.1f} ms, {ratio(spark, duck):6.1f}×")
+    finally:
+        write_policies(directory, EXACT_POLICY)
+
+
+def private_name(query: Query) -> str:
+    return f"{query.name} (private)"
 
 
 def bare_spark(directory: Path, rows: int, runs: int, log) -> dict[str, Any]:

@@ -118,6 +118,7 @@ def markdown(results: SparkResults) -> str:
             lines.append(f"| {rows:,} | {q.name} | {_ms(d.p50)} | {_ms(d.p99)} | "
                          f"**{_ms(s.p50)}** | {_ms(s.p99)} | {ratio(s.p50, d.p50):.1f}× | "
                          f"{_ms(s.p50 - d.p50)} |")
+    lines += private_section(results, sizes)
     lines += fixed_cost_section(results, sizes)
     lines += cluster_section(results, sizes)
     return "\n".join(lines) + "\n"
@@ -160,10 +161,48 @@ def summary(results: SparkResults, sizes: list[int]) -> list[str]:
                      f"{ratio(spark_fixed, results.p50('by_hour', 'spark', large)):.0%} at "
                      f"{large:,}; per row, Spark on these two cores is "
                      f"{ratio(spark_per, duck_per):.0f}× slower than DuckDB.")
+        private = next(iter(results.settings.get("private_questions", {})), None)
+        if private is not None:
+            spark, duck = (results.p50(private, store, large) for store in ("spark", "duckdb"))
+            lines.append(f"- Private answers cost Spark more: `{private}` takes {_ms(spark)} ms "
+                         f"on Spark against {_ms(duck)} ms on DuckDB at {large:,} rows "
+                         f"({ratio(spark, duck):.0f}×), since Spark ranks each person's rows at "
+                         "every private question where DuckDB stored the rank at load.")
         lines.append("- A cluster divides the per-row part by its cores and leaves the fixed part "
                      "(see What a cluster changes): a city on Spark is for data beyond one "
                      "machine, not for speed on small questions.")
     return [*lines, ""]
+
+
+def private_section(results: SparkResults, sizes: list[int]) -> list[str]:
+    names = list(results.settings.get("private_questions", {}))
+    if not names:
+        return []
+    lines = ["", "## Private answers", "",
+             "The same two nodes restarted under the deployed policy (the `aggregate` level: "
+             "each person's rows bounded to the policy's rows per person, values clamped, noise "
+             "added, groups released by a noisy threshold; a budget large enough for the bench), "
+             "asked alternately. A DuckDB node stores each row's per-person rank with the rows "
+             "when they are loaded, so bounding is a filter; a Spark node reads the city's "
+             "tables as they are and ranks each person's rows (a window over the dataset) at "
+             "every private question. The last column says whether both released the same "
+             "groups in the last unmeasured answer: a group near the threshold may be released "
+             "by one and not the other, since each draws its own noise.", "",
+             "| rows | question | DuckDB p50 | DuckDB p99 | Spark p50 | Spark p99 | Spark / "
+             "DuckDB | same groups released |", "|---|---|---|---|---|---|---|---|"]
+    for rows in sizes:
+        for name in names:
+            d = results.run(name, "duckdb", rows).samples
+            s = results.run(name, "spark", rows).samples
+            same = next((g["same_groups"] for g in results.private_groups
+                         if (g["rows"], g["question"]) == (rows, name)), None)
+            lines.append(f"| {rows:,} | {name} | {_ms(d.p50)} | {_ms(d.p99)} | "
+                         f"**{_ms(s.p50)}** | {_ms(s.p99)} | {ratio(s.p50, d.p50):.1f}× | "
+                         f"{'yes' if same else 'no' if same is not None else '—'} |")
+    lines += ["", "| question | SQL |", "|---|---|"]
+    lines += [f"| {name} | `{sql}` |"
+              for name, sql in results.settings["private_questions"].items()]
+    return lines
 
 
 def fixed_cost_section(results: SparkResults, sizes: list[int]) -> list[str]:
