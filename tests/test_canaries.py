@@ -288,12 +288,16 @@ def _ask_everywhere(region: RunningRegion, member: str, coordinator: Coordinator
             except grpc.RpcError as error:
                 found.errors.append((member, "node", sql, _status_text(error)))
                 found.statuses.append((member, sql, error.code()))
-            try:
-                answer = coordinator.ask_sql(sql, purpose=PURPOSE)
-                _answered(found, member, sql, repr(answer.table.rows))
-                found.errors += [(member, "coordinator", sql, o.detail) for o in answer.outcomes]
-            except CityfedError as error:
-                found.errors.append((member, "coordinator", sql, str(error)))
+            # On Spark only the node's and the gateway's answers are read: the gateway asks
+            # through a coordinator of its own, and the store's part is the node's.
+            if found.store != "spark":
+                try:
+                    answer = coordinator.ask_sql(sql, purpose=PURPOSE)
+                    _answered(found, member, sql, repr(answer.table.rows))
+                    found.errors += [(member, "coordinator", sql, o.detail)
+                                     for o in answer.outcomes]
+                except CityfedError as error:
+                    found.errors.append((member, "coordinator", sql, str(error)))
             try:
                 reply = federation.FederatedAggregate(federation_pb2.FederatedAggregateRequest(
                     sql=sql, purpose=PURPOSE), timeout=30)
@@ -329,6 +333,8 @@ def test_no_error_a_node_returns_carries_a_value(seen):
 
 
 def test_no_error_the_coordinator_raises_carries_a_value(seen):
+    if seen.store == "spark":
+        pytest.skip("on Spark the coordinator's errors are read through the gateway's")
     assert _carrying_a_value(_errors(seen, "coordinator")) == []
 
 

@@ -222,7 +222,7 @@ def test_generated_queries_match_central_duckdb(region, generated):
 
 
 @sparkkit.needs_spark
-@settings(max_examples=60, deadline=None,
+@settings(max_examples=30, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(generated=queries())
 def test_generated_queries_with_a_city_on_spark_match_central_duckdb(spark_region, generated):

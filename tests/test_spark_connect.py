@@ -22,8 +22,9 @@ from tests.test_oracle import BATTERY
 pytestmark = sparkkit.needs_spark
 
 # The battery's kinds of question: counts, groups, sums and averages of decimals, integer
-# division of a date_diff, date_trunc, year() of NULLs, HAVING, ORDER BY with LIMIT/OFFSET.
-CONNECT_BATTERY = [BATTERY[i] for i in (0, 1, 3, 4, 5, 7, 10, 13, 16, 19, 21, 22, 32)]
+# division of a date_diff, date_trunc, year() of NULLs, HAVING, ORDER BY with LIMIT/OFFSET
+# (the whole battery runs on a local Spark in test_spark_store: a few suffice for Connect).
+CONNECT_BATTERY = [BATTERY[i] for i in (1, 4, 5, 7, 13, 16, 19, 21)]
 
 
 @pytest.fixture(scope="module")
