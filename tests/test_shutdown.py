@@ -268,6 +268,7 @@ def test_sigterm_while_queries_run_every_caller_gets_an_answer_or_unavailable(re
     assert grpc.StatusCode.UNAVAILABLE in codes  # asked after the node had gone
 
 
+# Two moments a Python signal handler gets wrong, each in a process of its own.
 SIGNAL_WHILE_THE_MAIN_THREAD_HOLDS_THE_EVENTS_LOCK = """
 import os, signal
 from federation.serving.signals import stop_on_signal
@@ -277,14 +278,33 @@ with stop._cond:  # where the main thread is for a moment as it begins to wait
     sum(range(100_000))  # bytecodes: a Python signal handler runs between two of them
 print("stopped" if stop.wait(10) else "not stopped")
 """
+SIGNAL_DELIVERED_TO_ANOTHER_THREAD = """
+import signal, threading, time
+from federation.serving.signals import stop_on_signal
+stop = stop_on_signal()
+
+def another_thread():  # as the kernel may pick one of gRPC's threads for a SIGTERM
+    time.sleep(0.2)
+    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+    time.sleep(60)
+
+threading.Thread(target=another_thread, daemon=True).start()
+stop.wait()  # blocked: no bytecode runs here until something sets the event
+print("stopped")
+"""
 
 
-def test_a_signal_arriving_as_the_node_begins_to_wait_stops_it():
-    """A handler that set the Event itself deadlocked here, as a node did when SIGTERM came
-    right after it printed its address."""
-    done = subprocess.run(
-        [sys.executable, "-c", SIGNAL_WHILE_THE_MAIN_THREAD_HOLDS_THE_EVENTS_LOCK],
-        capture_output=True, text=True, timeout=30, cwd=Path(__file__).resolve().parents[1])
+@pytest.mark.parametrize("script", [SIGNAL_WHILE_THE_MAIN_THREAD_HOLDS_THE_EVENTS_LOCK,
+                                    SIGNAL_DELIVERED_TO_ANOTHER_THREAD],
+                         ids=["as-the-wait-begins", "in-another-thread"])
+def test_a_signal_stops_the_node_whenever_and_wherever_it_lands(script):
+    """Before, the first deadlocked (the handler set the Event itself) and the second never woke
+    the main thread (the handler ran only there): nodes that did not stop on SIGTERM."""
+    try:
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              timeout=30, cwd=Path(__file__).resolve().parents[1])
+    except subprocess.TimeoutExpired:
+        pytest.fail("the process did not stop on SIGTERM")
     assert done.stdout.strip() == "stopped", done.stderr
 
 

@@ -1,19 +1,25 @@
 """What a server process does on SIGINT, SIGTERM and SIGHUP.
 
-A Python signal handler runs in the main thread between two bytecodes, possibly while that thread
-holds a lock the handler's action needs: the main thread waiting on an Event holds the Event's
-own lock for a moment, and a SIGTERM landing then, which sets that Event, deadlocks the process
-for good. So the handlers here only write the signal's number to a pipe, and a thread of their
-own reads it and acts, taking whatever locks it needs like any other thread.
+Two traps of Python's signal handling are avoided here. A Python handler runs only in the main
+thread, between two bytecodes: one that acted itself could run while the main thread holds a
+lock the action needs (waiting on an Event holds the Event's own lock for a moment) and deadlock
+the process. And a signal the kernel delivers to another thread (gRPC's, DuckDB's) never wakes
+a main thread blocked in a wait, so its handler would not run until the wait ended.
+
+So the Python handlers do nothing, and a thread of our own acts instead: Python's C-level
+handler, in whatever thread the signal lands, writes the signal's number to the wakeup file
+descriptor (`signal.set_wakeup_fd`), and that thread reads it there.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import threading
 from collections.abc import Callable
+
+_actions: dict[int, list[Callable[[], None]]] = {}
+_started = threading.Lock()
 
 
 class StopSignal(threading.Event):
@@ -31,10 +37,10 @@ class StopSignal(threading.Event):
 
 
 def stop_on_signal() -> StopSignal:
-    """A StopSignal for SIGINT and SIGTERM; install it before a server starts, so that a signal
-    arriving at any moment stops the server cleanly."""
+    """A StopSignal for SIGINT and SIGTERM; install it (from the main thread) before a server
+    starts, so that a signal arriving at any moment stops the server cleanly."""
     stop = StopSignal()
-    _relay((signal.SIGINT, signal.SIGTERM), stop.received)
+    _on((signal.SIGINT, signal.SIGTERM), stop.received)
     return stop
 
 
@@ -44,27 +50,35 @@ def reload_on_hangup() -> list[Callable[[], None]]:
     actions: list[Callable[[], None]] = []
 
     def run() -> None:
-        for action in actions:
+        for action in list(actions):
             action()
 
-    _relay((signal.SIGHUP,), run)
+    _on((signal.SIGHUP,), run)
     return actions
 
 
-def _relay(signals: tuple[signal.Signals, ...], action: Callable[[], None]) -> None:
+def _on(signals: tuple[signal.Signals, ...], action: Callable[[], None]) -> None:
+    with _started:
+        if not _actions:
+            _start_relay()
+        for signum in signals:
+            _actions.setdefault(signum, []).append(action)
+            signal.signal(signum, _ignore_here)
+
+
+def _ignore_here(_signum: int, _frame) -> None:
+    """The relay thread acts; a handler must exist for the C-level one to write the number."""
+
+
+def _start_relay() -> None:
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)
+    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
 
-    def received(signum: int, _frame) -> None:
-        with contextlib.suppress(BlockingIOError):  # a full pipe holds signals enough to act on
-            os.write(write_end, bytes((signum,)))
-
-    def act() -> None:
+    def relay() -> None:
         while True:
-            for _ in os.read(read_end, 64):
-                action()
+            for signum in os.read(read_end, 64):
+                for action in _actions.get(signum, ()):
+                    action()
 
-    threading.Thread(target=act, name=f"signals-{'-'.join(s.name for s in signals)}",
-                     daemon=True).start()
-    for signum in signals:
-        signal.signal(signum, received)
+    threading.Thread(target=relay, name="signals", daemon=True).start()
