@@ -5,6 +5,7 @@ Skipped without Java and pyspark's `spark` extra (tests/sparkkit.py says how to 
 
 from __future__ import annotations
 
+import os
 import time
 
 import grpc
@@ -29,6 +30,10 @@ CONNECT_BATTERY = [BATTERY[i] for i in (1, 4, 5, 7, 13, 16, 19, 21)]
 
 @pytest.fixture(scope="module")
 def connect_region(tmp_path_factory):
+    # A Spark Connect session marks the whole process as in Connect mode (pyspark sets
+    # SPARK_CONNECT_MODE_ENABLED and SPARK_REMOTE in os.environ), which a node process, one
+    # store, never minds; the local Spark the other test modules share in this process does.
+    environment = dict(os.environ)
     server = sparkkit.ConnectServer(tmp_path_factory.mktemp("spark-connect"))
     try:
         running = sparkkit.start_mixed_region(tmp_path_factory.mktemp("connect-region"),
@@ -39,6 +44,8 @@ def connect_region(tmp_path_factory):
             running.stop()
     finally:
         server.stop()
+        os.environ.clear()
+        os.environ.update(environment)
 
 
 def store_of(region):
