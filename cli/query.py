@@ -16,7 +16,7 @@ from rich.table import Table as RichTable
 
 from cli.arguments import add_identity_arguments, open_region
 from cli.exits import EXIT_INCOMPLETE
-from federation.coordination.answers import answer_to_json, json_value, write_csv
+from federation.coordination.answers import answer_to_json, budget_rows, json_value, write_csv
 from federation.coordination.coordinator import (
     CityOutcome,
     CityStatus,
@@ -91,17 +91,7 @@ def run_budget(args: argparse.Namespace, out: io.TextIOBase, err: io.TextIOBase)
         raise InvalidArgument(f"purpose {args.purpose[:64]!r} is not registered in the manifest")
     with Coordinator(manifest, identity) as coordinator:
         found = coordinator.catalogs(args.purpose, cities, timeout=args.timeout)
-    rows = []
-    for city, catalog, why in found:
-        if catalog is None:
-            rows.append({"city": city, "error": why})
-            continue
-        b = catalog.budget
-        rows.append({"city": city, "purpose": b.purpose, "period": b.period,
-                     "epsilon_limit": b.epsilon_limit, "epsilon_spent": b.epsilon_spent,
-                     "epsilon_left": max(0.0, b.epsilon_limit - b.epsilon_spent),
-                     "delta_limit": b.delta_limit, "delta_spent": b.delta_spent,
-                     "epsilon_per_question": b.epsilon_per_question, "resets_at": b.resets_at})
+    rows = budget_rows(found)
     if args.json:
         out.write(json.dumps(rows, indent=2) + "\n")
     else:

@@ -1,7 +1,7 @@
 """A federated answer as strict JSON (what `cityfed query --json` prints and the console
-serves), as CSV, and the check of a saved answer holding only the manifest: each city's receipt
-against the plan and response bytes it covers (docs/audit.md, "Receipts"), and that the cities'
-partials merge to the saved answer."""
+serves), as CSV, each city's privacy budget as rows, and the check of a saved answer holding only
+the manifest: each city's receipt against the plan and response bytes it covers (docs/audit.md,
+"Receipts"), and that the cities' partials merge to the saved answer."""
 
 from __future__ import annotations
 
@@ -180,3 +180,20 @@ def _bytes(text: Any, what: str) -> bytes:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise ReceiptInvalid(f"the {what} is not base64") from None
+
+
+def budget_rows(found) -> list[dict[str, Any]]:
+    """Each city's privacy budget for a purpose, from `Coordinator.catalogs`, as `cityfed budget
+    --json` prints it and the console shows it; a city that did not answer, with why."""
+    rows = []
+    for city, catalog, why in found:
+        if catalog is None:
+            rows.append({"city": city, "error": why})
+            continue
+        b = catalog.budget
+        rows.append({"city": city, "purpose": b.purpose, "period": b.period,
+                     "epsilon_limit": b.epsilon_limit, "epsilon_spent": b.epsilon_spent,
+                     "epsilon_left": max(0.0, b.epsilon_limit - b.epsilon_spent),
+                     "delta_limit": b.delta_limit, "delta_spent": b.delta_spent,
+                     "epsilon_per_question": b.epsilon_per_question, "resets_at": b.resets_at})
+    return rows

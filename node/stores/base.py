@@ -3,7 +3,9 @@ linkage and the backup call these methods and nothing else."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -71,3 +73,42 @@ class Store(Protocol):
 
     def close(self) -> None:
         ...
+
+
+class WorkUnderWay:
+    """The queries and loads a store runs, so that a node that stops can stop them: each store
+    runs its work inside `_stoppable`, with how to stop it."""
+
+    def __init__(self) -> None:
+        self._running: dict[Callable[[CityfedError], object], str] = {}
+        self._stopping: tuple[type[CityfedError], str] | None = None
+        self._idle = threading.Condition()
+
+    def stop_all(self, kind: type[CityfedError], why: str) -> None:
+        """Stop every query and load under way, and refuse any from now on, with a `kind` error
+        saying `why`: queries are interrupted, loads roll back unless they are committing."""
+        with self._idle:
+            self._stopping = (kind, why)
+            running = list(self._running.items())
+        for stop, what in running:
+            stop(kind(f"{what}: {why}"))
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no query or load is under way; False if some still is after `timeout`."""
+        with self._idle:
+            return self._idle.wait_for(lambda: not self._running, timeout)
+
+    @contextlib.contextmanager
+    def _stoppable(self, what: str, stop: Callable[[CityfedError], object]) -> Iterator[None]:
+        """Run work that stop_all stops by calling `stop(error)`; `what` it was, the error says."""
+        with self._idle:
+            if self._stopping is not None:
+                kind, why = self._stopping
+                raise kind(f"{what}: {why}")
+            self._running[stop] = what
+        try:
+            yield
+        finally:
+            with self._idle:
+                del self._running[stop]
+                self._idle.notify_all()

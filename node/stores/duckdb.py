@@ -3,13 +3,12 @@ sandboxed queries under deadlines, atomic loads."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -33,12 +32,12 @@ from federation.query.values import decode_temporal
 from node.compile import CompiledKeys, CompiledPlan, PrivatePlan
 from node.deadlines import WATCHDOG
 from node.ingest import IngestMode, IngestResult, Load, add_rank_column, load_into
-from node.stores.base import OnCancel
+from node.stores.base import OnCancel, WorkUnderWay
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-class DuckDBStore:
+class DuckDBStore(WorkUnderWay):
     def __init__(self, database: Path, *, memory_limit: str = "2GB", threads: int = 2,
                  max_result_groups: int = 100_000) -> None:
         database.parent.mkdir(parents=True, exist_ok=True)
@@ -50,9 +49,7 @@ class DuckDBStore:
         self._max_result_groups = max_result_groups
         self._load_locks = {name: threading.Lock() for name in DATASETS}
         # The queries and loads under way, each with what stops it (see stop_all).
-        self._running: dict[Callable[[CityfedError], object], str] = {}
-        self._stopping: tuple[type[CityfedError], str] | None = None
-        self._idle = threading.Condition()
+        super().__init__()
         try:
             for dataset in DATASETS.values():
                 self._connection.execute(create_table_sql(dataset))
@@ -69,35 +66,6 @@ class DuckDBStore:
 
     def close(self) -> None:
         self._connection.close()
-
-    def stop_all(self, kind: type[CityfedError], why: str) -> None:
-        """Stop every query and load under way, and refuse any from now on, with a `kind` error
-        saying `why`: queries are interrupted, loads roll back unless they are committing."""
-        with self._idle:
-            self._stopping = (kind, why)
-            running = list(self._running.items())
-        for stop, what in running:
-            stop(kind(f"{what}: {why}"))
-
-    def wait_idle(self, timeout: float) -> bool:
-        """Wait until no query or load is under way; False if some still is after `timeout`."""
-        with self._idle:
-            return self._idle.wait_for(lambda: not self._running, timeout)
-
-    @contextlib.contextmanager
-    def _stoppable(self, what: str, stop: Callable[[CityfedError], object]) -> Iterator[None]:
-        """Run work that stop_all stops by calling `stop(error)`; `what` it was, the error says."""
-        with self._idle:
-            if self._stopping is not None:
-                kind, why = self._stopping
-                raise kind(f"{what}: {why}")
-            self._running[stop] = what
-        try:
-            yield
-        finally:
-            with self._idle:
-                del self._running[stop]
-                self._idle.notify_all()
 
     def row_counts(self) -> dict[str, int]:
         cursor = self._connection.cursor()

@@ -19,7 +19,6 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,7 @@ from node.compile import CompiledKeys, CompiledPlan, PrivatePlan
 from node.config import NodeConfig
 from node.deadlines import WATCHDOG
 from node.ingest import IngestMode, IngestResult, Load
-from node.stores.base import OnCancel
+from node.stores.base import OnCancel, WorkUnderWay
 from node.stores.spark_dialect import RANKED_SUFFIX, SparkDialect, ranked_view_sql, spark_quote
 
 log = logging.getLogger(__name__)
@@ -157,7 +156,7 @@ def rank_seed(state_dir: Path) -> int:
         return seed
 
 
-class SparkStore:
+class SparkStore(WorkUnderWay):
     """The city's datasets in its Spark, read through the node's own views."""
 
     engine = "spark"
@@ -175,9 +174,7 @@ class SparkStore:
         self._counting = threading.Lock()
         self._counts: dict[str, int] | None = None
         self._counted_at = 0.0
-        self._running: dict[Callable[[CityfedError], object], str] = {}
-        self._stopping: tuple[type[CityfedError], str] | None = None
-        self._idle = threading.Condition()
+        super().__init__()
         for session in (exact, private):
             for name, location in self._locations.items():
                 _source(session, location).createOrReplaceTempView(name)
@@ -221,31 +218,6 @@ class SparkStore:
                     session.stop()
         else:
             _release_local(self._exact)
-
-    def stop_all(self, kind: type[CityfedError], why: str) -> None:
-        with self._idle:
-            self._stopping = (kind, why)
-            running = list(self._running.items())
-        for stop, what in running:
-            stop(kind(f"{what}: {why}"))
-
-    def wait_idle(self, timeout: float) -> bool:
-        with self._idle:
-            return self._idle.wait_for(lambda: not self._running, timeout)
-
-    @contextlib.contextmanager
-    def _stoppable(self, what: str, stop: Callable[[CityfedError], object]) -> Iterator[None]:
-        with self._idle:
-            if self._stopping is not None:
-                kind, why = self._stopping
-                raise kind(f"{what}: {why}")
-            self._running[stop] = what
-        try:
-            yield
-        finally:
-            with self._idle:
-                del self._running[stop]
-                self._idle.notify_all()
 
     def row_counts(self) -> dict[str, int]:
         """The datasets' row counts, counted at most once every `count_cache_seconds`: a count

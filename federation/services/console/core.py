@@ -22,7 +22,7 @@ from cityfed.v1 import node_pb2, node_pb2_grpc
 from cryptography import x509
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from federation.coordination.answers import answer_to_json, verify_saved_answer
+from federation.coordination.answers import answer_to_json, budget_rows, verify_saved_answer
 from federation.coordination.coordinator import CityStatus, Coordinator
 from federation.errors import InvalidArgument
 from federation.linkage.asker import run_linkage
@@ -283,18 +283,7 @@ class Console:
 
     def budget(self, purpose: str) -> dict[str, Any]:
         self._check_purpose(purpose)
-        rows = []
-        for city, catalog, why in self.coordinator.catalogs(purpose):
-            if catalog is None:
-                rows.append({"city": city, "error": why})
-                continue
-            b = catalog.budget
-            rows.append({"city": city, "purpose": b.purpose, "period": b.period,
-                         "epsilon_limit": b.epsilon_limit, "epsilon_spent": b.epsilon_spent,
-                         "epsilon_left": max(0.0, b.epsilon_limit - b.epsilon_spent),
-                         "epsilon_per_question": b.epsilon_per_question,
-                         "delta_limit": b.delta_limit, "delta_spent": b.delta_spent,
-                         "resets_at": b.resets_at})
+        rows = budget_rows(self.coordinator.catalogs(purpose))
         return {"purpose": purpose, "member": self.member, "cities": rows}
 
     # Audit -------------------------------------------------------------------------------------
